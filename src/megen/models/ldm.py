@@ -1,0 +1,385 @@
+"""The staged latent diffusion model: one interface for every backend.
+
+A :class:`StagedLDM` exposes the stages of DESIGN.md section 1 as separate, pure methods so that
+the plan engine can run each one on a different node:
+
+============  =====================================  ======================================
+stage         method                                 output
+============  =====================================  ======================================
+``T``         :meth:`StagedLDM.encode_text`          :class:`TextCondition`
+``E``         :meth:`StagedLDM.encode_image`         scaled latent ``[B, c, h, w]``
+``Z``         :meth:`StagedLDM.noise`                latent at the strength's first step
+``D[a:b]``    :meth:`StagedLDM.denoise`              latent after steps ``a..b`` of ``N``
+``G``         :meth:`StagedLDM.decode`               image ``[B, C, H, W]`` in ``[0, 1]``
+``K``         :meth:`StagedLDM.sketch`               coarse image ``[B, C, H/f, W/f]``
+============  =====================================  ======================================
+
+Conventions:
+    * Images are float32 tensors ``[B, C, H, W]`` with values in ``[0, 1]``.
+    * Latents are the VAE's *scaled* latents (``vae.config.scaling_factor`` applied).
+    * The sampler is DDIM with ``eta = 0`` (deterministic) and ``clip_sample = False``. DDIM keeps no
+      history between steps, so splitting the denoising at any step and handing the latent over as a
+      tensor gives exactly the unsplit result. (A multistep scheduler would need its history to
+      cross the link too.)
+    * Denoising steps are indexed ``0..N`` over the full schedule of ``N`` steps. With a reference
+      image and strength ``s`` the run starts at step :meth:`StagedLDM.start_step` ``= N - int(N*s)``
+      (the SDEdit / diffusers img2img rule); text-to-image starts at 0 from pure noise.
+    * Every random draw takes an explicit :class:`torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+__all__ = ["StagedLDM", "TextCondition", "TextEncoderFn", "start_step_for"]
+
+
+@dataclass(frozen=True)
+class TextCondition:
+    """Text conditioning for a batch, with the unconditional (empty prompt) branch for CFG.
+
+    Attributes:
+        prompts: The prompts, one per batch item.
+        hidden: Token states ``[B, L, D]`` for cross-attention.
+        hidden_uncond: Token states of the empty prompt ``[B, L, D]``.
+        pooled: Pooled sentence embedding ``[B, D]`` (extra condition), or ``None``.
+        pooled_uncond: Pooled embedding of the empty prompt, or ``None``.
+    """
+
+    prompts: tuple[str, ...]
+    hidden: torch.Tensor
+    hidden_uncond: torch.Tensor
+    pooled: torch.Tensor | None = None
+    pooled_uncond: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.hidden.shape[0])
+
+    def numel(self) -> int:
+        """Number of real values in the conditioning (what a seed-style transfer would carry)."""
+        n = self.hidden.numel() + self.hidden_uncond.numel()
+        if self.pooled is not None and self.pooled_uncond is not None:
+            n += self.pooled.numel() + self.pooled_uncond.numel()
+        return n
+
+    def select(self, index: Sequence[int] | slice) -> TextCondition:
+        """Sub-batch of the conditioning."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        prompts = list(self.prompts)
+        chosen = prompts[index] if isinstance(index, slice) else [prompts[i] for i in index]
+        return TextCondition(
+            tuple(chosen),
+            self.hidden[index],
+            self.hidden_uncond[index],
+            pick(self.pooled),
+            pick(self.pooled_uncond),
+        )
+
+
+# A text encoder maps prompts to (token states [B, L, D], pooled [B, D] or None).
+TextEncoderFn = Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def start_step_for(num_steps: int, strength: float | None) -> int:
+    """First denoising step for ``strength`` (``None`` = text-to-image from pure noise = 0).
+
+    Follows diffusers' img2img: ``N - min(int(N * strength), N)``.
+    """
+    if strength is None:
+        return 0
+    init = min(int(num_steps * strength), num_steps)
+    return max(num_steps - init, 0)
+
+
+class StagedLDM:
+    """A latent diffusion model whose stages are separate, composable calls.
+
+    Args:
+        vae: The autoencoder (``AutoencoderKL``); its ``config.scaling_factor`` scales latents.
+        denoisers: Named denoisers, e.g. ``{"es": big_unet, "ue": small_unet}``.
+        text_encoder: Function from prompts to ``(hidden, pooled)``.
+        scheduler: A DDIM scheduler (its config is copied; the object is never mutated).
+        name: A short name for reports.
+        image_channels: Image channels (1 for the tiny model, 3 for Stable Diffusion).
+        image_size: Image side in pixels.
+        use_pooled: Pass the pooled text embedding to the UNet as ``class_labels``.
+        sketch_factor: Downsampling factor of the coarse sketch (stage ``K``).
+    """
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        denoisers: Mapping[str, UNet2DConditionModel],
+        text_encoder: TextEncoderFn,
+        scheduler: DDIMScheduler,
+        *,
+        name: str,
+        image_channels: int,
+        image_size: int,
+        use_pooled: bool = False,
+        sketch_factor: int = 4,
+        classifier: torch.nn.Module | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(scheduler, DDIMScheduler):
+            scheduler = DDIMScheduler.from_config(scheduler.config)
+        cfg = dict(scheduler.config)
+        cfg["clip_sample"] = False
+        self._scheduler_template = DDIMScheduler.from_config(cfg)
+        self.vae = vae.eval()
+        self.denoisers = {k: v.eval() for k, v in denoisers.items()}
+        self.text_encoder = text_encoder
+        self.name = name
+        self.image_channels = image_channels
+        self.image_size = image_size
+        self.use_pooled = use_pooled
+        self.sketch_factor = sketch_factor
+        self.classifier = classifier.eval() if classifier is not None else None
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ properties
+    def parameters(self):
+        yield from self.vae.parameters()
+        for unet in self.denoisers.values():
+            yield from unet.parameters()
+        if self.classifier is not None:
+            yield from self.classifier.parameters()
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Latent shape ``(c, h, w)`` of one item."""
+        side = self.image_size // self.vae_scale
+        return (int(self.vae.config.latent_channels), side, side)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_channels, self.image_size, self.image_size)
+
+    @property
+    def sketch_shape(self) -> tuple[int, int, int]:
+        side = self.image_size // self.sketch_factor
+        return (self.image_channels, side, side)
+
+    def scheduler(self, num_steps: int) -> DDIMScheduler:
+        """A fresh DDIM scheduler with ``num_steps`` timesteps set."""
+        sched = copy.deepcopy(self._scheduler_template)
+        sched.set_timesteps(num_steps)
+        return sched
+
+    def timesteps(self, num_steps: int) -> torch.Tensor:
+        """The ``num_steps`` diffusion timesteps (descending) of the schedule."""
+        return self.scheduler(num_steps).timesteps.clone()
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self._scheduler_template.alphas_cumprod.clone()
+
+    def start_step(self, num_steps: int, strength: float | None) -> int:
+        return start_step_for(num_steps, strength)
+
+    def signal_to_noise_at(self, num_steps: int, step: int) -> float:
+        """Diffusion SNR ``abar / (1 - abar)`` of the state *entering* step ``step`` of ``num_steps``."""
+        t = int(self.timesteps(num_steps)[step])
+        abar = float(self.alphas_cumprod[t])
+        return abar / (1.0 - abar)
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
+        """Stage ``T``: prompts -> :class:`TextCondition` (with the empty-prompt branch)."""
+        prompts = [str(p) for p in prompts]
+        hidden, pooled = self.text_encoder(prompts)
+        h_u, p_u = self.text_encoder([""] * len(prompts))
+        if not self.use_pooled:
+            pooled = p_u = None
+        return TextCondition(tuple(prompts), hidden, h_u, pooled, p_u)
+
+    @torch.no_grad()
+    def encode_image(
+        self, images: torch.Tensor, *, generator: torch.Generator | None = None, sample: bool = False
+    ) -> torch.Tensor:
+        """Stage ``E``: images ``[B, C, H, W]`` in ``[0, 1]`` -> scaled latents ``[B, c, h, w]``.
+
+        Uses the posterior mean unless ``sample`` (then draws from it with ``generator``).
+        """
+        self._check_images(images)
+        dist = self.vae.encode(images * 2.0 - 1.0).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return z * self.scaling_factor
+
+    @torch.no_grad()
+    def noise(
+        self,
+        latents: torch.Tensor | None,
+        *,
+        num_steps: int,
+        strength: float | None,
+        generator: torch.Generator,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Stage ``Z``: take ``latents`` to the strength's first step, or draw pure noise.
+
+        With ``latents is None`` (text-to-image) returns ``randn * init_noise_sigma`` of shape
+        ``[batch_size, c, h, w]``. Otherwise adds noise at timestep ``timesteps[start_step]``.
+        """
+        sched = self.scheduler(num_steps)
+        if latents is None:
+            if batch_size is None:
+                raise ValueError("batch_size is required for text-to-image noise")
+            shape = (batch_size, *self.latent_shape)
+            return torch.randn(shape, generator=generator) * sched.init_noise_sigma
+        if strength is None:
+            raise ValueError("strength is required to noise a reference latent")
+        start = self.start_step(num_steps, strength)
+        if start >= num_steps:
+            return latents.clone()
+        eps = torch.randn(latents.shape, generator=generator, dtype=latents.dtype)
+        t = sched.timesteps[start : start + 1].repeat(latents.shape[0])
+        return sched.add_noise(latents, eps, t)
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        cond: TextCondition,
+        *,
+        num_steps: int,
+        start: int,
+        stop: int,
+        guidance: float,
+        denoiser: str = "es",
+        callback: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Stage ``D[start:stop]``: DDIM steps ``start..stop`` of ``num_steps`` with CFG.
+
+        Args:
+            latents: State entering step ``start``, ``[B, c, h, w]``.
+            cond: Text conditioning with ``B`` items.
+            num_steps: ``N``, the length of the full schedule.
+            start: First step index (inclusive), ``0 <= start <= stop <= N``.
+            stop: Last step index (exclusive).
+            guidance: Classifier-free guidance scale (``<= 1`` disables CFG, as in diffusers).
+            denoiser: Which named denoiser runs the steps.
+            callback: Called as ``callback(step, latents)`` after each step.
+        """
+        if not 0 <= start <= stop <= num_steps:
+            raise ValueError(f"denoise steps must satisfy 0 <= start <= stop <= N, got {start}..{stop} of {num_steps}")
+        if denoiser not in self.denoisers:
+            raise KeyError(f"unknown denoiser {denoiser!r}; this model has {sorted(self.denoisers)}")
+        if cond.batch_size != latents.shape[0]:
+            raise ValueError(f"batch mismatch: {latents.shape[0]} latents, {cond.batch_size} prompts")
+        unet = self.denoisers[denoiser]
+        sched = self.scheduler(num_steps)
+        cfg = guidance > 1.0
+        if cfg:
+            hidden = torch.cat([cond.hidden_uncond, cond.hidden])
+            pooled = (
+                torch.cat([cond.pooled_uncond, cond.pooled])
+                if cond.pooled is not None and cond.pooled_uncond is not None
+                else None
+            )
+        else:
+            hidden, pooled = cond.hidden, cond.pooled
+        x = latents
+        for i in range(start, stop):
+            t = sched.timesteps[i]
+            model_in = torch.cat([x, x]) if cfg else x
+            model_in = sched.scale_model_input(model_in, t)
+            kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
+            if pooled is not None:
+                kwargs["class_labels"] = pooled
+            eps = unet(model_in, t, **kwargs).sample
+            if cfg:
+                eps_u, eps_c = eps.chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+            if callback is not None:
+                callback(i, x)
+        return x
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Stage ``G``: scaled latents -> images ``[B, C, H, W]`` in ``[0, 1]``."""
+        img = self.vae.decode(latents / self.scaling_factor).sample
+        return (img / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def sketch(self, latents: torch.Tensor) -> torch.Tensor:
+        """Stage ``K``: decode and average-pool by ``sketch_factor`` -> coarse image in ``[0, 1]``."""
+        img = self.decode(latents)
+        return F.avg_pool2d(img, self.sketch_factor)
+
+    def upsample_sketch(self, sketch: torch.Tensor) -> torch.Tensor:
+        """Bilinear upsampling of a sketch back to full resolution (first part of stage ``C``)."""
+        return F.interpolate(
+            sketch, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        ).clamp(0, 1)
+
+    # ------------------------------------------------------------------ evaluation helpers
+    @torch.no_grad()
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Class index per image from the evaluation classifier (tiny model only)."""
+        if self.classifier is None:
+            raise RuntimeError(f"model {self.name!r} has no evaluation classifier")
+        return self.classifier(images).argmax(dim=1)
+
+    def prompt_class(self, prompt: str) -> int | None:
+        """Index of the class named in ``prompt`` (longest match), or ``None``."""
+        if self.class_names is None:
+            return None
+        text = prompt.lower()
+        best: tuple[int, int] | None = None
+        for i, name in enumerate(self.class_names):
+            if name in text and (best is None or len(name) > best[1]):
+                best = (i, len(name))
+        return None if best is None else best[0]
+
+    # ------------------------------------------------------------------ convenience
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        images: torch.Tensor | None = None,
+        strength: float | None = None,
+        num_steps: int = 25,
+        guidance: float = 4.0,
+        seed: int = 0,
+        denoiser: str = "es",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unsplit pipeline ``T E Z D G`` on one node. Returns ``(final_latents, images)``."""
+        gen = torch.Generator().manual_seed(seed)
+        cond = self.encode_text(prompts)
+        z_ref = self.encode_image(images) if images is not None else None
+        if z_ref is None:
+            strength = None
+        z = self.noise(z_ref, num_steps=num_steps, strength=strength, generator=gen, batch_size=len(prompts))
+        start = self.start_step(num_steps, strength)
+        z = self.denoise(z, cond, num_steps=num_steps, start=start, stop=num_steps, guidance=guidance, denoiser=denoiser)
+        return z, self.decode(z)
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != self.image_channels:
+            raise ValueError(
+                f"images must be [B, {self.image_channels}, H, W], got {tuple(images.shape)}"
+            )
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
