@@ -12,6 +12,7 @@ import typer  # noqa: E402
 
 from megen.cli import generate as _generate  # noqa: E402
 from megen.cli import link as _link  # noqa: E402
+from megen.cli import protocols as _protocols  # noqa: E402
 from megen.cli import train as _train  # noqa: E402
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 _generate.register(app)
 _train.register(app)
 _link.register(app)
+_protocols.register(app)
 
 
 def main() -> None:

@@ -316,6 +316,56 @@ class StagedLDM:
         return x
 
     @torch.no_grad()
+    def hop(
+        self,
+        latents: torch.Tensor,
+        cond: TextCondition,
+        timesteps_from: torch.Tensor,
+        *,
+        num_steps: int,
+        to_step: int,
+        guidance: float,
+        denoiser: str = "es",
+    ) -> torch.Tensor:
+        """One deterministic DDIM jump from per-item timesteps to the state entering ``to_step``.
+
+        Used for receiver-side denoising: ``latents`` ``[B, c, h, w]`` are diffusion states at the
+        integer timesteps ``timesteps_from`` ``[B]`` (off the DDIM grid). The jump predicts ``x0`` and
+        ``eps`` there and re-noises to ``timesteps(num_steps)[to_step]`` (to ``x0`` if
+        ``to_step == num_steps``), exactly as a DDIM step with ``eta = 0`` does.
+        """
+        unet = self.denoisers[denoiser]
+        abar = self.alphas_cumprod.to(latents.dtype)
+        t = timesteps_from.long()
+        cfg = guidance > 1.0
+        if cfg:
+            model_in = torch.cat([latents, latents])
+            hidden = torch.cat([cond.hidden_uncond, cond.hidden])
+            pooled = (
+                torch.cat([cond.pooled_uncond, cond.pooled])
+                if cond.pooled is not None and cond.pooled_uncond is not None
+                else None
+            )
+            tt = torch.cat([t, t])
+        else:
+            model_in, hidden, pooled, tt = latents, cond.hidden, cond.pooled, t
+        kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
+        if pooled is not None:
+            kwargs["class_labels"] = pooled
+        eps = unet(model_in, tt, **kwargs).sample
+        if cfg:
+            eps_u, eps_c = eps.chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        shape = (-1,) + (1,) * (latents.ndim - 1)
+        a_t = abar[t].view(shape)
+        x0 = (latents - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if to_step >= num_steps:
+            return x0
+        t_next = int(self.timesteps(num_steps)[to_step])
+        a_n = abar[t_next]
+        return a_n.sqrt() * x0 + (1 - a_n).sqrt() * eps
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Stage ``G``: scaled latents -> images ``[B, C, H, W]`` in ``[0, 1]``."""
         img = self.vae.decode(latents / self.scaling_factor).sample

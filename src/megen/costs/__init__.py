@@ -1,0 +1,1 @@
+"""Costs: FLOPs (measured), device and link profiles, latency and energy."""

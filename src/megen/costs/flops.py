@@ -1,0 +1,36 @@
+"""FLOPs of a stage, measured with ``torch.utils.flop_counter.FlopCounterMode`` (never guessed).
+
+FLOPs depend only on shapes, so :class:`FlopMeter` measures each distinct call signature once and
+reuses the count (the counter slows execution noticeably).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from torch.utils.flop_counter import FlopCounterMode
+
+T = TypeVar("T")
+
+
+def measure_flops(fn: Callable[[], T]) -> tuple[T, int]:
+    """Run ``fn()`` under a FLOP counter; returns ``(result, flops)``."""
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return result, int(counter.get_total_flops())
+
+
+class FlopMeter:
+    """Measures FLOPs per call signature once, then reuses the count."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Hashable, int] = {}
+
+    def run(self, key: Hashable, fn: Callable[[], T]) -> tuple[T, int]:
+        """Run ``fn``; FLOPs come from the cache when ``key`` was measured before."""
+        if key in self._cache:
+            return fn(), self._cache[key]
+        result, flops = measure_flops(fn)
+        self._cache[key] = flops
+        return result, flops

@@ -1,0 +1,89 @@
+"""Image files in and out: loading any file into the model's format, saving tensors and grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from megen.errors import MegenError
+
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Read an image file as ``[1, channels, size, size]`` float in ``[0, 1]``.
+
+    Any mode and size is accepted and converted (centre crop to square, then resize); the returned
+    messages say what was converted.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    if not path.exists():
+        raise MegenError(f"image file not found: {path}")
+    if path.is_dir():
+        raise MegenError(f"image path is a folder, not a file: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise MegenError(f"image {path} is too large ({im.width}x{im.height} pixels)")
+            im.load()
+            img = im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MegenError(f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})") from exc
+    want_mode = "L" if channels == 1 else "RGB"
+    if img.mode != want_mode:
+        notes.append(f"converted mode {img.mode} -> {want_mode}")
+        img = img.convert(want_mode)
+    if img.width != img.height:
+        side = min(img.width, img.height)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+        notes.append(f"centre-cropped to {side}x{side}")
+    if img.width != size:
+        notes.append(f"resized {img.width}x{img.height} -> {size}x{size}")
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return torch.from_numpy(arr.copy()).unsqueeze(0), notes
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``[C, H, W]`` float in ``[0, 1]`` -> PIL image (L or RGB)."""
+    arr = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], mode="L")
+    return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
+
+
+def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2) -> torch.Tensor:
+    """Tile ``[B, C, H, W]`` into one ``[C, H', W']`` image with ``pad`` pixels of white between."""
+    b, c, h, w = images.shape
+    ncols = ncols or min(b, 8)
+    nrows = (b + ncols - 1) // ncols
+    grid = torch.ones(c, nrows * (h + pad) + pad, ncols * (w + pad) + pad)
+    for i in range(b):
+        r, q = divmod(i, ncols)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+    return grid
+
+
+def save_image(image: torch.Tensor, path: Path | str, *, upscale: int = 1) -> Path:
+    """Save ``[C, H, W]`` or ``[B, C, H, W]`` (as a grid) to ``path`` (format from the suffix)."""
+    path = Path(path)
+    if image.ndim == 4:
+        image = image[0] if image.shape[0] == 1 else make_grid(image)
+    pil = to_pil(image)
+    if upscale > 1:
+        pil = pil.resize((pil.width * upscale, pil.height * upscale), Image.Resampling.NEAREST)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pil.save(path)
+    except (OSError, ValueError) as exc:
+        raise MegenError(f"cannot write image {path}: {exc}") from exc
+    return path

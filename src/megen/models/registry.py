@@ -1,0 +1,85 @@
+"""One entry point from a ``--model`` value to a :class:`~megen.models.ldm.StagedLDM`.
+
+``load_model`` understands:
+
+* ``None`` or ``"tiny"``: the embedded default model (weights shipped in the package);
+* a folder holding ``megen_tiny.json``: a tiny model written by ``megen train``;
+* anything else: a diffusers Stable Diffusion checkpoint folder, or a Hugging Face Hub id already in the
+  local cache (never downloaded), through :func:`~megen.models.sd.load_stable_diffusion`.
+
+Loaded models are kept for the life of the process (models are read-only: the stages never change their
+weights), so repeated calls with the same name are cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from megen.errors import MegenError
+from megen.models.ldm import StagedLDM
+from megen.models.sd import CheckpointNotFoundError, load_stable_diffusion
+from megen.models.tiny import is_tiny_folder, load_tiny
+
+__all__ = ["DEFAULT_MODEL", "clear_model_cache", "load_model"]
+
+DEFAULT_MODEL = "tiny"
+
+_CACHE: dict[tuple[str, str | None], StagedLDM] = {}
+
+
+def _key(name_or_path: str | None) -> str:
+    """Cache key: ``"tiny"`` for the default, an absolute path for a folder, the text for a Hub id."""
+    if name_or_path is None or name_or_path == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path
+
+
+def load_model(name_or_path: str | None = None, *, ue_unet_path: str | None = None) -> StagedLDM:
+    """Load a model by name, folder or Hub id (cached per process).
+
+    Args:
+        name_or_path: ``None`` or ``"tiny"`` (default model), a tiny model folder (with ``megen_tiny.json``),
+            a diffusers Stable Diffusion folder, or a Hub id in the local Hugging Face cache.
+        ue_unet_path: Stable Diffusion only: a folder with a separate, smaller UE UNet.
+
+    Returns:
+        The staged model (the same object on repeated calls with the same arguments).
+
+    Raises:
+        MegenError: An unknown name, a missing path, or a checkpoint that does not load (one line).
+
+    Example:
+        >>> load_model("no/such-model")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        megen.errors.MegenError: unknown model 'no/such-model': ...
+    """
+    if name_or_path is not None and not str(name_or_path).strip():
+        raise MegenError("empty model name; give 'tiny', a model folder or a Hugging Face id")
+    key = (_key(name_or_path), str(Path(ue_unet_path).expanduser().resolve()) if ue_unet_path else None)
+    if key in _CACHE:
+        return _CACHE[key]
+    if key[0] == DEFAULT_MODEL:
+        if ue_unet_path is not None:
+            raise MegenError("a separate UE UNet (ue_unet_path) applies to Stable Diffusion checkpoints only")
+        model = load_tiny()
+    elif is_tiny_folder(Path(key[0])):
+        if ue_unet_path is not None:
+            raise MegenError("a separate UE UNet (ue_unet_path) applies to Stable Diffusion checkpoints only")
+        model = load_tiny(key[0])
+    else:
+        try:
+            model = load_stable_diffusion(str(name_or_path), ue_unet_path=ue_unet_path)
+        except CheckpointNotFoundError as exc:
+            raise MegenError(
+                f"unknown model {name_or_path!r}: not 'tiny', not a model folder (megen_tiny.json or "
+                "model_index.json), and not a Hugging Face id in the local cache"
+            ) from exc
+    _CACHE[key] = model
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests; or to free memory)."""
+    _CACHE.clear()

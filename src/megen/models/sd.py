@@ -1,0 +1,453 @@
+"""Stable Diffusion checkpoints (diffusers layout) behind the :class:`~megen.models.ldm.StagedLDM` interface.
+
+A checkpoint is a folder in the diffusers layout (``model_index.json`` plus the sub-folders ``vae/``,
+``unet/``, ``text_encoder/``, ``tokenizer/`` and ``scheduler/``), or the id of a Hugging Face Hub
+repository that is already in the user's local cache. Nothing is ever downloaded by default.
+
+Conventions (the same as diffusers' ``StableDiffusionPipeline`` and ``StableDiffusionImg2ImgPipeline``, so
+that running the stages in order gives exactly the pipelines' images for the same generator):
+
+* The checkpoint's scheduler config is converted to :class:`~diffusers.DDIMScheduler` with
+  ``clip_sample = False`` and ``steps_offset = 1`` (the two corrections the diffusers pipelines apply
+  themselves). DDIM with ``eta = 0`` keeps no history between steps, so a denoising run split at any
+  step, with the latent handed over as a tensor, equals the unsplit run exactly.
+* The prompt is tokenised to the tokenizer's ``model_max_length`` and the CLIP text encoder's last hidden
+  state ``[B, L, D]`` is the cross-attention condition; classifier-free guidance uses the empty prompt.
+* ``image_channels = vae.config.in_channels`` and
+  ``image_size = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)``.
+* Everything is loaded in float32; no device is chosen here.
+
+The tiny random-weight components of :func:`build_tiny_sd_components` have the Stable Diffusion
+architecture at toy sizes (32x32 RGB images, 4x8x8 latents) for offline tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.utils import is_accelerate_available
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from megen.errors import MegenError
+from megen.models.ldm import StagedLDM
+from megen.models.text import CLIPTextEncoderFn
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "build_tiny_sd_components",
+    "load_stable_diffusion",
+    "resolve_checkpoint",
+    "save_tiny_sd_checkpoint",
+    "staged_from_components",
+]
+
+SUBFOLDERS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+_FP16_WEIGHTS = re.compile(r"\.fp16[.-]")
+# diffusers warns on every load when asked for low-memory loading without ``accelerate``: ask only if present.
+_LOW_MEM: dict[str, Any] = {"low_cpu_mem_usage": is_accelerate_available()}
+
+
+class CheckpointNotFoundError(MegenError):
+    """No Stable Diffusion checkpoint at the given path, and no such id in the local Hugging Face cache."""
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def resolve_checkpoint(
+    path_or_id: str | Path, *, local_files_only: bool = True, cache_dir: str | Path | None = None
+) -> Path | str:
+    """Find a diffusers Stable Diffusion checkpoint.
+
+    Args:
+        path_or_id: A folder with ``model_index.json``, or a Hub id such as ``"org/name"``.
+        local_files_only: Only look in the local Hugging Face cache (the default; nothing downloads).
+        cache_dir: Hugging Face cache folder (default: the user's, from ``HF_HOME`` / ``HF_HUB_CACHE``).
+
+    Returns:
+        The checkpoint folder, or (only with ``local_files_only=False`` and an uncached id) the Hub id,
+        to be fetched by ``from_pretrained``.
+
+    Raises:
+        CheckpointNotFoundError: Neither a checkpoint folder nor a cached Hub id.
+        MegenError: A folder or file that is not a diffusers checkpoint.
+    """
+    text = str(path_or_id)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return path
+        raise MegenError(
+            f"{path} is a folder but not a diffusers Stable Diffusion checkpoint (no model_index.json)"
+        )
+    if path.exists():
+        raise MegenError(
+            f"{path} is a file; give a diffusers checkpoint folder (single-file .ckpt/.safetensors is not supported)"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(text, "model_index.json", cache_dir=cache_dir)
+    except ValueError:  # not a valid repo id (huggingface_hub's HFValidationError is a ValueError)
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    if not local_files_only and text.count("/") == 1:
+        return text
+    raise CheckpointNotFoundError(
+        f"no Stable Diffusion checkpoint at {text} (not a folder with model_index.json, "
+        "and not in the local Hugging Face cache)"
+    )
+
+
+def _variant_of(folder: Path | str, subfolder: str) -> str | None:
+    """``"fp16"`` when a local sub-folder holds only fp16-variant weights, else ``None`` (the default files)."""
+    sub = Path(folder) / subfolder
+    if not sub.is_dir():
+        return None
+    weights = [f.name for f in sub.iterdir() if f.name.endswith((".safetensors", ".bin"))]
+    if weights and all(_FP16_WEIGHTS.search(n) for n in weights):
+        return "fp16"
+    return None
+
+
+def _load(what: str, loader: Callable[..., Any], source: Path | str, **kwargs: Any) -> Any:
+    """Call ``loader(source, **kwargs)`` and turn any failure into a one-line :class:`MegenError`."""
+    try:
+        return loader(source, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MegenError(f"could not load the {what} of the checkpoint {source}: {first}") from exc
+
+
+def _weights_kwargs(source: Path | str, subfolder: str | None, **common: Any) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for one component: sub-folder, fp16 variant if that is all there is."""
+    kwargs: dict[str, Any] = dict(common)
+    if subfolder is not None:
+        kwargs["subfolder"] = subfolder
+    variant = _variant_of(source, subfolder or "") if isinstance(source, Path) else None
+    if variant is not None:
+        kwargs["variant"] = variant
+    return kwargs
+
+
+def _ddim_from(scheduler_config: dict[str, Any]) -> DDIMScheduler:
+    """DDIM with the diffusers pipelines' own corrections: ``clip_sample=False``, ``steps_offset=1``."""
+    cfg = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
+    cfg["clip_sample"] = False
+    cfg["steps_offset"] = 1
+    return DDIMScheduler.from_config(cfg)
+
+
+def _image_size(unet: UNet2DConditionModel, vae: AutoencoderKL) -> int:
+    sample = unet.config.sample_size
+    if isinstance(sample, list | tuple):
+        if len(set(sample)) != 1:
+            raise MegenError(f"non-square UNet sample_size {tuple(sample)} is not supported")
+        sample = sample[0]
+    return int(sample) * 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def _check_compatible(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel, role: str
+) -> None:
+    """A UNet must predict the VAE's latent channels from CLIP token states (plain text-to-image SD)."""
+    c = int(vae.config.latent_channels)
+    cfg = unet.config
+    if cfg.in_channels != c or cfg.out_channels != c:
+        raise MegenError(
+            f"the {role} UNet maps {cfg.in_channels} -> {cfg.out_channels} channels but the VAE latent has {c} "
+            "(inpainting and depth checkpoints are not supported)"
+        )
+    if cfg.cross_attention_dim != text_encoder.config.hidden_size:
+        raise MegenError(
+            f"the {role} UNet attends to {cfg.cross_attention_dim}-d text states but the text encoder gives "
+            f"{text_encoder.config.hidden_size}-d"
+        )
+    if (
+        getattr(cfg, "addition_embed_type", None) is not None
+        or getattr(cfg, "class_embed_type", None) is not None
+    ):
+        raise MegenError(
+            f"the {role} UNet needs extra conditions (SDXL-style or class embeddings), which this backend does not give"
+        )
+
+
+def staged_from_components(
+    components: dict[str, Any],
+    *,
+    name: str = "stable-diffusion",
+    ue_unet: UNet2DConditionModel | None = None,
+    sketch_factor: int | None = None,
+) -> StagedLDM:
+    """Wrap in-memory Stable Diffusion components as a :class:`StagedLDM`.
+
+    Args:
+        components: At least ``vae``, ``unet``, ``text_encoder``, ``tokenizer`` and ``scheduler`` (the keys
+            of a ``StableDiffusionPipeline``); any scheduler is converted to DDIM.
+        name: Model name for reports.
+        ue_unet: A separate (smaller) UE denoiser; by default the UE uses the same UNet as the ES.
+        sketch_factor: Downsampling of the sketch stage ``K``; default the VAE's factor (a sketch then has the
+            latent's spatial size, ``3 x H/8 x W/8`` for Stable Diffusion).
+
+    Returns:
+        The staged model, denoisers ``{"es": unet, "ue": ue_unet or unet}``.
+    """
+    missing = [k for k in SUBFOLDERS if components.get(k) is None]
+    if missing:
+        raise MegenError(f"Stable Diffusion components missing: {', '.join(missing)}")
+    vae: AutoencoderKL = components["vae"]
+    unet: UNet2DConditionModel = components["unet"]
+    text_encoder: CLIPTextModel = components["text_encoder"].eval()
+    for p in text_encoder.parameters():
+        p.requires_grad_(False)
+    _check_compatible(unet, vae, text_encoder, "ES")
+    if ue_unet is not None:
+        _check_compatible(ue_unet, vae, text_encoder, "UE")
+    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return StagedLDM(
+        vae,
+        {"es": unet, "ue": ue_unet if ue_unet is not None else unet},
+        CLIPTextEncoderFn(components["tokenizer"], text_encoder),
+        _ddim_from(components["scheduler"].config),
+        name=name,
+        image_channels=int(vae.config.in_channels),
+        image_size=_image_size(unet, vae),
+        use_pooled=False,
+        sketch_factor=sketch_factor if sketch_factor is not None else vae_factor,
+    )
+
+
+def load_stable_diffusion(
+    path_or_id: str | Path,
+    *,
+    local_files_only: bool = True,
+    ue_unet_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    sketch_factor: int | None = None,
+) -> StagedLDM:
+    """Load a diffusers Stable Diffusion checkpoint as a :class:`StagedLDM` (float32).
+
+    Args:
+        path_or_id: A checkpoint folder (diffusers layout) or a Hub id already in the local cache.
+        local_files_only: Never download (the default). ``False`` lets ``from_pretrained`` fetch an
+            uncached Hub id; megen's own commands never do.
+        ue_unet_path: Folder of a separate, smaller UE UNet (a UNet folder with ``config.json``, or a
+            checkpoint folder with ``unet/``); default: the UE uses the ES UNet.
+        cache_dir: Hugging Face cache folder (default: the user's).
+        sketch_factor: Sketch downsampling factor (default: the VAE's factor).
+
+    Returns:
+        The staged model with denoisers ``"es"`` and ``"ue"``.
+
+    Raises:
+        MegenError: One line saying what is missing or wrong (never a traceback for a bad path).
+
+    Example:
+        >>> model = load_stable_diffusion("runwayml/stable-diffusion-v1-5")  # doctest: +SKIP
+        >>> model.image_shape  # doctest: +SKIP
+        (3, 512, 512)
+    """
+    source = resolve_checkpoint(path_or_id, local_files_only=local_files_only, cache_dir=cache_dir)
+    common: dict[str, Any] = {"local_files_only": local_files_only}
+    if cache_dir is not None and isinstance(source, str):
+        common["cache_dir"] = str(cache_dir)
+
+    vae = _load(
+        "VAE",
+        AutoencoderKL.from_pretrained,
+        source,
+        **_weights_kwargs(source, "vae", torch_dtype=torch.float32, **_LOW_MEM, **common),
+    )
+    unet = _load(
+        "UNet",
+        UNet2DConditionModel.from_pretrained,
+        source,
+        **_weights_kwargs(source, "unet", torch_dtype=torch.float32, **_LOW_MEM, **common),
+    )
+    text_encoder = _load(
+        "text encoder",
+        CLIPTextModel.from_pretrained,
+        source,
+        **_weights_kwargs(source, "text_encoder", dtype=torch.float32, **common),
+    )
+    tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, source, subfolder="tokenizer", **common)
+    sched_cfg = _load("scheduler config", DDIMScheduler.load_config, source, subfolder="scheduler", **common)
+    ue_unet = None
+    if ue_unet_path is not None:
+        folder = Path(ue_unet_path).expanduser()
+        sub = None if (folder / "config.json").is_file() else "unet"
+        if not (folder / (sub or "") / "config.json").is_file():
+            raise MegenError(f"no UNet at {folder} (expected config.json or unet/config.json)")
+        ue_unet = _load(
+            "UE UNet",
+            UNet2DConditionModel.from_pretrained,
+            folder,
+            **_weights_kwargs(folder, sub, torch_dtype=torch.float32, local_files_only=True, **_LOW_MEM),
+        )
+    components = {
+        "vae": vae,
+        "unet": unet,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": _ddim_from(sched_cfg),
+    }
+    local = isinstance(source, Path) and Path(str(path_or_id)).expanduser().is_dir()
+    name = Path(source).name if local else str(path_or_id)  # a Hub id names itself, not its snapshot hash
+    return staged_from_components(components, name=name, ue_unet=ue_unet, sketch_factor=sketch_factor)
+
+
+# ---------------------------------------------------------------------------------------------- tiny test components
+TINY_WORDS = ("photo", "of", "the", "cat", "dog", "sneaker", "painting", "red", "blue", "house")
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The 256 printable characters that byte-level BPE (GPT-2, CLIP) uses for the bytes 0..255."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def write_tiny_clip_vocab(folder: Path | str, words: tuple[str, ...] = TINY_WORDS) -> tuple[Path, Path]:
+    """Write a small CLIP BPE vocabulary (``vocab.json``, ``merges.txt``) to ``folder``.
+
+    The vocabulary holds the two special tokens, every byte symbol with and without the end-of-word mark
+    ``</w>``, and the merges that spell each of ``words`` as one token (so every string tokenises, and the
+    listed words to single tokens as in a real CLIP vocabulary).
+
+    Returns:
+        The paths ``(vocab.json, merges.txt)``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _bytes_to_unicode()
+    vocab: dict[str, int] = {}
+    for token in ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]:
+        vocab[token] = len(vocab)
+    merges: list[str] = []
+    for word in words:
+        current = word[0]
+        for i, ch in enumerate(word[1:]):
+            nxt = ch + ("</w>" if i == len(word) - 2 else "")
+            merge = f"{current} {nxt}"
+            current += nxt
+            if current not in vocab:
+                merges.append(merge)
+                vocab[current] = len(vocab)
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return vocab_path, merges_path
+
+
+def build_tiny_sd_components(seed: int = 0) -> dict[str, Any]:
+    """Tiny random-weight components with the Stable Diffusion architecture (for offline tests).
+
+    32x32 RGB images, a 3-level ``AutoencoderKL`` (factor 4, latent ``4 x 8 x 8``), a 2-level
+    ``UNet2DConditionModel`` with cross-attention on a 2-layer, 32-d ``CLIPTextModel``, a ``CLIPTokenizer``
+    built from a small BPE vocabulary (written to a temporary folder, 77 tokens per prompt), and the
+    Stable Diffusion DDIM schedule. The same ``seed`` gives the same weights; the global torch RNG is left
+    as it was.
+
+    Args:
+        seed: Seed of the weight initialisation.
+
+    Returns:
+        ``{"vae", "unet", "text_encoder", "tokenizer", "scheduler"}``, ready for
+        ``StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)`` or :func:`staged_from_components`.
+    """
+    with tempfile.TemporaryDirectory(prefix="megen-tiny-clip-") as tmp:
+        write_tiny_clip_vocab(tmp)
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(8, 16, 16),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=32,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        "vae": vae.eval(),
+        "unet": unet.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
+
+
+def save_tiny_sd_checkpoint(folder: Path | str, seed: int = 0) -> Path:
+    """Write the tiny components of :func:`build_tiny_sd_components` as a diffusers checkpoint folder.
+
+    The folder (``model_index.json``, ``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``,
+    ``scheduler/``, safetensors weights) loads offline with :func:`load_stable_diffusion` or diffusers'
+    ``StableDiffusionPipeline.from_pretrained``.
+
+    Returns:
+        The folder.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    pipe = StableDiffusionPipeline(
+        **build_tiny_sd_components(seed),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

