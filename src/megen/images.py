@@ -32,7 +32,9 @@ def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Ten
             im.load()
             img = im.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MegenError(f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})") from exc
+        raise MegenError(
+            f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})"
+        ) from exc
     want_mode = "L" if channels == 1 else "RGB"
     if img.mode != want_mode:
         notes.append(f"converted mode {img.mode} -> {want_mode}")
@@ -46,10 +48,7 @@ def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Ten
         notes.append(f"resized {img.width}x{img.height} -> {size}x{size}")
         img = img.resize((size, size), Image.Resampling.BICUBIC)
     arr = np.asarray(img, dtype=np.float32) / 255.0
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy()).unsqueeze(0), notes
 
 
@@ -69,7 +68,9 @@ def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2) -> t
     grid = torch.ones(c, nrows * (h + pad) + pad, ncols * (w + pad) + pad)
     for i in range(b):
         r, q = divmod(i, ncols)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+        grid[
+            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w
+        ] = images[i]
     return grid
 
 

@@ -23,7 +23,9 @@ from torch import nn
 
 from megen.errors import MegenError
 
-MS_SSIM_NOTE = "MS-SSIM on images < 161 px: 3x3 Gaussian window, 3 scales, weights (0.0448, 0.2856, 0.3001) renormalised"
+MS_SSIM_NOTE = (
+    "MS-SSIM on images < 161 px: 3x3 Gaussian window, 3 scales, weights (0.0448, 0.2856, 0.3001) renormalised"
+)
 _MS_BETAS_SMALL = tuple(b / (0.0448 + 0.2856 + 0.3001) for b in (0.0448, 0.2856, 0.3001))
 
 FID_MIN_SAMPLES = 100
@@ -32,7 +34,9 @@ FID_WARN_SAMPLES = 1000
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape or pred.ndim != 4:
-        raise MegenError(f"metric inputs must both be [B, C, H, W] of equal shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise MegenError(
+            f"metric inputs must both be [B, C, H, W] of equal shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if not (torch.isfinite(pred).all() and torch.isfinite(target).all()):
         raise MegenError("metric inputs contain NaN or infinite values")
 
@@ -101,7 +105,8 @@ class ClassifierFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images.float()).double()
+        feats: torch.Tensor = self.classifier.features(images.float())  # type: ignore[operator]
+        return feats.double()
 
 
 def classifier_fid(
@@ -147,10 +152,16 @@ def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float, int
 def optional_metrics_status() -> dict[str, str]:
     """Which weight-hungry metrics can run here, each with a one-line reason when not."""
     status: dict[str, str] = {}
-    for name, module in (("lpips", "lpips"), ("clip_score", "open_clip"), ("inception_fid", "torch_fidelity")):
+    for name, module in (
+        ("lpips", "lpips"),
+        ("clip_score", "open_clip"),
+        ("inception_fid", "torch_fidelity"),
+    ):
         try:
             __import__(module)
             status[name] = "available"
         except ImportError:
-            status[name] = f"skipped: needs the package {module!r} and its pretrained weights (not available offline)"
+            status[name] = (
+                f"skipped: needs the package {module!r} and its pretrained weights (not available offline)"
+            )
     return status

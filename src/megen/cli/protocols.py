@@ -13,7 +13,9 @@ def register(app: typer.Typer) -> None:
     app.command("protocols")(protocols)
 
 
-def describe_protocols(num_es: int = 2, steps: int = 25, strength: float = 0.6, image_to_image: bool = True) -> list[dict]:
+def describe_protocols(
+    num_es: int = 2, steps: int = 25, strength: float = 0.6, image_to_image: bool = True
+) -> list[dict]:
     """Plain-data description of every protocol's plan (stages per node, transfers per link)."""
     from megen.models.ldm import start_step_for
     from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
@@ -43,7 +45,9 @@ def protocols(
     num_es: int = typer.Option(2, help="Edge servers for the multi-ES protocols (2..4)."),
     steps: int = typer.Option(25, help="Denoising steps N."),
     strength: float = typer.Option(0.6, help="Strength (image-to-image), sets the first step."),
-    text_to_image: bool = typer.Option(False, "--text-to-image", help="Show the plans without a reference image."),
+    text_to_image: bool = typer.Option(
+        False, "--text-to-image", help="Show the plans without a reference image."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List every protocol: what runs on each node and what crosses each link."""
@@ -52,7 +56,9 @@ def protocols(
         for r in rows:
             print_json(r)
         return
-    table = Table(title=f"megen protocols (N={steps}, {'text' if text_to_image else 'image'}-to-image, {num_es} ES)")
+    table = Table(
+        title=f"megen protocols (N={steps}, {'text' if text_to_image else 'image'}-to-image, {num_es} ES)"
+    )
     for col in ("protocol", "stages per node", "crosses the links", "result at"):
         table.add_column(col)
     for r in rows:

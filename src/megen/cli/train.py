@@ -22,12 +22,16 @@ def train(
     vae_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the VAE."),
     es_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the ES denoiser."),
     ue_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the UE denoiser."),
-    parts: str = typer.Option("classifier,vae,es,ue", help="Comma list of parts to (re)train; others load from OUT."),
+    parts: str = typer.Option(
+        "classifier,vae,es,ue", help="Comma list of parts to (re)train; others load from OUT."
+    ),
     max_minutes: float = typer.Option(60.0, min=0.1, help="Safety cap on the time of each part (minutes)."),
     threads: int = typer.Option(0, min=0, help="torch threads (0 = torch default)."),
     install: bool = typer.Option(False, help="Copy the result over the weights shipped in the package."),
     evaluate: bool = typer.Option(True, help="Measure the model card numbers afterwards (docs/models.md)."),
-    eval_samples: int = typer.Option(1000, min=100, help="Generated samples per denoiser for prompt accuracy/FID."),
+    eval_samples: int = typer.Option(
+        1000, min=100, help="Generated samples per denoiser for prompt accuracy/FID."
+    ),
 ) -> None:
     """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST."""
     from megen.data import dataset_available

@@ -81,7 +81,9 @@ def _number(table: dict, key: str, where: str, *, positive: bool) -> float:
         raise MegenError(f"profile {where}.{key} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise MegenError(f"profile {where}.{key} must be {'> 0' if positive else '>= 0'} and finite, got {value}")
+        raise MegenError(
+            f"profile {where}.{key} must be {'> 0' if positive else '>= 0'} and finite, got {value}"
+        )
     return value
 
 
@@ -102,7 +104,9 @@ def parse_profiles(data: dict, source: str = "<dict>") -> Profiles:
             power_w=_number(table, "power_w", f"nodes.{name}", positive=False),
         )
         if devs[name].efficiency > 1:
-            raise MegenError(f"profile nodes.{name}.efficiency must be in (0, 1], got {devs[name].efficiency}")
+            raise MegenError(
+                f"profile nodes.{name}.efficiency must be in (0, 1], got {devs[name].efficiency}"
+            )
     lks = {}
     for name in LINKS:
         table = links.get(name)

@@ -40,7 +40,12 @@ def run_demo(
     rows = [ref[pick]]
     for s in (0.4, 0.6, 0.8):
         _, imgs = ldm.generate(
-            [prompt_for(t) for t in target], images=ref[pick], strength=s, num_steps=steps, guidance=guidance, seed=seed
+            [prompt_for(t) for t in target],
+            images=ref[pick],
+            strength=s,
+            num_steps=steps,
+            guidance=guidance,
+            seed=seed,
         )
         rows.append(imgs)
     path = save_image(torch.cat(rows), out / "image_to_image.png", upscale=3)

@@ -281,7 +281,9 @@ class StagedLDM:
             callback: Called as ``callback(step, latents)`` after each step.
         """
         if not 0 <= start <= stop <= num_steps:
-            raise ValueError(f"denoise steps must satisfy 0 <= start <= stop <= N, got {start}..{stop} of {num_steps}")
+            raise ValueError(
+                f"denoise steps must satisfy 0 <= start <= stop <= N, got {start}..{stop} of {num_steps}"
+            )
         if denoiser not in self.denoisers:
             raise KeyError(f"unknown denoiser {denoiser!r}; this model has {sorted(self.denoisers)}")
         if cond.batch_size != latents.shape[0]:
@@ -423,13 +425,13 @@ class StagedLDM:
             strength = None
         z = self.noise(z_ref, num_steps=num_steps, strength=strength, generator=gen, batch_size=len(prompts))
         start = self.start_step(num_steps, strength)
-        z = self.denoise(z, cond, num_steps=num_steps, start=start, stop=num_steps, guidance=guidance, denoiser=denoiser)
+        z = self.denoise(
+            z, cond, num_steps=num_steps, start=start, stop=num_steps, guidance=guidance, denoiser=denoiser
+        )
         return z, self.decode(z)
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != self.image_channels:
-            raise ValueError(
-                f"images must be [B, {self.image_channels}, H, W], got {tuple(images.shape)}"
-            )
+            raise ValueError(f"images must be [B, {self.image_channels}, H, W], got {tuple(images.shape)}")
         if not torch.isfinite(images).all():
             raise ValueError("images contain NaN or infinite values")

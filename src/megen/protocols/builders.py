@@ -21,9 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from megen.errors import MegenError
-from megen.protocols.plan import Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
-
-Mode = str
+from megen.protocols.plan import Mode, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
 
 
 @dataclass(frozen=True)
@@ -84,13 +82,25 @@ def central(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
         ops += [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1")]
     ops += [Stage("T", "ES1"), Stage("Z", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("G", "ES1")]
     ops += [Transfer("image", "ES1", "UE", o.image_mode)]
-    return Plan("central", tuple(ops), "UE", "generate-and-download: the ES runs everything, the image goes down")
+    return Plan(
+        "central", tuple(ops), "UE", "generate-and-download: the ES runs everything, the image goes down"
+    )
 
 
 def local(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     _no_split(o, "local")
-    ops: list[Op] = [Stage("T", "UE"), Stage("Z", "UE"), Stage("D", "UE", denoiser=o.ue_denoiser), Stage("G", "UE")]
-    return Plan("local", tuple(ops), "UE", "the UE alone, prompt only, its own model, no link (a bound, not a protocol)")
+    ops: list[Op] = [
+        Stage("T", "UE"),
+        Stage("Z", "UE"),
+        Stage("D", "UE", denoiser=o.ue_denoiser),
+        Stage("G", "UE"),
+    ]
+    return Plan(
+        "local",
+        tuple(ops),
+        "UE",
+        "the UE alone, prompt only, its own model, no link (a bound, not a protocol)",
+    )
 
 
 def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -107,7 +117,12 @@ def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     if k < n:
         ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser)]
     ops += [Stage("G", "UE")]
-    return Plan("EIUG", tuple(ops), "UE", "ES infers the seed (T E Z D), the UE generates (G); the final latent goes down")
+    return Plan(
+        "EIUG",
+        tuple(ops),
+        "UE",
+        "ES infers the seed (T E Z D), the UE generates (G); the final latent goes down",
+    )
 
 
 def uieg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -120,7 +135,12 @@ def uieg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
         ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=o.ue_denoiser)]
     ops += [Transfer("latent", "UE", "ES1", o.seed_mode)] + _uplink_prompt()
     ops += [Stage("T", "ES1"), Stage("D", "ES1", start=k, denoiser="es"), Stage("G", "ES1")]
-    return Plan("UIEG", tuple(ops), "ES1", "UE infers the seed (E Z [+ first steps]), the ES generates; the image lands at the ES")
+    return Plan(
+        "UIEG",
+        tuple(ops),
+        "ES1",
+        "UE infers the seed (E Z [+ first steps]), the ES generates; the image lands at the ES",
+    )
 
 
 def ciag(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -128,11 +148,13 @@ def ciag(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)] + _uplink_prompt()
+    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode), *_uplink_prompt()]
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
     ops += [Transfer("latent", "ES1", "UE", o.seed_mode)]
     ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser), Stage("G", "UE")]
-    return Plan("CIAG", tuple(ops), "UE", "UE seeds, ES runs the first steps, the UE finishes with its own denoiser")
+    return Plan(
+        "CIAG", tuple(ops), "UE", "UE seeds, ES runs the first steps, the UE finishes with its own denoiser"
+    )
 
 
 def esuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -145,7 +167,11 @@ def esuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     else:
         ops += [Stage("Z", "ES1")]
     ops += [Stage("T", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("K", "ES1")]
-    ops += [Transfer("sketch", "ES1", "UE", o.sketch_mode), Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
+    ops += [
+        Transfer("sketch", "ES1", "UE", o.sketch_mode),
+        Stage("T", "UE"),
+        Stage("C", "UE", denoiser=o.ue_denoiser),
+    ]
     return Plan("ESUC", tuple(ops), "UE", "ES generates and sends a sketch, the UE completes it")
 
 
@@ -156,7 +182,7 @@ def _check_k(o: ProtocolOptions, name: str) -> int:
     return o.num_es
 
 
-def _forward_control(k: int, i2i: bool, with_reference: bool, image_mode: str) -> list[Op]:
+def _forward_control(k: int, i2i: bool, with_reference: bool, image_mode: Mode) -> list[Op]:
     """Prompt (and reference) up to ES1, then along the backhaul to ES2..ESk."""
     ops: list[Op] = _uplink_prompt()
     if i2i and with_reference:
@@ -176,7 +202,10 @@ def uidg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
         ops += [Stage("E", "UE")]
     ops += [Stage("Z", "UE"), Tile("UE", "latent", k, o.halo)]
     for i in range(k):
-        ops += [Transfer(f"latent@{i}", "UE", _es(i), o.seed_mode), Transfer("prompt", "UE", _es(i), "digital")]
+        ops += [
+            Transfer(f"latent@{i}", "UE", _es(i), o.seed_mode),
+            Transfer("prompt", "UE", _es(i), "digital"),
+        ]
         ops += [Stage("T", _es(i))]
     ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
     for i in range(k):
@@ -184,14 +213,19 @@ def uidg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     for i in range(1, k):
         ops += [Transfer(f"image@{i}", _es(i), "ES1", o.image_mode, core_only=True)]
     ops += [Stitch("ES1", "image", k)]
-    return Plan("UIDG", tuple(ops), "ES1", "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles")
+    return Plan(
+        "UIDG", tuple(ops), "ES1", "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles"
+    )
 
 
 def _parallel_es_side(o: ProtocolOptions, k: int, i2i: bool) -> list[Op]:
     ops = _forward_control(k, i2i, True, o.image_mode)
     for i in range(k):
         node = _es(i)
-        ops += [Stage("T", node)] + ([Stage("E", node)] if i2i else []) + [Stage("Z", node), Tile(node, "latent", k, o.halo)]
+        ops.append(Stage("T", node))
+        if i2i:
+            ops.append(Stage("E", node))
+        ops += [Stage("Z", node), Tile(node, "latent", k, o.halo)]
     ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
     return ops
 
@@ -203,7 +237,12 @@ def diug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     for i in range(k):
         ops += [Transfer(f"latent@{i}", _es(i), "UE", o.seed_mode, core_only=True)]
     ops += [Stitch("UE", "latent", k), Stage("G", "UE")]
-    return Plan("DIUG", tuple(ops), "UE", "ESs denoise latent tiles in parallel, tiles go down, the UE stitches and decodes")
+    return Plan(
+        "DIUG",
+        tuple(ops),
+        "UE",
+        "ESs denoise latent tiles in parallel, tiles go down, the UE stitches and decodes",
+    )
 
 
 def dsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -234,14 +273,22 @@ def uidcg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)] + _uplink_prompt()
+    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode), *_uplink_prompt()]
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
-            ops += [Transfer("prompt", _es(i - 1), node, "digital"), Transfer("latent", _es(i - 1), node, o.seed_mode)]
+            ops += [
+                Transfer("prompt", _es(i - 1), node, "digital"),
+                Transfer("latent", _es(i - 1), node, o.seed_mode),
+            ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     ops += [Stage("G", _es(k - 1))]
-    return Plan("UIDCG", tuple(ops), _es(k - 1), "UE seeds, ESs run consecutive step ranges over the backhaul, the last decodes")
+    return Plan(
+        "UIDCG",
+        tuple(ops),
+        _es(k - 1),
+        "UE seeds, ESs run consecutive step ranges over the backhaul, the last decodes",
+    )
 
 
 def dcsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
@@ -254,12 +301,17 @@ def dcsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
-            ops += [Transfer("prompt", _es(i - 1), node, "digital"), Transfer("latent", _es(i - 1), node, o.seed_mode)]
+            ops += [
+                Transfer("prompt", _es(i - 1), node, "digital"),
+                Transfer("latent", _es(i - 1), node, o.seed_mode),
+            ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     last = _es(k - 1)
     ops += [Stage("K", last), Transfer("sketch", last, "UE", o.sketch_mode)]
     ops += [Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
-    return Plan("DCSUC", tuple(ops), "UE", "ESs run consecutive step ranges, the last sketches, the UE completes")
+    return Plan(
+        "DCSUC", tuple(ops), "UE", "ESs run consecutive step ranges, the last sketches, the UE completes"
+    )
 
 
 #: The registry: protocol name -> (builder, number of ESs is a parameter, description).
@@ -292,7 +344,9 @@ def canonical_name(name: str) -> str:
     raise MegenError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
-def build_plan(name: str, options: ProtocolOptions, num_steps: int, start_step: int, image_to_image: bool) -> Plan:
+def build_plan(
+    name: str, options: ProtocolOptions, num_steps: int, start_step: int, image_to_image: bool
+) -> Plan:
     """Build the plan of protocol ``name`` (case-insensitive)."""
     key = canonical_name(name)
     if key in MULTI_ES:

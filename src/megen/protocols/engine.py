@@ -272,7 +272,9 @@ class _Run:
         self.out.image = self.get(node, "image")
         self.out.latent = self.final_latent
         self.out.latency_s = self.ready[(node, "image")]
-        self.out.energy_j = sum(s.energy_j for s in self.out.stages) + sum(t.energy_j for t in self.out.transfers)
+        self.out.energy_j = sum(s.energy_j for s in self.out.stages) + sum(
+            t.energy_j for t in self.out.transfers
+        )
         return self.out
 
     def item_name(self, base: str, tile: int | None) -> str:
@@ -303,7 +305,11 @@ class _Run:
                 self.put(node, "latent", lat, t, {**meta, "step": self.start_step})
             else:
                 lat, t = self._stage(
-                    "Z", node, [], ("Z", B), lambda: m.noise(None, num_steps=N, strength=None, generator=gen, batch_size=B)
+                    "Z",
+                    node,
+                    [],
+                    ("Z", B),
+                    lambda: m.noise(None, num_steps=N, strength=None, generator=gen, batch_size=B),
                 )
                 self.put(node, "latent", lat, t, {"step": 0})
         elif op.kind == "D":
@@ -338,20 +344,28 @@ class _Run:
             self.out.snr_aware_entries.append((node, start, j))
 
             def fn() -> torch.Tensor:
-                x = m.hop(x_scaled, cond, t_entry, num_steps=N, to_step=j, guidance=cfg.guidance, denoiser=den)
-                return m.denoise(x, cond, num_steps=N, start=j, stop=stop, guidance=cfg.guidance, denoiser=den)
+                x = m.hop(
+                    x_scaled, cond, t_entry, num_steps=N, to_step=j, guidance=cfg.guidance, denoiser=den
+                )
+                return m.denoise(
+                    x, cond, num_steps=N, start=j, stop=stop, guidance=cfg.guidance, denoiser=den
+                )
 
             key: tuple = ("Dhop", den, tuple(lat.shape), stop - j + 1, cfg.guidance > 1)
             start_label = j
         else:
 
             def fn() -> torch.Tensor:
-                return m.denoise(lat, cond, num_steps=N, start=start, stop=stop, guidance=cfg.guidance, denoiser=den)
+                return m.denoise(
+                    lat, cond, num_steps=N, start=start, stop=stop, guidance=cfg.guidance, denoiser=den
+                )
 
             key = ("D", den, tuple(lat.shape), stop - start, cfg.guidance > 1)
             start_label = start
         out, t = self._stage(f"D[{start_label}:{stop}]({den})", node, [item, cond_item], key, fn)
         self.put(node, item, out, t, {"step": stop, "core": meta.get("core", False)})
+        if "@" not in item:
+            self.final_latent = out
 
     def _snr_aware_entry(
         self, lat: torch.Tensor, meta: dict, start: int, N: int
@@ -417,7 +431,11 @@ class _Run:
             return m.decode(z)
 
         img, t = self._stage(
-            f"C[{start}:{N}]({den})", node, ["sketch", "cond"], ("C", den, tuple(sketch.shape), N - start, cfg.guidance > 1), fn
+            f"C[{start}:{N}]({den})",
+            node,
+            ["sketch", "cond"],
+            ("C", den, tuple(sketch.shape), N - start, cfg.guidance > 1),
+            fn,
         )
         self.put(node, "image", img, t)
 
@@ -445,7 +463,9 @@ class _Run:
         sent = self.e.links.send(op.item.split("@")[0], value, op.mode, op.link, gen)
         self._record_transfer(op.item, op.src, op.dst, op.mode, op.link, sent, meta)
 
-    def _record_transfer(self, item: str, src: str, dst: str, mode: str, link: str, sent: Sent, meta: dict) -> float:
+    def _record_transfer(
+        self, item: str, src: str, dst: str, mode: str, link: str, sent: Sent, meta: dict
+    ) -> float:
         prof = self.e.profiles.link(link)
         t0 = max(self.ready.get((src, item), 0.0), self.link_free.get((src, dst), 0.0))
         dt = prof.seconds(sent.channel_uses)
@@ -497,6 +517,8 @@ class _Run:
             cores.append(v if meta.get("core") else core(v, self.windows[i].scaled(f)))
             t = max(t, self.ready[(op.node, name)])
         self.put(op.node, op.item, stitch(cores), t, {"step": self.cfg.num_steps})
+        if op.item == "latent":
+            self.final_latent = self.get(op.node, op.item)
 
     def run_parallel(self, op: ParallelDenoise) -> None:
         assert self.windows is not None
@@ -529,8 +551,19 @@ class _Run:
             self.link_free[(src, dst)] = t0 + dt
             self.out.transfers.append(
                 TransferRecord(
-                    f"halo@{s}->{d}", src, dst, "backhaul", "analog", sent.channel_uses, sent.payload_bits,
-                    sent.ok, sent.failures, sent.effective_snr_db, t0, t0 + dt, prof.joules(sent.channel_uses),
+                    f"halo@{s}->{d}",
+                    src,
+                    dst,
+                    "backhaul",
+                    "analog",
+                    sent.channel_uses,
+                    sent.payload_bits,
+                    sent.ok,
+                    sent.failures,
+                    sent.effective_snr_db,
+                    t0,
+                    t0 + dt,
+                    prof.joules(sent.channel_uses),
                 )
             )
             updates.append((d, dcols, sent.value, t0 + dt))

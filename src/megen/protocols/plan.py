@@ -98,7 +98,7 @@ class Stage:
     tile: int | None = None
 
     def describe(self) -> str:
-        s = self.kind
+        s: str = self.kind
         if self.kind == "D":
             a = "s" if self.start is None else str(self.start)
             b = "N" if self.stop is None else str(self.stop)

@@ -63,6 +63,7 @@ class RunConfig(BaseModel):
     completion_strength: float = Field(0.5, gt=0.0, le=1.0)
     ref_as_seed: bool = False
     profiles: str | None = None
+    plan: str | None = None
 
     @field_validator("protocol")
     @classmethod
@@ -89,7 +90,9 @@ def validate_run_config(cfg: RunConfig) -> None:
     if cfg.protocol in MULTI_ES and cfg.num_es < 2:
         raise MegenError(f"protocol {cfg.protocol} needs at least 2 edge servers; got --num-es {cfg.num_es}")
     if cfg.split_step is not None and not 0 <= cfg.split_step <= cfg.steps:
-        raise MegenError(f"--split-step must be in 0..{cfg.steps} (the number of steps), got {cfg.split_step}")
+        raise MegenError(
+            f"--split-step must be in 0..{cfg.steps} (the number of steps), got {cfg.split_step}"
+        )
     for link in ("uplink", "downlink", "backhaul"):
         cfg.link_snr_db(link)
 
@@ -112,13 +115,11 @@ class ProtocolRun:
             vals = [x for x in v if x is not None and not math.isnan(x)]
             q[k] = (sum(vals) / len(vals)) if vals else None
         return {
-            "protocol": self.config.protocol,
+            "protocol": self.config.protocol if self.config.plan is None else f"plan:{self.config.plan}",
             "model": self.config.model,
             "channel": self.config.channel,
             "snr_db": self.config.snr_db,
-            "link_snr_db": {
-                k: self.config.link_snr_db(k) for k in ("uplink", "downlink", "backhaul")
-            },
+            "link_snr_db": {k: self.config.link_snr_db(k) for k in ("uplink", "downlink", "backhaul")},
             "transmission": self.config.transmission,
             "num_images": len(self.prompts),
             "seed": self.config.seed,
@@ -169,7 +170,9 @@ def make_links(cfg: RunConfig) -> LinkSet:
     return LinkSet(settings)
 
 
-def error_free_output(model: StagedLDM, prompts: list[str], reference: torch.Tensor | None, cfg: RunConfig) -> torch.Tensor:
+def error_free_output(
+    model: StagedLDM, prompts: list[str], reference: torch.Tensor | None, cfg: RunConfig
+) -> torch.Tensor:
     """The unsplit ES pipeline's output for the same prompts, reference and seed (fidelity target)."""
     key = (
         model.name,
@@ -245,7 +248,12 @@ def run_protocol(
     )
     run_ref = None if cfg.protocol == "local" else reference
     start = model.start_step(cfg.steps, cfg.strength if run_ref is not None else None)
-    plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
+    if cfg.plan is not None:
+        from megen.protocols.plan_io import load_plan
+
+        plan = load_plan(cfg.plan)
+    else:
+        plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
     engine = Engine(model, make_links(cfg), _profiles(cfg.profiles), _METER)
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image

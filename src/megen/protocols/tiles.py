@@ -25,7 +25,9 @@ class Window:
 
     def scaled(self, factor: float) -> Window:
         f = factor
-        return Window(int(self.core_lo * f), int(self.core_hi * f), int(self.win_lo * f), int(self.win_hi * f))
+        return Window(
+            int(self.core_lo * f), int(self.core_hi * f), int(self.win_lo * f), int(self.win_hi * f)
+        )
 
     @property
     def core_in_window(self) -> slice:
@@ -40,7 +42,8 @@ def tile_windows(width: int, k: int, halo: int) -> list[Window]:
         raise MegenError(f"halo must be >= 0, got {halo}")
     edges = [round(i * width / k) for i in range(k + 1)]
     return [
-        Window(edges[i], edges[i + 1], max(0, edges[i] - halo), min(width, edges[i + 1] + halo)) for i in range(k)
+        Window(edges[i], edges[i + 1], max(0, edges[i] - halo), min(width, edges[i + 1] + halo))
+        for i in range(k)
     ]
 
 

@@ -92,7 +92,9 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
             for item in inputs:
                 name = item + suffix if item in TILEABLE else item
                 if name not in held[op.node]:
-                    raise MegenError(f"{where}: needs {name!r} on {op.node}, which does not hold it at this point")
+                    raise MegenError(
+                        f"{where}: needs {name!r} on {op.node}, which does not hold it at this point"
+                    )
             if op.kind in ("D", "C"):
                 _need_denoiser(op.node, op.denoiser, cfg, where)
             if op.kind == "D":

@@ -33,6 +33,7 @@ def evaluate_tiny(
 ) -> dict:
     """Measure the model card numbers; also stored into ``megen_tiny.json`` under ``"eval"``."""
     model = load_tiny(folder)
+    assert model.classifier is not None
     images, labels = load_fashion_mnist("test")
     out: dict = {"samples": samples, "steps": steps, "guidance": guidance}
     rec_psnr = []

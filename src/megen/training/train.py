@@ -253,13 +253,17 @@ def train_tiny(out_dir: Path, cfg: TrainConfig, log: Log = print) -> TrainReport
 
     encoder = MiniLMTextEncoder()
     table = prompt_table(encoder)
-    for part, conf, steps, off in (("es", ES_UNET_CONFIG, cfg.es_steps, 3), ("ue", UE_UNET_CONFIG, cfg.ue_steps, 4)):
+    for part, conf, steps, off in (
+        ("es", ES_UNET_CONFIG, cfg.es_steps, 3),
+        ("ue", UE_UNET_CONFIG, cfg.ue_steps, 4),
+    ):
         if part not in cfg.parts:
             continue
         unet, loss, n = timed(
-            part, lambda conf=conf, steps=steps, off=off, part=part: train_denoiser(
+            part,
+            lambda conf=conf, steps=steps, off=off, part=part: train_denoiser(
                 f"unet_{part}", conf, latents, labels, table, steps, cfg, log, off
-            )
+            ),
         )
         unet.save_pretrained(out_dir / f"unet_{part}", safe_serialization=True)
         report.final_loss[f"unet_{part}"], report.steps[f"unet_{part}"] = loss, n

@@ -1,0 +1,193 @@
+"""``megen sweep``, ``megen plot``, ``megen export`` and ``megen reproduce``: the case study's experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from megen.cli.common import console, handle_errors
+from megen.errors import MegenError
+
+EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sweep``, ``plot``, ``export`` and ``reproduce`` to the root app."""
+    app.command("sweep")(sweep)
+    app.command("plot")(plot)
+    app.command("export")(export)
+    app.command("reproduce")(reproduce)
+
+
+def _say(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+@handle_errors
+def sweep(
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML experiment file (grids); replaces the grid flags."
+    ),
+    protocols: str | None = typer.Option(
+        None, help="Comma list, e.g. central,local,EIUG,CIAG (default: central)."
+    ),
+    channels: str | None = typer.Option(
+        None, help="Comma list of none | awgn | rayleigh | rician (default: awgn)."
+    ),
+    snr_db: str | None = typer.Option(
+        None, "--snr-db", help="SNRs in dB: start:stop:step (inclusive) or a comma list."
+    ),
+    transmission: str | None = typer.Option(
+        None, help="Seed transmission modes: analog,digital (default: analog)."
+    ),
+    task: str | None = typer.Option(None, help="i2i (image-to-image, reference images) | t2i | i2i,t2i."),
+    samples: int = typer.Option(100, help="Images per configuration and seed."),
+    seeds: str = typer.Option("0", help="Comma list of master seeds."),
+    steps: int | None = typer.Option(None, help="DDIM steps (default 25)."),
+    strength: float | None = typer.Option(None, help="SDEdit strength (default 0.6)."),
+    num_es: int | None = typer.Option(
+        None, "--num-es", help="Edge servers for multi-ES protocols (default 2)."
+    ),
+    batch_size: int = typer.Option(
+        25, "--batch-size", help="Images per run (part of the results: keep it fixed)."
+    ),
+    prompt_shift: int = typer.Option(
+        0, "--prompt-shift", help="i2i prompt class = reference class + shift (mod 10)."
+    ),
+    model: str = typer.Option(
+        "tiny", help="'tiny', a model folder or Hub id; 'tiny-random' = random weights (tests)."
+    ),
+    db: Path = typer.Option(Path("results.sqlite"), "--db", help="Results database (created, or continued)."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", help="Processes; each loads the model once, 1 thread each."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
+) -> None:
+    """Run a sweep (protocols x channels x SNRs x modes x samples x seeds) into a SQLite database.
+
+    Killed and started again with the same arguments, it continues where it stopped.
+    """
+    from megen.experiments.spec import load_spec, make_spec, spec_from_flags
+    from megen.experiments.sweep import run_sweep
+
+    grid_flags = {
+        "protocols": protocols,
+        "channels": channels,
+        "snr_db": snr_db,
+        "transmission": transmission,
+        "task": task,
+        "steps": steps,
+        "strength": strength,
+        "num_es": num_es,
+    }
+    if config is not None:
+        given = [k for k, v in grid_flags.items() if v is not None]
+        if given:
+            raise MegenError(
+                f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
+            )
+        spec = load_spec(config)
+        overrides = {"model": model} if model != "tiny" else {}
+        if overrides:
+            spec = make_spec({**spec.model_dump(), **overrides})
+    else:
+        extra = {
+            k: v for k, v in (("steps", steps), ("strength", strength), ("num_es", num_es)) if v is not None
+        }
+        spec = spec_from_flags(
+            protocols=protocols or "central",
+            channels=channels or "awgn",
+            snr_db=snr_db if snr_db is not None else "0:20:10",
+            transmissions=transmission or "analog",
+            samples=samples,
+            seeds=seeds,
+            task=task or "i2i",
+            model=model,
+            batch_size=batch_size,
+            prompt_shift=prompt_shift,
+            extra=extra,
+        )
+    result = run_sweep(spec, db, workers=workers, progress=progress, log=_say)
+    stored = result.existing_rows + result.written_rows
+    if result.interrupted:
+        _say(
+            f"interrupted by {result.signal_name}: {result.written_rows} new rows written, {stored}/{result.expected_rows} "
+            "stored; run the same command again to continue"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
+    _say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
+
+
+@handle_errors
+def plot(
+    db: Path = typer.Argument(..., help="Results database written by `megen sweep`."),
+    out: Path = typer.Option(Path("figures"), "--out", help="Folder for the figures (PNG and PDF)."),
+    snr_db: float | None = typer.Option(
+        None, "--snr-db", help="SNR of the bar charts (default: nearest to 10 dB)."
+    ),
+) -> None:
+    """Draw the case study's figures from a results database."""
+    from megen.experiments.plots import plot_all
+    from megen.experiments.store import ResultsStore
+
+    with ResultsStore.open(db) as store:
+        paths = plot_all(store, out, snr_db=snr_db, log=_say)
+    if not paths:
+        raise MegenError(f"no figure could be drawn from {db}")
+    _say(f"{len(paths)} files in {out}: " + ", ".join(sorted({p.stem for p in paths})))
+
+
+@handle_errors
+def export(
+    db: Path = typer.Argument(..., help="Results database written by `megen sweep`."),
+    csv: Path | None = typer.Option(None, "--csv", help="All rows as CSV (images left out)."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="All rows as Parquet (images left out)."),
+    summary: Path | None = typer.Option(
+        None, "--summary", help="Per-configuration means, 95% CIs and FID as CSV."
+    ),
+    fid: bool = typer.Option(True, "--fid/--no-fid", help="Classifier FID in the summary (>= 100 samples)."),
+) -> None:
+    """Export a results database to CSV and/or Parquet (and a per-configuration summary)."""
+    from megen.experiments.stats import aggregate
+    from megen.experiments.store import ResultsStore, atomic_output
+    from megen.experiments.store import export as export_rows
+
+    if csv is None and parquet is None and summary is None:
+        raise MegenError("nothing to export: give --csv FILE, --parquet FILE and/or --summary FILE")
+    with ResultsStore.open(db) as store:
+        if csv is not None or parquet is not None:
+            n = export_rows(store, csv=csv, parquet=parquet)
+            _say(f"{n} rows -> " + ", ".join(str(p) for p in (csv, parquet) if p is not None))
+        if summary is not None:
+            agg = aggregate(store, fid=fid, log=_say)
+            with atomic_output(summary) as tmp:
+                agg.to_csv(tmp, index=False)
+            _say(f"{len(agg)} configurations -> {summary}")
+
+
+@handle_errors
+def reproduce(
+    out: Path = typer.Option(
+        Path("report"), "--out", help="Report folder (report.md, figures, CSV, results.sqlite)."
+    ),
+    full: bool = typer.Option(False, "--full", help="Publication size: >= 1000 samples per point (hours)."),
+    preset: str = typer.Option(
+        "default", help="demo (a few minutes) | default (<= 15 min on 2 cores) | full."
+    ),
+    workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
+    model: str = typer.Option("tiny", help="'tiny' (embedded) or 'tiny-random' (plumbing only)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
+) -> None:
+    """Run the whole case study on the embedded model and write report/report.md with figures and tables."""
+    from megen.experiments.reproduce import reproduce as run_reproduce
+
+    if full:
+        if preset not in ("default", "full"):
+            raise MegenError(f"--full and --preset {preset} contradict each other")
+        preset = "full"
+    result = run_reproduce(out, preset=preset, workers=workers, model=model, progress=progress, log=_say)
+    if result.interrupted:
+        _say("interrupted; run the same command again to continue the sweep")
+        raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
+    _say(f"report: {result.report}")
