@@ -26,3 +26,17 @@ def tiny():
     from megen.models.tiny import load_tiny
 
     return load_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_png(tmp_path_factory):
+    """A shipped reference image written as an RGB PNG of another size (the CLI converts it)."""
+    from PIL import Image
+
+    from megen.images import to_pil
+    from megen.models.tiny import load_reference_images
+
+    images, _ = load_reference_images()
+    path = tmp_path_factory.mktemp("ref") / "dress.png"
+    to_pil(images[30]).convert("RGB").resize((64, 48)).save(path)
+    return path

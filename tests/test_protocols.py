@@ -20,11 +20,12 @@ STEPS = 6
 
 @pytest.fixture(scope="module")
 def reference():
-    return torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    # 8-bit values, as from an image file, so a lossless PNG uplink returns them exactly
+    return (torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).round() / 255
 
 
 def _cfg(**kw) -> RunConfig:
-    base = dict(steps=STEPS, strength=0.5, guidance=3.0, seed=4, channel="none", image_codec="png")
+    base = dict(steps=STEPS, strength=0.5, guidance=3.0, seed=4, channel="none", image_codec="png", mcs="16qam-0.5")
     base.update(kw)
     return RunConfig(**base)
 

@@ -103,6 +103,8 @@ def generate(
     from megen.images import load_image, save_image
     from megen.models.registry import load_model
 
+    if image is not None and not image.exists():
+        raise MegenError(f"image file not found: {image}")
     ldm = load_model(model)
     ref = None
     if image is not None:

@@ -23,6 +23,10 @@ import torch
 from megen.errors import MegenError
 from megen.link.analog import transmit_analog
 from megen.link.channels import ChannelConfig
+from megen.link.codecs import send_image_digital, send_tensor_quantized
+from megen.link.digital import send_bytes_batch
+from megen.link.mcs import select_mcs
+from megen.link.modulation import MODULATIONS, Mcs
 
 CONTROL_BITS_PER_PROMPT = 64
 IMAGE_ITEMS = ("reference", "image", "sketch")
@@ -76,13 +80,10 @@ class LinkSet:
         self.settings = settings
         self._mcs_cache: dict[str, Any] = {}
 
-    def mcs_for(self, link: str) -> Any:
+    def mcs_for(self, link: str) -> Mcs:
         """The MCS of a link: the fixed one, or the link adaptation's choice for its SNR."""
-        from megen.link import digital
-
-        s = self.settings[link]
         if link not in self._mcs_cache:
-            self._mcs_cache[link] = digital.resolve_mcs(s.mcs, s.channel)
+            self._mcs_cache[link] = resolve_mcs(self.settings[link].mcs, self.settings[link].channel)
         return self._mcs_cache[link]
 
     def send(self, kind: str, value: Any, mode: str, link: str, gen: torch.Generator) -> Sent:
@@ -94,31 +95,37 @@ class LinkSet:
             return self._send_analog(kind, value, s.channel, gen)
         if mode != "digital":
             raise MegenError(f"unknown transmission mode {mode!r}")
-        from megen.link import digital
-
         mcs = self.mcs_for(link)
+        snr = None if s.channel.kind == "none" else s.channel.snr_db
         if kind in IMAGE_ITEMS:
-            r = digital.send_images(value, s.image_codec, s.image_quality, mcs, s.channel, gen)
-        elif kind in TENSOR_ITEMS:
-            r = digital.send_tensor_quantized(value, s.seed_bits, mcs, s.channel, gen)
-        else:
-            raise MegenError(f"cannot send item {kind!r} digitally")
-        return Sent(
-            value=r.value,
-            channel_uses=r.channel_uses,
-            payload_bits=r.payload_bits,
-            ok=r.ok,
-            failures=r.failures,
-            effective_snr_db=None if s.channel.kind == "none" else s.channel.snr_db,
-        )
+            ri = send_image_digital(value, s.image_codec, s.image_quality, mcs, s.channel, gen)
+            return Sent(
+                value=ri.images,
+                channel_uses=ri.channel_uses,
+                payload_bits=ri.info_bits + ri.header_bits,
+                ok=bool(ri.ok.all()),
+                failures=int((~ri.decoded).sum()) + ri.block_errors,
+                effective_snr_db=snr,
+            )
+        if kind in TENSOR_ITEMS:
+            rq = send_tensor_quantized(value, s.seed_bits, mcs, s.channel, gen)
+            return Sent(
+                value=rq.received,
+                channel_uses=rq.channel_uses,
+                payload_bits=rq.info_bits + rq.header_bits,
+                ok=bool(rq.ok.all()),
+                failures=rq.block_errors,
+                effective_snr_db=snr,
+            )
+        raise MegenError(f"cannot send item {kind!r} digitally")
 
     def _send_prompt(self, prompts: list[str], link: str, gen: torch.Generator) -> Sent:
-        from megen.link import digital
-
+        """Prompts + control values, really sent (so pilots and coding are counted), assumed delivered."""
         s = self.settings[link]
-        payload = b"".join(p.encode("utf-8") for p in prompts)
-        bits = 8 * len(payload) + CONTROL_BITS_PER_PROMPT * len(prompts)
-        uses = digital.channel_uses_for_bits(bits, self.mcs_for(link), s.channel)
+        payloads = [p.encode("utf-8") + bytes(CONTROL_BITS_PER_PROMPT // 8) for p in prompts]
+        results = send_bytes_batch(payloads, self.mcs_for(link), s.channel, gen)
+        uses = sum(r.channel_uses for r in results)
+        bits = sum(r.info_bits + r.header_bits for r in results)
         return Sent(value=list(prompts), channel_uses=uses, payload_bits=bits)
 
     def _send_analog(self, kind: str, value: torch.Tensor, ch: ChannelConfig, gen: torch.Generator) -> Sent:
@@ -141,3 +148,25 @@ class LinkSet:
             noise_var=noise,
             unbiased=unbiased,
         )
+
+
+def parse_mcs(text: str) -> Mcs:
+    """``"16qam-0.5"`` (modulation-rate) or ``"qpsk-uncoded"`` -> :class:`Mcs`."""
+    mod, sep, rate = text.strip().lower().partition("-")
+    if not sep or mod not in MODULATIONS:
+        raise MegenError(
+            f"MCS must look like '16qam-0.5' or 'qpsk-uncoded' (modulations: {', '.join(MODULATIONS)}), got {text!r}"
+        )
+    if rate == "uncoded":
+        return Mcs(mod, None)
+    try:
+        return Mcs(mod, float(rate.removeprefix("r")))
+    except ValueError:
+        raise MegenError(f"bad code rate in MCS {text!r}") from None
+
+
+def resolve_mcs(mcs: str | None, channel: ChannelConfig) -> Mcs:
+    """A fixed MCS (``"16qam-0.5"``) or, for ``None``, the link adaptation's choice at the channel's SNR."""
+    if mcs is not None:
+        return parse_mcs(mcs)
+    return select_mcs(channel.snr_db if channel.kind != "none" else 0.0, channel).mcs
