@@ -27,6 +27,7 @@ def train(
     ),
     max_minutes: float = typer.Option(60.0, min=0.1, help="Safety cap on the time of each part (minutes)."),
     threads: int = typer.Option(0, min=0, help="torch threads (0 = torch default)."),
+    subset: int = typer.Option(0, min=0, help="Train on the first N images only (0 = all 60k; for smoke runs)."),
     install: bool = typer.Option(False, help="Copy the result over the weights shipped in the package."),
     evaluate: bool = typer.Option(True, help="Measure the model card numbers afterwards (docs/models.md)."),
     eval_samples: int = typer.Option(
@@ -53,6 +54,7 @@ def train(
         max_minutes_per_part=max_minutes,
         threads=threads,
         parts=chosen,
+        subset=subset,
     )
     report = train_tiny(out, cfg, log=lambda s: console.print(s, highlight=False))
     console.print(f"trained {', '.join(chosen)} in {sum(report.seconds.values()):.0f} s -> {out}")
