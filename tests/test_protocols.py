@@ -213,3 +213,12 @@ def test_plans_are_plain_frozen_data():
     with pytest.raises(AttributeError):
         plan.name = "x"  # type: ignore[misc]
     assert plan == build_plan("CIAG", ProtocolOptions(), 25, 10, True)
+
+
+def test_central_link_adaptation_spends_fewer_channel_uses_at_high_snr(random_tiny, reference):
+    uses = []
+    for snr in (0.0, 10.0, 25.0):
+        cfg = _cfg(protocol="central", channel="awgn", snr_db=snr, mcs=None, image_codec="jpeg")
+        run = run_protocol(cfg, PROMPTS, reference, model=random_tiny)
+        uses.append(run.output.channel_uses()["downlink"])
+    assert uses[0] > uses[1] > uses[2]

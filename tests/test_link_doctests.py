@@ -1,0 +1,23 @@
+"""The examples in the link layer's docstrings run as written."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "megen.link.analog",
+    "megen.link.channels",
+    "megen.link.digital",
+    "megen.link.mcs",
+    "megen.link.simulate",
+    "megen.link.theory",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
