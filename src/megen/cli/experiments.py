@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from megen.cli.common import console, handle_errors
 from megen.errors import MegenError
+from megen.experiments.spec import parse_assignments
 
 EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -49,6 +51,11 @@ def sweep(
     num_es: int | None = typer.Option(
         None, "--num-es", help="Edge servers for multi-ES protocols (default 2)."
     ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Any RunConfig field as key=value or key=v1,v2 (a grid axis), e.g. image_quality=10,90.",
+    ),
     batch_size: int = typer.Option(
         25, "--batch-size", help="Images per run (part of the results: keep it fixed)."
     ),
@@ -80,6 +87,7 @@ def sweep(
         "steps": steps,
         "strength": strength,
         "num_es": num_es,
+        "set": set_ or None,
     }
     if config is not None:
         given = [k for k, v in grid_flags.items() if v is not None]
@@ -92,9 +100,10 @@ def sweep(
         if overrides:
             spec = make_spec({**spec.model_dump(), **overrides})
     else:
-        extra = {
+        extra: dict[str, Any] = {
             k: v for k, v in (("steps", steps), ("strength", strength), ("num_es", num_es)) if v is not None
         }
+        extra.update(parse_assignments(set_))
         spec = spec_from_flags(
             protocols=protocols or "central",
             channels=channels or "awgn",

@@ -1,0 +1,441 @@
+"""What a sweep runs: the experiment specification and its expansion into points.
+
+A sweep is the union of one or more **grids**. A grid maps :class:`~megen.protocols.runner.RunConfig`
+field names (``protocol``, ``channel``, ``snr_db``, ``transmission``, ``image_quality``, ``mcs``,
+``sync_every``, ``snr_aware`` ...) to a value or a list of values, plus two sweep-only keys: ``task``
+(``"i2i"`` image-to-image over the shipped reference images, or ``"t2i"`` text-to-image) and ``tag``
+(a label such as ``"main"`` or ``"frontier"`` that plots and reports select on) and ``samples`` (this
+grid's images per point, default: the sweep's ``samples``). Every combination of a grid's values is one
+**point**; every point runs its ``samples`` images for every seed in ``seeds``.
+
+Points are canonicalised before they are hashed, so that runs that cannot differ are run once:
+
+* ``local`` uses no link: its channel becomes ``none`` and its transmission ``analog``;
+* with channel ``none`` the SNR means nothing: it becomes :data:`NO_CHANNEL_SNR_DB` (stored as NULL);
+* where the protocol's plan sends no seed (``central``, sketch protocols ...), the seed transmission
+  mode means nothing: it becomes ``analog``.
+
+A point that two grids both produce is run once and carries both tags.
+
+Example (TOML experiment file, ``megen sweep --config exp.toml``)::
+
+    name = "snr-sweep"
+    samples = 100
+    seeds = [0]
+    batch_size = 25
+
+    [defaults]            # RunConfig fields for every grid
+    steps = 25
+
+    [[grid]]
+    tag = "main"
+    protocol = ["central", "EIUG", "CIAG"]
+    channel = ["awgn", "rayleigh"]
+    snr_db = "-10:20:5"   # start:stop:step (inclusive), or a list of numbers
+    transmission = "analog"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from megen.errors import MegenError
+from megen.protocols.runner import RunConfig
+
+#: Keys of a grid that are not RunConfig fields.
+SWEEP_KEYS = ("task", "tag", "samples")
+#: RunConfig fields a grid may not set (the sweep sets them).
+RESERVED_FIELDS = ("model", "seed")
+TASKS = ("i2i", "t2i")
+#: SNR stored in the configuration of points with channel ``none`` (meaningless there; NULL in rows).
+NO_CHANNEL_SNR_DB = RunConfig.model_fields["snr_db"].default
+#: Version of the rule that maps a sample index to a prompt and reference (part of every point key, so
+#: a database written under another rule is never continued).
+SAMPLE_RULE = "class-interleaved-v1"
+#: Random-weight tiny model for fast tests of the plumbing (same architecture and cost as ``tiny``).
+RANDOM_MODEL = "tiny-random"
+
+
+def parse_number_list(text: str | float | int | list | tuple, what: str = "--snr-db") -> list[float]:
+    """Parse ``"-10:20:5"`` (inclusive range), ``"0,5,10"``, a number or a list into floats.
+
+    Args:
+        text: The value as given on the command line or in TOML.
+        what: The option's name, for error messages.
+
+    Returns:
+        The values in the order given (ranges ascending), duplicates removed.
+
+    Raises:
+        MegenError: an empty list, a malformed range, a zero step, or a non-finite value.
+
+    Example:
+        >>> parse_number_list("-10:0:5")
+        [-10.0, -5.0, 0.0]
+        >>> parse_number_list("3, 1")
+        [3.0, 1.0]
+    """
+    values: list[float] = []
+    items: list[Any]
+    if isinstance(text, list | tuple):
+        items = list(text)
+    elif isinstance(text, int | float):
+        items = [text]
+    else:
+        items = [p.strip() for p in str(text).split(",") if p.strip()]
+    for item in items:
+        if isinstance(item, str) and ":" in item.lstrip("-"):
+            parts = item.split(":")
+            try:
+                lo, hi, *rest = (float(p) for p in parts)
+            except ValueError as exc:
+                raise MegenError(
+                    f"{what}: cannot read range {item!r}; use start:stop:step, e.g. -10:20:5"
+                ) from exc
+            if len(parts) not in (2, 3):
+                raise MegenError(f"{what}: cannot read range {item!r}; use start:stop:step, e.g. -10:20:5")
+            step = rest[0] if rest else 1.0
+            if step <= 0 or not math.isfinite(step):
+                raise MegenError(f"{what}: the step of range {item!r} must be > 0")
+            n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+            values.extend(round(lo + i * step, 9) for i in range(max(n, 0)))
+        else:
+            try:
+                values.append(float(item))
+            except (TypeError, ValueError) as exc:
+                raise MegenError(f"{what}: {item!r} is not a number") from exc
+    if any(not math.isfinite(v) for v in values):
+        raise MegenError(f"{what}: every value must be a finite number")
+    out = list(dict.fromkeys(values))
+    if not out:
+        raise MegenError(f"{what}: empty list of values (give e.g. -10:20:5 or 0,10,20)")
+    return out
+
+
+def _scalar(text: str) -> Any:
+    t = text.strip()
+    low = t.lower()
+    if low in ("none", "auto", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(t)
+        except ValueError:
+            pass
+    return t
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["image_quality=10,90", "snr_aware=false"]`` -> ``{"image_quality": [10, 90], "snr_aware": [False]}``.
+
+    Values are read as int, float, true/false, none/auto (``None``) or text, in that order.
+
+    Example:
+        >>> parse_assignments(["mcs=auto,16qam-0.5", "sync_every=0,1"])
+        {'mcs': [None, '16qam-0.5'], 'sync_every': [0, 1]}
+    """
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise MegenError(f"--set: expected key=value, got {item!r}")
+        values = [_scalar(v) for v in value.split(",") if v.strip()]
+        if not values:
+            raise MegenError(f"--set {key}: empty list of values")
+        out[key] = values
+    return out
+
+
+def split_list(text: str | list | tuple, what: str) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``; an empty result is an error."""
+    items = [str(x).strip() for x in text] if isinstance(text, list | tuple) else str(text).split(",")
+    out = [x.strip() for x in items if x.strip()]
+    if not out:
+        raise MegenError(f"{what}: empty list")
+    return list(dict.fromkeys(out))
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line from a pydantic ValidationError: the first problem and its field."""
+    err = exc.errors()[0]
+    field = ".".join(str(x) for x in err.get("loc", ())) or "value"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{field}: {msg} (got {err.get('input')!r})"
+
+
+class SweepSpec(BaseModel):
+    """A whole sweep: grids of run configurations, samples and seeds.
+
+    Attributes:
+        name: A label for the sweep (reports).
+        model: ``"tiny"``, a model folder or Hub id, or ``"tiny-random"`` (tests).
+        samples: Images per point and seed; sample ``i`` is described by :func:`sample_prompt`.
+        seeds: Master seeds; each seed is its own set of points.
+        batch_size: Images per :func:`~megen.protocols.runner.run_protocol` call. Part of the result
+            (the batch's random draws are shared), so it is part of the specification.
+        prompt_shift: Image-to-image: the prompt names class ``(label + prompt_shift) % 10`` of the
+            reference image (0 = the reference's own class).
+        defaults: RunConfig fields applied to every grid before the grid's own values.
+        grids: The grids (see the module docstring).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "sweep"
+    model: str = "tiny"
+    samples: int = Field(100, ge=1, le=1_000_000)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    batch_size: int = Field(25, ge=1, le=256)
+    prompt_shift: int = Field(0, ge=0, le=9)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    grids: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("empty list of seeds")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return list(dict.fromkeys(v))
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): what the results database stores and compares."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        """SHA-256 of :meth:`to_json` (hex, 16 characters)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration of a sweep (all samples of one seed share it).
+
+    Attributes:
+        config: The canonical run configuration (``seed`` = the master seed).
+        task: ``"i2i"`` or ``"t2i"``.
+        tags: Tags of every grid that produced this point, in grid order.
+        key: Hash of everything that determines the results (the database's config key).
+        samples: Images of this point (the largest of the grids that produced it).
+    """
+
+    config: RunConfig
+    task: str
+    tags: tuple[str, ...]
+    key: str
+    samples: int
+
+
+def _grid_values(grid: dict[str, Any], defaults: dict[str, Any]) -> dict[str, list[Any]]:
+    known = set(RunConfig.model_fields) | set(SWEEP_KEYS)
+    merged = {**defaults, **grid}
+    for k in merged:
+        if k in RESERVED_FIELDS:
+            raise MegenError(f"grid key {k!r} is set by the sweep itself (use the sweep's `model`/`seeds`)")
+        if k not in known:
+            raise MegenError(f"unknown grid key {k!r}; use RunConfig fields ({', '.join(sorted(known))})")
+    out: dict[str, list[Any]] = {}
+    for k, v in merged.items():
+        if k == "snr_db" or (k.endswith("_snr_db") and v is not None):
+            out[k] = [float(x) for x in parse_number_list(v, f"snr_db ({k})")]
+        elif k == "protocol":
+            out[k] = split_list(v, "protocol") if isinstance(v, str | list | tuple) else [v]
+        elif isinstance(v, list | tuple):
+            if not v:
+                raise MegenError(f"grid key {k!r}: empty list")
+            out[k] = list(v)
+        else:
+            out[k] = [v]
+    out.setdefault("task", ["i2i"])
+    out.setdefault("tag", ["main"])
+    if "samples" in out and (
+        len(out["samples"]) != 1 or not isinstance(out["samples"][0], int) or out["samples"][0] < 1
+    ):
+        raise MegenError(f"grid key 'samples' must be one integer >= 1, got {grid.get('samples')!r}")
+    for t in out["task"]:
+        if t not in TASKS:
+            raise MegenError(f"unknown task {t!r}; use 'i2i' (image-to-image) or 't2i' (text-to-image)")
+    return out
+
+
+def _transmission_matters(cfg: RunConfig, task: str) -> bool:
+    """Whether the seed transmission mode changes this configuration's plan."""
+    from megen.models.ldm import start_step_for
+    from megen.protocols.builders import ProtocolOptions, build_plan
+
+    if cfg.plan is not None:
+        return True  # a plan file fixes its own modes
+    i2i = task == "i2i" and cfg.protocol != "local"
+    start = start_step_for(cfg.steps, cfg.strength if i2i else None)
+    plans = []
+    for mode in ("analog", "digital"):
+        opts = ProtocolOptions(
+            num_es=cfg.num_es,
+            split_step=cfg.split_step,
+            sync_every=cfg.sync_every,
+            halo=cfg.halo,
+            seed_mode=mode,
+            image_mode=cfg.image_transmission,
+            sketch_mode=cfg.sketch_transmission,
+            ref_as_seed=cfg.ref_as_seed,
+            ue_denoiser=cfg.ue_model,
+        )
+        plans.append(build_plan(cfg.protocol, opts, cfg.steps, start, i2i))
+    return plans[0] != plans[1]
+
+
+def canonical_config(cfg: RunConfig, task: str) -> RunConfig:
+    """Collapse fields that cannot change the results (see the module docstring)."""
+    update: dict[str, Any] = {}
+    if cfg.protocol == "local":
+        update.update(channel="none", transmission="analog")
+    if update.get("channel", cfg.channel) == "none":
+        update.update(snr_db=NO_CHANNEL_SNR_DB, ul_snr_db=None, dl_snr_db=None, bh_snr_db=None)
+    cfg = cfg.model_copy(update=update) if update else cfg
+    if cfg.transmission != "analog" and not _transmission_matters(cfg, task):
+        cfg = cfg.model_copy(update={"transmission": "analog"})
+    return cfg
+
+
+def point_key(cfg: RunConfig, task: str, spec: SweepSpec) -> str:
+    """Hash of everything that determines a point's rows (config, task, batch size, prompt rule)."""
+    payload = {
+        "sample_rule": SAMPLE_RULE,
+        "config": cfg.model_dump(mode="json"),
+        "task": task,
+        "batch_size": spec.batch_size,
+        "prompt_shift": spec.prompt_shift if task == "i2i" else None,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """All points of a sweep, in grid order, duplicates merged (their tags joined).
+
+    Raises:
+        MegenError: no grid, an unknown key, an empty list, or an invalid configuration.
+    """
+    from megen.protocols.runner import validate_run_config
+
+    if not spec.grids:
+        raise MegenError("the sweep has no grid (give --protocols ... or a [[grid]] table)")
+    points: dict[str, Point] = {}
+    for grid in spec.grids:
+        values = _grid_values(grid, spec.defaults)
+        names = list(values)
+        for combo in itertools.product(*(values[n] for n in names)):
+            fields = dict(zip(names, combo, strict=True))
+            task = fields.pop("task")
+            tag = str(fields.pop("tag"))
+            samples = int(fields.pop("samples", spec.samples))
+            for seed in spec.seeds:
+                try:
+                    cfg = RunConfig(**fields, model=spec.model, seed=seed)
+                except ValidationError as exc:
+                    raise MegenError(format_validation_error(exc)) from exc
+                cfg = canonical_config(cfg, task)
+                validate_run_config(cfg)
+                key = point_key(cfg, task, spec)
+                old = points.get(key)
+                if old is None:
+                    points[key] = Point(cfg, task, (tag,), key, samples)
+                else:
+                    tags = old.tags if tag in old.tags else (*old.tags, tag)
+                    points[key] = Point(cfg, task, tags, key, max(samples, old.samples))
+    return list(points.values())
+
+
+def spec_from_flags(
+    *,
+    protocols: str,
+    channels: str,
+    snr_db: str,
+    transmissions: str,
+    samples: int,
+    seeds: str,
+    task: str = "i2i",
+    model: str = "tiny",
+    batch_size: int = 25,
+    prompt_shift: int = 0,
+    name: str = "sweep",
+    extra: dict[str, Any] | None = None,
+) -> SweepSpec:
+    """A one-grid sweep from ``megen sweep`` flags (comma lists, SNR ranges).
+
+    Raises:
+        MegenError: an empty list, an unknown protocol, channel or mode, or invalid numbers.
+    """
+    snrs = parse_number_list(snr_db, "--snr-db")
+    seed_list = [int(s) for s in parse_number_list(seeds, "--seeds")]
+    if any(s != int(s) for s in parse_number_list(seeds, "--seeds")):
+        raise MegenError("--seeds: seeds must be integers")
+    grid: dict[str, Any] = {
+        "tag": "main",
+        "task": split_list(task, "--task"),
+        "protocol": split_list(protocols, "--protocols"),
+        "channel": split_list(channels, "--channels"),
+        "snr_db": snrs,
+        "transmission": split_list(transmissions, "--transmission"),
+        **(extra or {}),
+    }
+    return make_spec(
+        {
+            "name": name,
+            "model": model,
+            "samples": samples,
+            "seeds": seed_list,
+            "batch_size": batch_size,
+            "prompt_shift": prompt_shift,
+            "grids": [grid],
+        }
+    )
+
+
+def make_spec(data: dict[str, Any]) -> SweepSpec:
+    """Validate a spec from plain data (TOML ``[[grid]]`` tables become ``grids``)."""
+    data = dict(data)
+    if "grid" in data:
+        if "grids" in data:
+            raise MegenError("give either [[grid]] tables or a `grids` list, not both")
+        data["grids"] = data.pop("grid")
+    if isinstance(data.get("grids"), dict):
+        data["grids"] = [data["grids"]]
+    try:
+        spec = SweepSpec(**data)
+    except ValidationError as exc:
+        raise MegenError(format_validation_error(exc)) from exc
+    expand(spec)  # every error now, before anything runs
+    return spec
+
+
+def load_spec(path: Path | str) -> SweepSpec:
+    """Read a TOML experiment file (see the module docstring).
+
+    Raises:
+        MegenError: a missing or unreadable file, bad TOML, or an invalid specification.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MegenError(f"experiment file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MegenError(f"cannot read experiment file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise MegenError(f"experiment file {path} is not valid TOML: {exc}") from exc
+    return make_spec(data)

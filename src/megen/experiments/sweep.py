@@ -1,0 +1,519 @@
+"""``megen sweep``: run every point of a :class:`~megen.experiments.spec.SweepSpec` into a results database.
+
+One driver, one small trial function (as in Sionna's ``sim_ber``):
+
+* :func:`compute_batch` is the trial: one :func:`~megen.protocols.runner.run_protocol` call for one batch
+  of samples of one point, returning one row per image (it never touches the database);
+* :func:`run_sweep` is the driver: it opens (or resumes) the database, works out which batches are
+  missing, runs them in this process or in ``workers`` spawned processes, writes each batch's rows in
+  one transaction as it arrives, and shows a progress bar with ETA.
+
+**Samples.** Sample ``i`` of a point is, for image-to-image (``task = "i2i"``), shipped reference image
+``i % 100`` in class-interleaved order (:func:`interleaved_order`: class 0's first image, class 1's
+first image, ..., class 0's second image ...; 10 Fashion-MNIST test images per class, so the first ``n``
+samples of any point are class-balanced) with the prompt ``"a photo of a <class>"`` of class
+``(label + prompt_shift) % 10``: by default its own class (so fidelity, reference similarity and prompt
+accuracy all measure whether the item survives the link), or another class with ``prompt_shift`` > 0
+(class transfer). For text-to-image (``task = "t2i"``) sample ``i`` is the prompt of class ``i % 10``.
+For a model whose images are not 1x32x32 (Stable Diffusion) the references are resized and repeated
+to its channels.
+
+**Randomness.** Samples are cut into fixed batches of ``batch_size``; batch ``b`` of master seed ``s``
+runs with seed ``mix(s, b)`` for every point, so all protocols, channels and SNRs see the same
+initial noise for the same sample (paired comparisons), and samples of different batches never
+share it. A batch's rows therefore never depend on which other batches ran, in which process or in
+which order: an interrupted and resumed sweep gives the same numbers as an uninterrupted one.
+Every computing process uses one torch thread (parallelism comes from ``workers``).
+
+**Interruption.** SIGTERM and Ctrl-C stop the sweep between two SQLite statements: the batch in
+flight is rolled back, finished batches stay. SIGKILL loses at most the batches in flight (SQLite's
+journal rolls back a half-written transaction at the next open). Running the same command again
+computes only the missing batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from megen.errors import MegenError
+from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
+from megen.experiments.store import LINKS, ResultsStore, encode_png
+
+MAX_WORKERS = 64
+
+
+class SweepInterrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """Raised in the driver by SIGTERM; the driver rolls back the batch in flight and stops."""
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """One unit of work: one batch of samples of one point.
+
+    Attributes:
+        key: The point's config hash.
+        config_json: The point's RunConfig as JSON (``seed`` = master seed).
+        task: ``"i2i"`` or ``"t2i"``.
+        batch: Batch index (samples ``batch * batch_size ...``).
+        samples: Sample indices of the batch (all of them, even if some are already stored).
+        run_seed: The seed the batch runs with (:func:`batch_seed`).
+        prompt_shift: See :class:`~megen.experiments.spec.SweepSpec`.
+    """
+
+    key: str
+    config_json: str
+    task: str
+    batch: int
+    samples: tuple[int, ...]
+    run_seed: int
+    prompt_shift: int
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        path: The database.
+        points: Points of the sweep.
+        expected_rows: Rows of the complete sweep.
+        existing_rows: Rows already stored when it started.
+        written_rows: Rows written by this run.
+        seconds: Wall-clock duration, seconds.
+        interrupted: Stopped by a signal before the end.
+        signal_name: ``"SIGTERM"`` or ``"SIGINT"`` when interrupted.
+        commits: ``(seconds since the start, rows written so far)`` after every committed batch.
+    """
+
+    path: Path
+    points: int
+    expected_rows: int
+    existing_rows: int
+    written_rows: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    signal_name: str | None = None
+    commits: list[tuple[float, int]] = field(default_factory=list)
+
+    def steady_rows_per_s(self) -> float:
+        """Rows per second between the first and the last commit (start-up excluded); NaN if < 2 commits."""
+        if len(self.commits) < 2:
+            return math.nan
+        (t0, n0), (t1, n1) = self.commits[0], self.commits[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else math.nan
+
+    @property
+    def complete(self) -> bool:
+        return self.existing_rows + self.written_rows >= self.expected_rows
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """Seed of batch ``batch`` under master seed ``seed`` (a 31-bit mix, the same for every point).
+
+    Example:
+        >>> batch_seed(0, 0) != batch_seed(0, 1) != batch_seed(1, 0)
+        True
+    """
+    x = (seed * 0x9E3779B97F4A7C15 + (batch + 1) * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return int(x >> 33) & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------- samples
+def sample_inputs(
+    task: str,
+    samples: Sequence[int],
+    prompt_shift: int,
+    references: tuple[torch.Tensor, torch.Tensor] | None,
+    image_shape: tuple[int, int, int] = (1, 32, 32),
+) -> tuple[list[str], torch.Tensor | None, list[int | None], list[int]]:
+    """Prompts and reference images of samples (see the module docstring).
+
+    Returns:
+        ``(prompts, reference [B, C, H, W] or None, reference index per sample, prompt class per sample)``.
+    """
+    from megen.data import FASHION_CLASSES, prompt_for
+
+    n_cls = len(FASHION_CLASSES)
+    if task == "t2i":
+        classes = [i % n_cls for i in samples]
+        return [prompt_for(c) for c in classes], None, [None] * len(samples), classes
+    if references is None:
+        raise MegenError("image-to-image samples need the reference images")
+    images, labels = references
+    order = interleaved_order(labels)
+    idx = [order[i % len(order)] for i in samples]
+    classes = [(int(labels[r]) + prompt_shift) % n_cls for r in idx]
+    ref = images[idx]
+    if tuple(ref.shape[1:]) != tuple(image_shape):
+        c, h, w = image_shape
+        ref = torch.nn.functional.interpolate(ref, size=(h, w), mode="bilinear", align_corners=False)
+        ref = ref.repeat(1, c // ref.shape[1], 1, 1) if c != ref.shape[1] else ref
+    return [prompt_for(c) for c in classes], ref.contiguous(), list(idx), classes
+
+
+def interleaved_order(labels: torch.Tensor) -> list[int]:
+    """Reference indices ordered so that classes take turns: the first ``n`` samples are class-balanced.
+
+    Example:
+        >>> interleaved_order(torch.tensor([0, 0, 1, 1, 2, 2]))
+        [0, 2, 4, 1, 3, 5]
+    """
+    seen: dict[int, int] = {}
+    keys = []
+    for i, c in enumerate(labels.tolist()):
+        rank = seen.get(c, 0)
+        seen[c] = rank + 1
+        keys.append((rank, c, i))
+    return [i for _, _, i in sorted(keys)]
+
+
+_RANDOM_MODELS: dict[str, Any] = {}
+
+
+def load_sweep_model(name: str):
+    """The model of a sweep (cached per process): ``tiny-random`` is the random-weight tiny model (tests)."""
+    if name == RANDOM_MODEL:
+        from megen.models.tiny import build_random_tiny
+
+        if name not in _RANDOM_MODELS:
+            _RANDOM_MODELS[name] = build_random_tiny(seed=0)
+        return _RANDOM_MODELS[name]
+    from megen.models.registry import load_model
+
+    return load_model(name)
+
+
+# ---------------------------------------------------------------------------------------------- trial
+def compute_batch(task: BatchTask, model, references) -> list[dict[str, Any]]:
+    """Run one batch and return its rows (one dict per image, columns of the ``rows`` table)."""
+    from megen.protocols.runner import RunConfig, run_protocol
+
+    t0 = time.perf_counter()
+    cfg = RunConfig.model_validate_json(task.config_json).model_copy(update={"seed": task.run_seed})
+    prompts, reference, ref_idx, classes = sample_inputs(
+        task.task, task.samples, task.prompt_shift, references, tuple(model.image_shape)
+    )
+    run = run_protocol(cfg, prompts, reference, model=model)
+    wall = (time.perf_counter() - t0) / len(prompts)
+    return rows_from_run(task, run, ref_idx, classes, wall)
+
+
+def rows_from_run(
+    task: BatchTask, run, ref_idx: Sequence[int | None], classes: Sequence[int], wall_s: float
+) -> list[dict]:
+    """Rows of one :class:`~megen.protocols.runner.ProtocolRun` (costs = batch totals / batch size)."""
+    out = run.output
+    b = len(run.prompts)
+    costs: dict[str, Any] = {}
+    for k, v in out.channel_uses().items():
+        costs[f"uses_{k}"] = v / b
+    for k, v in out.payload_bits().items():
+        costs[f"bits_{k}"] = v / b
+    flops = out.flops()
+    costs["flops_ue"] = flops.get("UE", 0.0) / b
+    costs["flops_es"] = sum(v for k, v in flops.items() if k.startswith("ES")) / b
+    costs["flops_total"] = sum(flops.values()) / b
+    costs["latency_s"] = out.latency_s / b
+    costs["energy_j"] = out.energy_j / b
+    busy = out.latency_breakdown()
+    energy = out.energy_breakdown()
+    for prefix, unit, table in (("busy", "s", busy), ("energy", "j", energy)):
+        costs[f"{prefix}_ue_{unit}"] = table.get("UE", 0.0) / b
+        costs[f"{prefix}_es_{unit}"] = sum(v for k, v in table.items() if k.startswith("ES")) / b
+        for link in LINKS:
+            costs[f"{prefix}_{link}_{unit}"] = table.get(link, 0.0) / b
+    costs["link_failures"] = out.failures() / b
+    detail = json.dumps(
+        {
+            "per_image": True,
+            "batch_size": b,
+            "flops": {k: v / b for k, v in flops.items()},
+            "flops_by_stage": {k: v / b for k, v in out.flops_by_stage().items()},
+            "busy_s": {k: v / b for k, v in busy.items()},
+            "energy_j": {k: v / b for k, v in energy.items()},
+            "batch_link_failures": out.failures(),
+            "snr_aware_entries": [list(e) for e in out.snr_aware_entries],
+        },
+        sort_keys=True,
+    )
+    rows = []
+    for j, sample in enumerate(task.samples):
+        row: dict[str, Any] = {
+            "config_hash": task.key,
+            "sample": sample,
+            "batch": task.batch,
+            "run_seed": task.run_seed,
+            "ref_index": ref_idx[j],
+            "prompt": run.prompts[j],
+            "prompt_class": classes[j],
+            "costs_json": detail,
+            "wall_s": wall_s,
+            "image_png": encode_png(run.images[j]),
+            **costs,
+        }
+        for metric, values in run.quality.items():
+            v = values[j]
+            row[metric] = None if v is None else float(v)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- workers
+_WORKER: dict[str, Any] = {}
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(1)  # the driver died (SIGKILL): do not linger as an orphan
+
+
+def _init_worker(model_name: str, parent_pid: int) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
+    torch.set_num_threads(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    _WORKER["model"] = load_sweep_model(model_name)
+    _WORKER["references"] = reference_images()
+
+
+def _worker_batch(task: BatchTask) -> list[dict[str, Any]]:
+    return compute_batch(task, _WORKER["model"], _WORKER["references"])
+
+
+@functools.lru_cache(maxsize=1)
+def reference_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """The shipped reference images; without them (untrained checkout), the same 100 test images.
+
+    The shipped set is the first 10 Fashion-MNIST test images of each class (``megen train`` writes it),
+    so it can be rebuilt from the installed test set.
+    """
+    from megen.data import dataset_available, load_fashion_mnist
+    from megen.models.tiny import load_reference_images
+
+    try:
+        return load_reference_images()
+    except MegenError:
+        if not dataset_available():
+            raise
+    images, labels = load_fashion_mnist("test")
+    idx = torch.cat([torch.nonzero(labels == c)[:10, 0] for c in range(10)])
+    images = (images[idx] * 255).round().div(255.0)
+    return images, labels[idx]
+
+
+# ---------------------------------------------------------------------------------------------- driver
+@functools.lru_cache(maxsize=1)
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def plan_tasks(spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int]]) -> list[BatchTask]:
+    """The batches still missing, ordered batch by batch across points (partial results stay balanced)."""
+    n_batches = (max(p.samples for p in points) + spec.batch_size - 1) // spec.batch_size
+    tasks = []
+    for b in range(n_batches):
+        for p in points:
+            samples = tuple(range(b * spec.batch_size, min((b + 1) * spec.batch_size, p.samples)))
+            if not samples:
+                continue
+            have = done.get(p.key, set())
+            if all(s in have for s in samples):
+                continue
+            tasks.append(
+                BatchTask(
+                    key=p.key,
+                    config_json=p.config.model_dump_json(),
+                    task=p.task,
+                    batch=b,
+                    samples=samples,
+                    run_seed=batch_seed(p.config.seed, b),
+                    prompt_shift=spec.prompt_shift,
+                )
+            )
+    return tasks
+
+
+def run_sweep(
+    spec: SweepSpec,
+    db: Path | str,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    model=None,
+    log: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Run (or continue) a sweep into the SQLite database ``db``.
+
+    Args:
+        spec: The sweep.
+        db: Results database; created if missing, continued if it holds the same sweep.
+        workers: 1 = in this process; N > 1 = N spawned processes (one model each, one thread each).
+        progress: Show a rich progress bar with ETA on stderr.
+        model: In-process only: an already loaded model to use instead of ``spec.model`` (tests).
+        log: Where one-line messages go (default: stderr console).
+
+    Returns:
+        What was done; ``interrupted`` is True when SIGTERM/Ctrl-C stopped it (rerun to continue).
+
+    Raises:
+        MegenError: an invalid spec, a foreign/corrupt/mismatched database, an unwritable folder, or a
+            run that fails (finished batches stay in the database).
+
+    Note:
+        Workers are *spawned*: a script that calls this with ``workers > 1`` must guard its entry point
+        with ``if __name__ == "__main__":`` (the ``megen`` command does).
+    """
+    if not 1 <= workers <= MAX_WORKERS:
+        raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
+    if model is not None and workers > 1:
+        raise MegenError("an in-memory model can only be used with workers = 1")
+    say = log or (lambda m: _console().print(m, highlight=False))
+    points = expand(spec)
+    t_start = time.perf_counter()
+    store = ResultsStore.create_or_resume(db, spec, points)
+    try:
+        done = store.done_samples()
+        existing = sum(len(v) for v in done.values())
+        result = SweepResult(Path(db), len(points), sum(p.samples for p in points), existing)
+        tasks = plan_tasks(spec, points, done)
+        if not tasks:
+            say(f"{db}: all {result.expected_rows} rows already there; nothing to run")
+        else:
+            todo = sum(len(t.samples) for t in tasks)
+            say(
+                f"sweep {spec.name!r}: {len(points)} points, {result.expected_rows} rows; {existing} stored, "
+                f"{todo} to compute in {len(tasks)} batches on {workers} worker(s)"
+            )
+            _run_tasks(store, spec, tasks, result, workers=workers, progress=progress, model=model, todo=todo)
+    finally:
+        store.close()
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _run_tasks(
+    store: ResultsStore,
+    spec: SweepSpec,
+    tasks: list[BatchTask],
+    result: SweepResult,
+    *,
+    workers: int,
+    progress: bool,
+    model,
+    todo: int,
+) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SweepInterrupted(signal.Signals(signum).name)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGTERM, on_term) if in_main else None
+    bar = Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=_console(),
+        disable=not progress,
+        transient=False,
+    )
+    try:
+        with bar:
+            job = bar.add_task("rows", total=todo)
+
+            t0 = time.perf_counter()
+
+            def write(rows: list[dict[str, Any]]) -> None:
+                result.written_rows += store.insert_rows(rows)
+                result.commits.append((time.perf_counter() - t0, result.written_rows))
+                bar.advance(job, len(rows))
+
+            if workers == 1:
+                _run_inline(tasks, spec, model, write)
+            else:
+                _run_pool(tasks, spec, workers, write)
+    except (SweepInterrupted, KeyboardInterrupt) as exc:
+        result.interrupted = True
+        result.signal_name = str(exc) or "SIGINT"
+    finally:
+        if in_main and old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+
+def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[[list[dict]], None]) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = model if model is not None else load_sweep_model(spec.model)
+        refs = reference_images()
+        for t in tasks:
+            write(compute_batch(t, model, refs))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_pool(
+    tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[dict]], None]
+) -> None:
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(spec.model, os.getpid()),
+    )
+    queue = list(reversed(tasks))
+    running: set[Future] = set()
+    try:
+        while queue or running:
+            while queue and len(running) < 2 * workers:
+                running.add(pool.submit(_worker_batch, queue.pop()))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                try:
+                    rows = f.result()
+                except BrokenProcessPool as exc:
+                    raise MegenError(f"a sweep worker process died ({exc}); rerun to continue") from exc
+                write(rows)
+    except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    else:
+        pool.shutdown(wait=True)

@@ -1,0 +1,227 @@
+"""The results database: refusing corrupt, foreign and mismatched files; spec parsing; CLI errors.
+
+These tests need no model run: they exercise the store and the command line's error paths.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from megen.cli.experiments import register
+from megen.errors import MegenError
+from megen.experiments.spec import expand, load_spec, parse_number_list, spec_from_flags
+from megen.experiments.store import ResultsStore, decode_png, encode_png
+
+pytestmark = pytest.mark.cli
+
+
+def _spec(**kw):
+    args = dict(
+        protocols="central,EIUG",
+        channels="awgn",
+        snr_db="0,10",
+        transmissions="analog",
+        samples=4,
+        seeds="0",
+        model="tiny-random",
+        batch_size=2,
+    )
+    args.update(kw)
+    return spec_from_flags(**args)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(_app(), list(args))
+
+
+# ---------------------------------------------------------------------------------------------- spec
+def test_parse_number_list():
+    assert parse_number_list("-10:20:5") == [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
+    assert parse_number_list("0, 2.5 ,0") == [0.0, 2.5]
+    assert parse_number_list([3, "1:2"]) == [3.0, 1.0, 2.0]
+    for bad in ("", " , ", "5:1:1", "a", "0:10:0", "nan"):
+        with pytest.raises(MegenError):
+            parse_number_list(bad)
+
+
+def test_expand_canonicalises_points():
+    spec = _spec(
+        protocols="central,local,EIUG", channels="awgn,none", snr_db="0,10", transmissions="analog,digital"
+    )
+    points = expand(spec)
+    by = {}
+    for p in points:
+        by.setdefault(p.config.protocol, []).append(p)
+    assert len(by["local"]) == 1 and by["local"][0].config.channel == "none"
+    # central sends no seed: its transmission mode is collapsed; channel none has one SNR
+    assert len(by["central"]) == 2 + 1
+    assert len(by["EIUG"]) == 2 * 2 + 2
+    assert len({p.key for p in points}) == len(points)
+
+
+def test_toml_spec_and_tags_merge(tmp_path: Path):
+    f = tmp_path / "exp.toml"
+    f.write_text(
+        'name = "t"\nmodel = "tiny-random"\nsamples = 4\nbatch_size = 2\n[defaults]\nsteps = 3\n'
+        '[[grid]]\nprotocol = ["central"]\nsnr_db = "0:10:10"\n'
+        '[[grid]]\ntag = "frontier"\nprotocol = "central"\nsnr_db = [10]\nimage_quality = [10, 90]\nsamples = 6\n'
+    )
+    spec = load_spec(f)
+    points = expand(spec)
+    assert len(points) == 3
+    shared = [p for p in points if p.config.snr_db == 10.0 and p.config.image_quality == 90]
+    assert shared[0].tags == ("main", "frontier") and shared[0].samples == 6
+    assert all(p.config.steps == 3 for p in points)
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("[[grid]]\nprotocol = 'central'\nbogus = 1\n", "unknown grid key"),
+        ("[[grid]]\nprotocol = 'central'\nsnr_db = []\n", "empty"),
+        ("[[grid]]\nprotocol = 'central'\nseed = 3\n", "set by the sweep"),
+        ("samples = 0\n[[grid]]\nprotocol = 'central'\n", "samples"),
+        ("[[grid\n", "not valid TOML"),
+        ("name = 'x'\n", "no grid"),
+    ],
+)
+def test_bad_toml(tmp_path: Path, body: str, needle: str):
+    f = tmp_path / "exp.toml"
+    f.write_text(body)
+    with pytest.raises(MegenError, match=needle):
+        load_spec(f)
+
+
+# ---------------------------------------------------------------------------------------------- store
+def test_png_round_trip():
+    import torch
+
+    x = torch.rand(1, 32, 32)
+    y = decode_png(encode_png(x))
+    assert y.shape == x.shape
+    assert (y - x).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_create_resume_and_mismatch(tmp_path: Path):
+    db = tmp_path / "r.sqlite"
+    spec = _spec()
+    points = expand(spec)
+    with ResultsStore.create_or_resume(db, spec, points) as s:
+        assert s.count() == 0
+        assert s.spec == spec
+    with ResultsStore.create_or_resume(db, spec, points) as s:  # same sweep: fine
+        assert s.count() == 0
+    before = db.read_bytes()
+    other = _spec(snr_db="0,20")
+    with pytest.raises(MegenError, match="another sweep"):
+        ResultsStore.create_or_resume(db, other, expand(other))
+    assert db.read_bytes() == before
+
+
+def test_second_writer_is_refused(tmp_path: Path):
+    db = tmp_path / "r.sqlite"
+    spec = _spec()
+    with (
+        ResultsStore.create_or_resume(db, spec, expand(spec)),
+        pytest.raises(MegenError, match="another megen sweep"),
+    ):
+        ResultsStore.create_or_resume(db, spec, expand(spec))
+
+
+def test_corrupt_and_foreign_files_untouched(tmp_path: Path):
+    spec = _spec()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database at all" * 10)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE people (name TEXT)")
+        conn.execute("INSERT INTO people VALUES ('ada')")
+    conn.close()
+    broken = tmp_path / "broken.sqlite"
+    with ResultsStore.create_or_resume(broken, spec, expand(spec)):
+        pass
+    data = bytearray(broken.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # destroy the schema page, keep the header
+    broken.write_bytes(bytes(data))
+    for f, needle in ((junk, "not a SQLite"), (foreign, "another program"), (broken, "SQLite")):
+        before = f.read_bytes()
+        with pytest.raises(MegenError, match=needle):
+            ResultsStore.create_or_resume(f, spec, expand(spec))
+        with pytest.raises(MegenError):
+            ResultsStore.open(f)
+        assert f.read_bytes() == before
+
+
+def test_unwritable_output_folder(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    spec = _spec()
+    with pytest.raises(MegenError, match="cannot create the output folder"):
+        ResultsStore.create_or_resume(blocker / "sub" / "r.sqlite", spec, expand(spec))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_empty_snr_list_exit_2(tmp_path: Path):
+    db = tmp_path / "r.sqlite"
+    r = _invoke("sweep", "--protocols", "central", "--snr-db", "", "--db", str(db), "--model", "tiny-random")
+    assert r.exit_code == 2
+    assert "empty" in r.output
+    assert not db.exists()
+
+
+def test_cli_corrupt_db_exit_2(tmp_path: Path):
+    db = tmp_path / "r.sqlite"
+    db.write_bytes(b"garbage" * 100)
+    before = db.read_bytes()
+    r = _invoke("sweep", "--protocols", "central", "--snr-db", "0", "--db", str(db), "--model", "tiny-random")
+    assert r.exit_code == 2 and "not a SQLite database" in r.output
+    assert db.read_bytes() == before
+    for cmd in (
+        ["plot", str(db), "--out", str(tmp_path / "figs")],
+        ["export", str(db), "--csv", str(tmp_path / "a.csv")],
+    ):
+        r = _invoke(*cmd)
+        assert r.exit_code == 2, r.output
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_cli_unwritable_output(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    r = _invoke("sweep", "--snr-db", "0", "--db", str(blocker / "r.sqlite"), "--model", "tiny-random")
+    assert r.exit_code == 2 and "output folder" in r.output
+    r = _invoke("reproduce", "--out", str(blocker), "--preset", "demo", "--model", "tiny-random")
+    assert r.exit_code == 2 and "not a folder" in r.output
+    assert blocker.read_text() == "keep"
+
+
+def test_cli_config_and_flags_conflict(tmp_path: Path):
+    f = tmp_path / "exp.toml"
+    f.write_text("[[grid]]\nprotocol = 'central'\n")
+    r = _invoke("sweep", "--config", str(f), "--protocols", "EIUG", "--db", str(tmp_path / "r.sqlite"))
+    assert r.exit_code == 2 and "--config replaces" in r.output
+
+
+def test_cli_missing_db_and_nothing_to_export(tmp_path: Path):
+    r = _invoke("plot", str(tmp_path / "none.sqlite"))
+    assert r.exit_code == 2 and "not found" in r.output
+    spec = _spec()
+    db = tmp_path / "r.sqlite"
+    with ResultsStore.create_or_resume(db, spec, expand(spec)):
+        pass
+    r = _invoke("export", str(db))
+    assert r.exit_code == 2 and "nothing to export" in r.output
+    r = _invoke("export", str(db), "--summary", str(tmp_path / "s.csv"))
+    assert r.exit_code == 2 and "no rows" in r.output
+    assert not (tmp_path / "s.csv").exists()
