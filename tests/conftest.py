@@ -31,7 +31,6 @@ def tiny():
 @pytest.fixture(scope="session")
 def tiny_reference_png(tmp_path_factory):
     """A shipped reference image written as an RGB PNG of another size (the CLI converts it)."""
-    from PIL import Image
 
     from megen.images import to_pil
     from megen.models.tiny import load_reference_images

@@ -62,8 +62,12 @@ def test_corrupt_image_exits_2(app, runner, tmp_path):
 def test_protocol_errors_exit_2(app, runner):
     base = ["generate", "--prompt", "a photo of a bag", "--steps", "4"]
     assert "unknown protocol" in _one_line_error(runner.invoke(app, [*base, "--protocol", "XYZ"]))
-    assert "edge servers" in _one_line_error(runner.invoke(app, [*base, "--protocol", "UIDG", "--num-es", "1"]))
-    assert "split-step" in _one_line_error(runner.invoke(app, [*base, "--protocol", "CIAG", "--split-step", "9"]))
+    assert "edge servers" in _one_line_error(
+        runner.invoke(app, [*base, "--protocol", "UIDG", "--num-es", "1"])
+    )
+    assert "split-step" in _one_line_error(
+        runner.invoke(app, [*base, "--protocol", "CIAG", "--split-step", "9"])
+    )
     assert "channel" in _one_line_error(runner.invoke(app, [*base, "--protocol", "CIAG", "--channel", "foo"]))
     prof = "/nonexistent/profiles.toml"
     assert "profile" in _one_line_error(runner.invoke(app, [*base, "--protocol", "CIAG", "--profiles", prof]))
@@ -103,7 +107,16 @@ def test_generate_with_protocol_json_keys(app, runner, tmp_path, tiny_reference_
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("protocol", "channel", "snr_db", "channel_uses", "payload_bits", "flops", "latency_s", "energy_j"):
+    for key in (
+        "protocol",
+        "channel",
+        "snr_db",
+        "channel_uses",
+        "payload_bits",
+        "flops",
+        "latency_s",
+        "energy_j",
+    ):
         assert key in data
     for key in ("uplink", "downlink", "backhaul", "total"):
         assert isinstance(data["channel_uses"][key], int)
@@ -117,4 +130,16 @@ def test_protocols_lists_all(app, runner):
     result = runner.invoke(app, ["protocols", "--json"])
     assert result.exit_code == 0
     names = [json.loads(line)["protocol"] for line in result.stdout.strip().splitlines()]
-    assert names == ["central", "local", "EIUG", "UIEG", "CIAG", "ESUC", "UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC"]
+    assert names == [
+        "central",
+        "local",
+        "EIUG",
+        "UIEG",
+        "CIAG",
+        "ESUC",
+        "UIDG",
+        "DIUG",
+        "DSUC",
+        "UIDCG",
+        "DCSUC",
+    ]

@@ -25,7 +25,9 @@ def reference():
 
 
 def _cfg(**kw) -> RunConfig:
-    base = dict(steps=STEPS, strength=0.5, guidance=3.0, seed=4, channel="none", image_codec="png", mcs="16qam-0.5")
+    base = dict(
+        steps=STEPS, strength=0.5, guidance=3.0, seed=4, channel="none", image_codec="png", mcs="16qam-0.5"
+    )
     base.update(kw)
     return RunConfig(**base)
 

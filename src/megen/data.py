@@ -86,7 +86,9 @@ def load_fashion_mnist(split: str = "train", root: Path | None = None) -> tuple[
     images = _read_idx(img_path)
     labels = _read_idx(lab_path)
     if images.shape[0] != labels.shape[0]:
-        raise MegenError(f"corrupt Fashion-MNIST at {root}: {images.shape[0]} images, {labels.shape[0]} labels")
+        raise MegenError(
+            f"corrupt Fashion-MNIST at {root}: {images.shape[0]} images, {labels.shape[0]} labels"
+        )
     return pad_to_32(images), torch.from_numpy(labels.astype(np.int64))
 
 

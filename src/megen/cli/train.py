@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 def train(
     out: Path = typer.Option(Path("runs/tiny"), help="Output model folder (load it with --model PATH)."),
     seed: int = typer.Option(0, help="Random seed of every part."),
-    classifier_steps: int = typer.Option(1000, min=0, help="Optimiser steps of the evaluation classifier."),
+    classifier_steps: int = typer.Option(3000, min=0, help="Optimiser steps of the evaluation classifier."),
     vae_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the VAE."),
     es_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the ES denoiser."),
     ue_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the UE denoiser."),
@@ -27,7 +27,9 @@ def train(
     ),
     max_minutes: float = typer.Option(60.0, min=0.1, help="Safety cap on the time of each part (minutes)."),
     threads: int = typer.Option(0, min=0, help="torch threads (0 = torch default)."),
-    subset: int = typer.Option(0, min=0, help="Train on the first N images only (0 = all 60k; for smoke runs)."),
+    subset: int = typer.Option(
+        0, min=0, help="Train on the first N images only (0 = all 60k; for smoke runs)."
+    ),
     install: bool = typer.Option(False, help="Copy the result over the weights shipped in the package."),
     evaluate: bool = typer.Option(True, help="Measure the model card numbers afterwards (docs/models.md)."),
     eval_samples: int = typer.Option(

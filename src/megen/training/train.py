@@ -38,7 +38,7 @@ class TrainConfig:
     """Settings of ``megen train`` (steps are optimiser steps)."""
 
     seed: int = 0
-    classifier_steps: int = 1000
+    classifier_steps: int = 3000
     vae_steps: int = 1500
     es_steps: int = 1500
     ue_steps: int = 1500
