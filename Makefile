@@ -26,6 +26,7 @@ apt:
 setup: apt $(VENV)/.installed
 
 demo: setup
+	$(VENV)/bin/megen reproduce --preset demo --out out/report --workers 2
 	$(VENV)/bin/megen demo --out out
 
 lint: setup

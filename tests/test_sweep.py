@@ -23,17 +23,6 @@ from megen.experiments.spec import expand, spec_from_flags
 from megen.experiments.store import COST_COLUMNS, METRIC_COLUMNS, ResultsStore
 from megen.experiments.sweep import run_sweep
 
-try:  # the protocol runner needs the digital link module
-    import megen.link.digital  # noqa: F401
-
-    RUNNER_READY = True
-except ImportError:
-    RUNNER_READY = False
-
-pytestmark = pytest.mark.skipif(
-    not RUNNER_READY, reason="megen.link.digital (protocol runner) not available yet"
-)
-
 FLAGS = [
     "--protocols", "central,EIUG,CIAG",
     "--channels", "awgn",
