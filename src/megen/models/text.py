@@ -36,31 +36,27 @@ class MiniLMTextEncoder:
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            tok = self.tokenizer(
-                list(missing),
-                padding="max_length",
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="pt",
-            )
-            out = self.model(**tok).last_hidden_state
-            mask = tok["attention_mask"].unsqueeze(-1).float()
-            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            for i, p in enumerate(missing):
-                if len(self._cache) < 4096:
-                    self._cache[p] = (out[i].clone(), pooled[i].clone())
-                else:  # pragma: no cover - bounded cache
-                    return self._encode_uncached(prompts)
+        # Each prompt is encoded on its own (batch of 1) so its embedding never depends on which other
+        # prompts shared the batch: batched BLAS kernels differ in the last bits by batch shape, and a
+        # resumed sweep must reproduce an uninterrupted one exactly.
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        for p in dict.fromkeys(prompts):
+            if p not in self._cache:
+                self._cache[p] = self._encode_one(p)
         hidden = torch.stack([self._cache[p][0] for p in prompts])
         pooled_t = torch.stack([self._cache[p][1] for p in prompts])
         return hidden, pooled_t
 
-    def _encode_uncached(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        self._cache.clear()
-        return self(prompts)
+    def _encode_one(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer(
+            [prompt], padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        out = self.model(**tok).last_hidden_state
+        mask = tok["attention_mask"].unsqueeze(-1).float()
+        pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return out[0].clone(), pooled[0].clone()
 
 
 class CLIPTextEncoderFn:
