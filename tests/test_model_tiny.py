@@ -125,3 +125,15 @@ def test_prompt_class_parsing(random_tiny):
     assert m.prompt_class("A photo of a SHIRT") == FASHION_CLASSES.index("shirt")
     assert m.prompt_class("an ankle boot in the snow") == FASHION_CLASSES.index("ankle boot")
     assert m.prompt_class("a cat") is None
+
+
+def test_text_flops_do_not_depend_on_the_prompt_cache(random_tiny):
+    prompts = ["a photo of a coat", "a photo of a bag"]
+    random_tiny.encode_text(prompts)  # warm the cache
+    _, cold = measure_flops(lambda: random_tiny.encode_text(prompts, cached=False))
+    _, warm = measure_flops(lambda: random_tiny.encode_text(prompts))
+    assert cold > 1e8  # MiniLM really ran: two branches x two prompts
+    assert warm < cold  # the cache short-cuts the work, so FLOPs must be measured uncached
+    a = random_tiny.encode_text(prompts, cached=False)
+    b = random_tiny.encode_text(prompts)
+    assert torch.equal(a.hidden, b.hidden) and torch.equal(a.pooled, b.pooled)

@@ -27,10 +27,20 @@ class FlopMeter:
     def __init__(self) -> None:
         self._cache: dict[Hashable, int] = {}
 
-    def run(self, key: Hashable, fn: Callable[[], T]) -> tuple[T, int]:
-        """Run ``fn``; FLOPs come from the cache when ``key`` was measured before."""
+    def run(
+        self, key: Hashable, fn: Callable[[], T], measure: Callable[[], object] | None = None
+    ) -> tuple[T, int]:
+        """Run ``fn``; FLOPs come from the cache when ``key`` was measured before.
+
+        ``measure`` (optional) is the full computation to count when ``fn`` may take a shortcut (e.g. a
+        text encoder's prompt cache); it runs once per key.
+        """
         if key in self._cache:
             return fn(), self._cache[key]
-        result, flops = measure_flops(fn)
+        if measure is not None:
+            _, flops = measure_flops(measure)
+            result = fn()
+        else:
+            result, flops = measure_flops(fn)
         self._cache[key] = flops
         return result, flops

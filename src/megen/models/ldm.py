@@ -203,11 +203,17 @@ class StagedLDM:
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
-        """Stage ``T``: prompts -> :class:`TextCondition` (with the empty-prompt branch)."""
+    def encode_text(self, prompts: Sequence[str], *, cached: bool = True) -> TextCondition:
+        """Stage ``T``: prompts -> :class:`TextCondition` (with the empty-prompt branch).
+
+        ``cached=False`` bypasses a text encoder's prompt cache (the full computation, for FLOPs).
+        """
         prompts = [str(p) for p in prompts]
-        hidden, pooled = self.text_encoder(prompts)
-        h_u, p_u = self.text_encoder([""] * len(prompts))
+        enc = self.text_encoder
+        if not cached and hasattr(enc, "uncached"):
+            enc = enc.uncached
+        hidden, pooled = enc(prompts)
+        h_u, p_u = enc([""] * len(prompts))
         if not self.use_pooled:
             pooled = p_u = None
         return TextCondition(tuple(prompts), hidden, h_u, pooled, p_u)

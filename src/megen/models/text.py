@@ -48,6 +48,12 @@ class MiniLMTextEncoder:
         pooled_t = torch.stack([self._cache[p][1] for p in prompts])
         return hidden, pooled_t
 
+    @torch.no_grad()
+    def uncached(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode without the cache (what a node really computes; used to measure FLOPs)."""
+        outs = [self._encode_one(p) for p in prompts]
+        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+
     def _encode_one(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer(
             [prompt], padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"

@@ -243,9 +243,11 @@ class _Run:
         self.ready[(node, item)] = t
         self.meta[(node, item)] = meta or {}
 
-    def _stage(self, name: str, node: str, inputs: Sequence[str], key: tuple, fn) -> tuple[Any, float]:
+    def _stage(
+        self, name: str, node: str, inputs: Sequence[str], key: tuple, fn, measure=None
+    ) -> tuple[Any, float]:
         t_in = max([self.ready.get((node, i), 0.0) for i in inputs] + [self.node_free.get(node, 0.0)])
-        result, flops = self.e.meter.run((self.m.name, *key), fn)
+        result, flops = self.e.meter.run((self.m.name, id(self.m), *key), fn, measure)
         dev = self.e.profiles.device(node)
         dt = dev.seconds(flops)
         self.node_free[node] = t_in + dt
@@ -284,7 +286,14 @@ class _Run:
         m, cfg, node, B = self.m, self.cfg, op.node, len(self.prompts)
         N = cfg.num_steps
         if op.kind == "T":
-            cond, t = self._stage("T", node, ["prompt"], ("T", B), lambda: m.encode_text(self.prompts))
+            cond, t = self._stage(
+                "T",
+                node,
+                ["prompt"],
+                ("T", B),
+                lambda: m.encode_text(self.prompts),
+                measure=lambda: m.encode_text(self.prompts, cached=False),
+            )
             self.put(node, "cond", cond, t)
         elif op.kind == "E":
             ref = self.get(node, "reference")

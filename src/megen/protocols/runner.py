@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -144,7 +145,10 @@ def _profiles(path: str | None) -> Profiles:
 
 
 _METER = FlopMeter()
-_ERROR_FREE_CACHE: dict[tuple, torch.Tensor] = {}
+# error-free outputs per model object (two models may share a name, e.g. random test models)
+_ERROR_FREE_CACHE: weakref.WeakKeyDictionary[StagedLDM, dict[tuple, torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def make_links(cfg: RunConfig) -> LinkSet:
@@ -175,7 +179,6 @@ def error_free_output(
 ) -> torch.Tensor:
     """The unsplit ES pipeline's output for the same prompts, reference and seed (fidelity target)."""
     key = (
-        model.name,
         tuple(prompts),
         None if reference is None else hash(reference.numpy().tobytes()),
         cfg.strength,
@@ -183,9 +186,10 @@ def error_free_output(
         cfg.guidance,
         cfg.seed,
     )
-    if key not in _ERROR_FREE_CACHE:
-        if len(_ERROR_FREE_CACHE) > 64:
-            _ERROR_FREE_CACHE.clear()
+    cache = _ERROR_FREE_CACHE.setdefault(model, {})
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
         _, img = model.generate(
             prompts,
             images=reference,
@@ -195,8 +199,8 @@ def error_free_output(
             seed=cfg.seed,
             denoiser="es",
         )
-        _ERROR_FREE_CACHE[key] = img
-    return _ERROR_FREE_CACHE[key]
+        cache[key] = img
+    return cache[key]
 
 
 def run_protocol(
