@@ -296,8 +296,27 @@ class StagedLDM:
             raise ValueError(f"batch mismatch: {latents.shape[0]} latents, {cond.batch_size} prompts")
         unet = self.denoisers[denoiser]
         sched = self.scheduler(num_steps)
-        cfg = guidance > 1.0
-        if cfg:
+        x = latents
+        for i in range(start, stop):
+            t = sched.timesteps[i]
+            eps = self._guided_eps(unet, sched.scale_model_input(x, t), t, cond, guidance)
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+            if callback is not None:
+                callback(i, x)
+        return x
+
+    @staticmethod
+    def _guided_eps(
+        unet: UNet2DConditionModel,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: TextCondition,
+        guidance: float,
+    ) -> torch.Tensor:
+        """Noise prediction at timestep(s) ``t`` with classifier-free guidance (``guidance <= 1``: none)."""
+        if guidance > 1.0:
+            x_in = torch.cat([x, x])
+            t_in = torch.cat([t, t]) if t.ndim > 0 else t
             hidden = torch.cat([cond.hidden_uncond, cond.hidden])
             pooled = (
                 torch.cat([cond.pooled_uncond, cond.pooled])
@@ -305,23 +324,15 @@ class StagedLDM:
                 else None
             )
         else:
-            hidden, pooled = cond.hidden, cond.pooled
-        x = latents
-        for i in range(start, stop):
-            t = sched.timesteps[i]
-            model_in = torch.cat([x, x]) if cfg else x
-            model_in = sched.scale_model_input(model_in, t)
-            kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
-            if pooled is not None:
-                kwargs["class_labels"] = pooled
-            eps = unet(model_in, t, **kwargs).sample
-            if cfg:
-                eps_u, eps_c = eps.chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-            x = sched.step(eps, t, x, eta=0.0).prev_sample
-            if callback is not None:
-                callback(i, x)
-        return x
+            x_in, t_in, hidden, pooled = x, t, cond.hidden, cond.pooled
+        kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
+        if pooled is not None:
+            kwargs["class_labels"] = pooled
+        eps = unet(x_in, t_in, **kwargs).sample
+        if guidance > 1.0:
+            eps_u, eps_c = eps.chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        return eps
 
     @torch.no_grad()
     def hop(
@@ -345,25 +356,7 @@ class StagedLDM:
         unet = self.denoisers[denoiser]
         abar = self.alphas_cumprod.to(latents.dtype)
         t = timesteps_from.long()
-        cfg = guidance > 1.0
-        if cfg:
-            model_in = torch.cat([latents, latents])
-            hidden = torch.cat([cond.hidden_uncond, cond.hidden])
-            pooled = (
-                torch.cat([cond.pooled_uncond, cond.pooled])
-                if cond.pooled is not None and cond.pooled_uncond is not None
-                else None
-            )
-            tt = torch.cat([t, t])
-        else:
-            model_in, hidden, pooled, tt = latents, cond.hidden, cond.pooled, t
-        kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
-        if pooled is not None:
-            kwargs["class_labels"] = pooled
-        eps = unet(model_in, tt, **kwargs).sample
-        if cfg:
-            eps_u, eps_c = eps.chunk(2)
-            eps = eps_u + guidance * (eps_c - eps_u)
+        eps = self._guided_eps(unet, latents, t, cond, guidance)
         shape = (-1,) + (1,) * (latents.ndim - 1)
         a_t = abar[t].view(shape)
         x0 = (latents - (1 - a_t).sqrt() * eps) / a_t.sqrt()

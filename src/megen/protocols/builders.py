@@ -75,6 +75,15 @@ def _uplink_prompt(dst: str = "ES1") -> list[Op]:
     return [Transfer("prompt", "UE", dst, "digital")]
 
 
+def _reference_to_es1(o: ProtocolOptions, i2i: bool) -> list[Op]:
+    """The ES1's initial latent: from the reference image sent up, or the UE's seed, or pure noise."""
+    if i2i and o.ref_as_seed:
+        return [Stage("E", "UE"), Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)]
+    if i2i:
+        return [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
+    return [Stage("Z", "ES1")]
+
+
 def central(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     _no_split(o, "central")
     ops: list[Op] = _uplink_prompt()
@@ -106,12 +115,7 @@ def local(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
 def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     k = _split(o, n, s, n, "EIUG")
     ops: list[Op] = _uplink_prompt()
-    if i2i and o.ref_as_seed:
-        ops += [Stage("E", "UE"), Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)]
-    elif i2i:
-        ops += [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
-    else:
-        ops += [Stage("Z", "ES1")]
+    ops += _reference_to_es1(o, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
     ops += [Transfer("latent", "ES1", "UE", o.seed_mode)]
     if k < n:
@@ -160,12 +164,7 @@ def ciag(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
 def esuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     _no_split(o, "ESUC")
     ops: list[Op] = _uplink_prompt()
-    if i2i and o.ref_as_seed:
-        ops += [Stage("E", "UE"), Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)]
-    elif i2i:
-        ops += [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
-    else:
-        ops += [Stage("Z", "ES1")]
+    ops += _reference_to_es1(o, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("K", "ES1")]
     ops += [
         Transfer("sketch", "ES1", "UE", o.sketch_mode),
