@@ -74,6 +74,21 @@ def _styles(labels: Sequence[str]) -> dict[str, tuple[tuple, str]]:
     return {lab: (cmap(i % 10), markers[(i // 10) % len(markers)]) for i, lab in enumerate(labels)}
 
 
+def _save_with_legend(fig, axes, out: Path, name: str, *, fontsize: int):
+    """One legend below all panels (entries gathered from every axis), then save as PNG and PDF."""
+    handles, names = _legend_entries(axes)
+    fig.legend(
+        handles,
+        names,
+        loc="upper center",
+        ncol=min(4, len(names)),
+        fontsize=fontsize,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    fig.tight_layout()
+    return _save(fig, out, name)
+
+
 def _legend_entries(axes) -> tuple[list, list[str]]:
     """Handles and labels of every axis, each label once."""
     seen: dict[str, Any] = {}
@@ -147,17 +162,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
             if i == len(panels) - 1:
                 ax.set_xlabel("SNR (dB)")
             ax.grid(alpha=0.3)
-    handles, names = _legend_entries(axes)
-    fig.legend(
-        handles,
-        names,
-        loc="upper center",
-        ncol=min(4, len(names)),
-        fontsize=8,
-        bbox_to_anchor=(0.5, 0.0),
-    )
-    fig.tight_layout()
-    return _save(fig, out, "quality_vs_snr")
+    return _save_with_legend(fig, axes, out, "quality_vs_snr", fontsize=8)
 
 
 def plot_channel_uses(agg, out: Path, *, snr_db: float | None = None) -> list[Path]:
@@ -386,17 +391,7 @@ def plot_frontier(agg, out: Path, *, channel: str | None = None, baseline: str =
         ax.grid(alpha=0.3, which="both")
     for k in range(len(snrs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
-    handles, names = _legend_entries(axes)
-    fig.legend(
-        handles,
-        names,
-        loc="upper center",
-        ncol=min(4, len(names)),
-        fontsize=7,
-        bbox_to_anchor=(0.5, 0.0),
-    )
-    fig.tight_layout()
-    return _save(fig, out, "frontier")
+    return _save_with_legend(fig, axes, out, "frontier", fontsize=7)
 
 
 # ---------------------------------------------------------------------------------------------- all

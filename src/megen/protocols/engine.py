@@ -18,7 +18,6 @@ each transfer's channel uses its own generator seeded from ``(seed, transfer ind
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,8 +40,6 @@ from megen.protocols.plan import (
 from megen.protocols.tiles import Window, core, cut, halo_exchange, stitch, tile_windows
 from megen.protocols.validate import validate_plan
 
-IMAGE_ITEMS = ("reference", "image", "sketch")
-
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -55,7 +52,6 @@ class EngineConfig:
         seed: Master seed.
         snr_aware: Receiver-side denoising of noisy received latents (see :meth:`Engine._snr_aware_entry`).
         completion_strength: Strength of the UE's completion of a sketch (stage ``C``).
-        halo: Halo width (latent columns) of parallel tiles.
         ue_parts: Model parts the UE holds (``"unet_es"`` added by ``--ue-model es``).
     """
 
@@ -65,7 +61,6 @@ class EngineConfig:
     seed: int = 0
     snr_aware: bool = True
     completion_strength: float = 0.5
-    halo: int = 2
     ue_parts: frozenset[str] = frozenset({"text", "vae", "unet_ue"})
     es_parts: frozenset[str] = frozenset({"text", "vae", "unet_es"})
 
@@ -122,19 +117,20 @@ class EngineOutput:
     energy_j: float = 0.0
     snr_aware_entries: list[tuple[str, int, int]] = field(default_factory=list)
 
-    def channel_uses(self) -> dict[str, int]:
+    def _per_link(self, field_name: str) -> dict[str, int]:
         out = {"uplink": 0, "downlink": 0, "backhaul": 0}
         for t in self.transfers:
-            out[t.link] += t.channel_uses
+            out[t.link] += getattr(t, field_name)
         out["total"] = sum(out.values())
         return out
 
+    def channel_uses(self) -> dict[str, int]:
+        """Complex channel uses per link kind and in total."""
+        return self._per_link("channel_uses")
+
     def payload_bits(self) -> dict[str, int]:
-        out = {"uplink": 0, "downlink": 0, "backhaul": 0}
-        for t in self.transfers:
-            out[t.link] += t.payload_bits
-        out["total"] = sum(out.values())
-        return out
+        """Digitally sent bits per link kind and in total."""
+        return self._per_link("payload_bits")
 
     def flops(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -467,16 +463,20 @@ class _Run:
             i = int(op.item.split("@")[1])
             value = core(value, self.windows[i].scaled(self._geometry_factor(op.item)))
             meta["core"] = True
-        gen = torch.Generator().manual_seed(_mix(self.cfg.seed, self.transfer_index))
+        sent = self._send(op.item.split("@")[0], value, op.mode, op.link, self.transfer_index)
         self.transfer_index += 1
-        sent = self.e.links.send(op.item.split("@")[0], value, op.mode, op.link, gen)
         self._record_transfer(op.item, op.src, op.dst, op.mode, op.link, sent, meta)
 
-    def _record_transfer(
-        self, item: str, src: str, dst: str, mode: str, link: str, sent: Sent, meta: dict
+    def _send(self, kind: str, value: Any, mode: str, link: str, gen_index: int) -> Sent:
+        gen = torch.Generator().manual_seed(_mix(self.cfg.seed, gen_index))
+        return self.e.links.send(kind, value, mode, link, gen)
+
+    def _account(
+        self, item: str, src: str, dst: str, mode: str, link: str, sent: Sent, ready_s: float
     ) -> float:
+        """Book a transfer on the directed link's clock; returns when it has arrived (seconds)."""
         prof = self.e.profiles.link(link)
-        t0 = max(self.ready.get((src, item), 0.0), self.link_free.get((src, dst), 0.0))
+        t0 = max(ready_s, self.link_free.get((src, dst), 0.0))
         dt = prof.seconds(sent.channel_uses)
         self.link_free[(src, dst)] = t0 + dt
         self.out.transfers.append(
@@ -496,13 +496,18 @@ class _Run:
                 prof.joules(sent.channel_uses),
             )
         )
+        return t0 + dt
+
+    def _record_transfer(
+        self, item: str, src: str, dst: str, mode: str, link: str, sent: Sent, meta: dict
+    ) -> None:
+        t = self._account(item, src, dst, mode, link, sent, self.ready.get((src, item), 0.0))
         new_meta = {k: v for k, v in meta.items() if k in ("step", "core")}
         if sent.noise_var is not None:
             prev = meta.get("noise_var")
             new_meta["noise_var"] = sent.noise_var if prev is None else prev + sent.noise_var
             new_meta["unbiased"] = sent.unbiased
-        self.put(dst, item, sent.value, t0 + dt, new_meta)
-        return t0 + dt
+        self.put(dst, item, sent.value, t, new_meta)
 
     # ------------------------------------------------------------------ tiles
     def run_tile(self, op: Tile) -> None:
@@ -535,7 +540,7 @@ class _Run:
         start = self.start_step if op.start is None else op.start
         stop = N if op.stop is None else op.stop
         geometry = self.windows
-        exchanges = halo_exchange([], geometry)
+        exchanges = halo_exchange(geometry)
         step = start
         while step < stop:
             chunk = (stop - step) if op.sync_every <= 0 else min(op.sync_every, stop - step)
@@ -551,31 +556,12 @@ class _Run:
         for d, s, dcols, scols in exchanges:
             src, dst = op.nodes[s], op.nodes[d]
             strip = self.get(src, f"latent@{s}")[..., scols].contiguous()
-            gen = torch.Generator().manual_seed(_mix(self.cfg.seed, self.transfer_index))
+            sent = self._send("latent", strip, "analog", "backhaul", self.transfer_index)
             self.transfer_index += 1
-            sent = self.e.links.send("latent", strip, "analog", "backhaul", gen)
-            prof = self.e.profiles.link("backhaul")
-            t0 = max(self.ready[(src, f"latent@{s}")], self.link_free.get((src, dst), 0.0))
-            dt = prof.seconds(sent.channel_uses)
-            self.link_free[(src, dst)] = t0 + dt
-            self.out.transfers.append(
-                TransferRecord(
-                    f"halo@{s}->{d}",
-                    src,
-                    dst,
-                    "backhaul",
-                    "analog",
-                    sent.channel_uses,
-                    sent.payload_bits,
-                    sent.ok,
-                    sent.failures,
-                    sent.effective_snr_db,
-                    t0,
-                    t0 + dt,
-                    prof.joules(sent.channel_uses),
-                )
+            t = self._account(
+                f"halo@{s}->{d}", src, dst, "analog", "backhaul", sent, self.ready[(src, f"latent@{s}")]
             )
-            updates.append((d, dcols, sent.value, t0 + dt))
+            updates.append((d, dcols, sent.value, t))
         for d, dcols, value, t in updates:
             node, name = op.nodes[d], f"latent@{d}"
             win = self.get(node, name).clone()
@@ -590,4 +576,4 @@ def _mix(seed: int, index: int) -> int:
     return int(x ^ (x >> 29)) & 0x7FFFFFFFFFFF
 
 
-__all__ = ["Engine", "EngineConfig", "EngineOutput", "StageRecord", "TransferRecord", "math"]
+__all__ = ["Engine", "EngineConfig", "EngineOutput", "StageRecord", "TransferRecord"]

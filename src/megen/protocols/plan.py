@@ -32,7 +32,7 @@ Operations:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from megen.errors import MegenError
@@ -181,12 +181,11 @@ class Plan:
     ops: tuple[Op, ...]
     result_node: str = "UE"
     description: str = ""
-    nodes_used: tuple[str, ...] = field(default=())
 
     def nodes(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
         for op in self.ops:
-            for n in _op_nodes(op):
+            for n in op_nodes(op):
                 seen[n] = None
         return tuple(seen)
 
@@ -203,7 +202,8 @@ class Plan:
         return out
 
 
-def _op_nodes(op: Op) -> Iterable[str]:
+def op_nodes(op: Op) -> Iterable[str]:
+    """The nodes an operation involves."""
     if isinstance(op, Stage | Tile | Stitch):
         return (op.node,)
     if isinstance(op, Transfer):

@@ -236,7 +236,6 @@ def run_protocol(
         seed=cfg.seed,
         snr_aware=cfg.snr_aware,
         completion_strength=cfg.completion_strength,
-        halo=cfg.halo,
         ue_parts=frozenset(ue_parts),
     )
     options = ProtocolOptions(

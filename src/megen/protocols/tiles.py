@@ -62,7 +62,7 @@ def stitch(cores: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(cores, dim=-1)
 
 
-def halo_exchange(windows: list[torch.Tensor], geometry: list[Window]) -> list[tuple[int, int, slice, slice]]:
+def halo_exchange(geometry: list[Window]) -> list[tuple[int, int, slice, slice]]:
     """Which columns each window needs from its neighbours: ``(dst, src, dst_cols, src_cols)``.
 
     ``dst_cols`` index the destination window, ``src_cols`` the source window; the columns are the

@@ -19,6 +19,7 @@ from megen.protocols.plan import (
     Stitch,
     Tile,
     Transfer,
+    op_nodes,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
         raise MegenError(f"plan {plan.name!r} has no operations")
     for idx, op in enumerate(plan.ops):
         where = f"plan {plan.name!r}, step {idx + 1}"
-        for node in _nodes(op):
+        for node in op_nodes(op):
             if node not in NODES:
                 raise MegenError(f"{where}: unknown node {node!r} (nodes are {', '.join(NODES)})")
         if isinstance(op, Stage):
@@ -139,11 +140,3 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
             raise MegenError(f"{where}: unknown operation {op!r}")
     if "image" not in held[plan.result_node]:
         raise MegenError(f"plan {plan.name!r} never delivers an image to {plan.result_node}")
-
-
-def _nodes(op) -> tuple[str, ...]:
-    if isinstance(op, Transfer):
-        return (op.src, op.dst)
-    if isinstance(op, ParallelDenoise):
-        return op.nodes
-    return (op.node,)
