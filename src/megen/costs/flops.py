@@ -27,6 +27,10 @@ class FlopMeter:
     def __init__(self) -> None:
         self._cache: dict[Hashable, int] = {}
 
+    def known(self, key: Hashable) -> int | None:
+        """The FLOPs measured for ``key``, or ``None`` when it was never measured."""
+        return self._cache.get(key)
+
     def run(
         self, key: Hashable, fn: Callable[[], T], measure: Callable[[], object] | None = None
     ) -> tuple[T, int]:

@@ -4,11 +4,12 @@ Three presets of one experiment (:func:`preset_spec`):
 
 * ``demo`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols and
   ``local`` on AWGN at 4 SNRs, 25 samples per point (FID is refused: fewer than 100 samples);
-* ``default`` (<= 15 minutes on 2 cores): single-ES protocols on AWGN and Rayleigh at 6 SNRs with 100
-  samples per point, the multi-ES protocols on AWGN, receiver-side denoising on/off, ``sync_every``
-  for the parallel protocols, and the centralized baseline at several codec qualities and MCSs;
-* ``full`` (``--full``, hours): the same with 1000 samples per point, both channels for every grid and
-  a finer SNR grid.
+* ``default`` (<= 15 minutes on 2 cores): single-ES protocols on AWGN and Rayleigh at 5 SNRs with 100
+  samples per point on AWGN (25 elsewhere), the multi-ES protocols on AWGN, receiver-side denoising
+  on/off, ``sync_every`` for the parallel protocols, and the centralized baseline with JPEG and WebP
+  at several qualities and MCSs;
+* ``full`` (``--full``, about 1.5-2 hours on 2 cores): every point at 1000 samples, a finer AWGN grid
+  (7 SNRs), ESUC with analog sketches (denoising on and off); see :data:`PRESETS` for the grids.
 
 Grids (tags): ``main`` (quality vs SNR, costs, image grid), ``error_free`` (channel ``none``: the
 reference for the 90% prompt-accuracy threshold), ``snr_aware`` (receiver-side denoising off for
@@ -50,28 +51,35 @@ class PresetSize:
     snrs: tuple[float, ...]
     channels: tuple[str, ...]
     fading_samples: int
+    fading_snrs: tuple[float, ...]
     error_free_samples: int
     multi: tuple[str, ...]
     multi_samples: int
     multi_snrs: tuple[float, ...]
     multi_channels: tuple[str, ...]
     aware_samples: int
-    analog_sketch: bool
+    aware_snrs: tuple[float, ...]
+    analog_sketch_snrs: tuple[float, ...]
     sync_every: tuple[int, ...]
     sync_snr_db: float
     sync_samples: int
     frontier_samples: int
     frontier_snrs: tuple[float, ...]
+    codecs: tuple[str, ...]
     qualities: tuple[int, ...]
     mcs: tuple[str, ...]
     seed_bits: tuple[int, ...]
 
 
 # Budget of ``default``: measured on the project's 2-core CPU (25 DDIM steps, 1 thread per worker), a
-# batch of 25 images takes ~3-4 s for a single-ES protocol and ~5-8 s for a multi-ES one when the CPU
-# is otherwise idle. Only the main AWGN grid has the 100 samples FID needs; every other grid has 25
-# (one batch). ~5400 images, ~1600 worker-seconds measured with the CPU shared with a training job
-# (load average ~4.5), i.e. well under 15 minutes on 2 idle cores; FID and figures take ~1 minute.
+# batch of 25 images takes ~2-4 s for a single-ES protocol and ~4-7 s for a multi-ES one. Only the
+# main AWGN grid has the 100 samples FID needs; every other grid has 25 (one batch). The centralized
+# frontier variants are cheap: the stage memo (megen.protocols.memo) reuses the ES generation whenever
+# the uplink delivered the same reference bytes, so they cost little more than coding and decoding.
+#
+# ``full`` keeps every point at 1000 samples (40 batches) and chooses its grids to finish in about
+# 1.5-2 hours on 2 idle cores: 7 AWGN SNRs, 4 Rayleigh SNRs, receiver-side denoising off only where
+# it matters (<= 0 dB), the multi-ES protocols at 2 SNRs.
 PRESETS: dict[str, PresetSize] = {
     "demo": PresetSize(
         single=("central", "EIUG", "CIAG", "ESUC"),
@@ -79,19 +87,22 @@ PRESETS: dict[str, PresetSize] = {
         snrs=(-10.0, 0.0, 10.0, 20.0),
         channels=("awgn",),
         fading_samples=25,
+        fading_snrs=(),
         error_free_samples=25,
         multi=(),
         multi_samples=0,
         multi_snrs=(),
         multi_channels=(),
         aware_samples=25,
-        analog_sketch=False,
+        aware_snrs=(-10.0, 0.0, 10.0, 20.0),
+        analog_sketch_snrs=(),
         sync_every=(),
         sync_snr_db=10.0,
         sync_samples=0,
         frontier_samples=25,
         frontier_snrs=(10.0,),
-        qualities=(10, 50, 90),
+        codecs=("jpeg", "webp"),
+        qualities=(1, 10, 50, 90),
         mcs=(),
         seed_bits=(),
     ),
@@ -101,43 +112,49 @@ PRESETS: dict[str, PresetSize] = {
         snrs=(-10.0, -5.0, 0.0, 10.0, 20.0),
         channels=("awgn", "rayleigh"),
         fading_samples=25,
+        fading_snrs=(-10.0, -5.0, 0.0, 10.0, 20.0),
         error_free_samples=25,
         multi=MULTI_ES,
         multi_samples=25,
         multi_snrs=(-5.0, 10.0, 20.0),
         multi_channels=("awgn",),
         aware_samples=25,
-        analog_sketch=False,
+        aware_snrs=(-10.0, -5.0, 0.0, 10.0, 20.0),
+        analog_sketch_snrs=(),
         sync_every=(0, 1, 5),
         sync_snr_db=10.0,
         sync_samples=25,
         frontier_samples=25,
         frontier_snrs=(0.0, 10.0, 20.0),
-        qualities=(10, 50, 90),
+        codecs=("jpeg", "webp"),
+        qualities=(1, 10, 50, 90),
         mcs=FRONTIER_MCS,
         seed_bits=(4, 8),
     ),
     "full": PresetSize(
         single=SINGLE_ES,
         samples=1000,
-        snrs=(-15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0),
+        snrs=(-15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 20.0),
         channels=("awgn", "rayleigh"),
         fading_samples=1000,
+        fading_snrs=(-10.0, 0.0, 10.0, 20.0),
         error_free_samples=1000,
         multi=MULTI_ES,
         multi_samples=1000,
-        multi_snrs=(-10.0, -5.0, 0.0, 5.0, 10.0, 20.0),
-        multi_channels=("awgn", "rayleigh"),
+        multi_snrs=(0.0, 10.0),
+        multi_channels=("awgn",),
         aware_samples=1000,
-        analog_sketch=True,
-        sync_every=(0, 1, 2, 5, 10),
+        aware_snrs=(-15.0, -10.0, -5.0, 0.0),
+        analog_sketch_snrs=(-10.0, 0.0),
+        sync_every=(0, 1, 5),
         sync_snr_db=10.0,
         sync_samples=1000,
         frontier_samples=1000,
-        frontier_snrs=(-5.0, 0.0, 5.0, 10.0, 20.0),
-        qualities=(5, 10, 20, 30, 50, 70, 90, 95),
-        mcs=FRONTIER_MCS,
-        seed_bits=(2, 4, 8),
+        frontier_snrs=(0.0, 10.0, 20.0),
+        codecs=("jpeg", "webp"),
+        qualities=(1, 10, 50, 90),
+        mcs=("qpsk-r0.5",),
+        seed_bits=(4, 8),
     ),
 }
 
@@ -160,22 +177,22 @@ def preset_spec(preset: str, model: str = "tiny") -> SweepSpec:
                 "tag": "main",
                 "protocol": single,
                 "channel": fading,
-                "snr_db": list(z.snrs),
+                "snr_db": list(z.fading_snrs),
                 "samples": z.fading_samples,
             }
         )
-    if "CIAG" in single:  # the received seed is analog: receiver-side denoising on (main grid) and off
+    if "CIAG" in single and z.aware_snrs:  # the received seed is analog: denoising on (main grid) and off
         grids.append(
             {
                 "tag": "snr_aware",
                 "protocol": ["CIAG"],
                 "snr_aware": [False],
                 "channel": ["awgn"],
-                "snr_db": list(z.snrs),
+                "snr_db": list(z.aware_snrs),
                 "samples": z.aware_samples,
             }
         )
-    if z.analog_sketch and "ESUC" in single:  # a digital sketch arrives clean: compare with analog sketches
+    if z.analog_sketch_snrs and "ESUC" in single:  # a digital sketch arrives clean: compare with analog sketches
         grids.append(
             {
                 "tag": "snr_aware",
@@ -183,7 +200,7 @@ def preset_spec(preset: str, model: str = "tiny") -> SweepSpec:
                 "sketch_transmission": ["analog"],
                 "snr_aware": [True, False],
                 "channel": ["awgn"],
-                "snr_db": list(z.snrs),
+                "snr_db": list(z.analog_sketch_snrs),
                 "samples": z.aware_samples,
             }
         )
@@ -191,6 +208,7 @@ def preset_spec(preset: str, model: str = "tiny") -> SweepSpec:
         {
             "tag": "frontier",
             "protocol": ["central"],
+            "image_codec": list(z.codecs),
             "image_quality": list(z.qualities),
             "mcs": [None, *z.mcs],
             "channel": ["awgn"],
@@ -219,7 +237,7 @@ def preset_spec(preset: str, model: str = "tiny") -> SweepSpec:
                 "snr_db": list(z.multi_snrs),
                 "samples": z.multi_samples,
             },
-            {"tag": "error_free", "protocol": list(z.multi), "channel": ["none"], "samples": 25},
+            {"tag": "error_free", "protocol": list(z.multi), "channel": ["none"], "samples": z.multi_samples},
         ]
     parallel = [p for p in PARALLEL if p in z.multi]
     if z.sync_every and parallel:

@@ -29,6 +29,7 @@ from megen.costs.profiles import Profiles
 from megen.errors import MegenError
 from megen.models.ldm import StagedLDM, TextCondition
 from megen.protocols.links import LinkSet, Sent
+from megen.protocols.memo import StageMemo
 from megen.protocols.plan import (
     ParallelDenoise,
     Plan,
@@ -174,15 +175,23 @@ class Engine:
         links: Channel and transmission settings per link kind.
         profiles: Device and link cost profiles.
         flop_meter: Shared FLOP cache (FLOPs depend only on shapes).
+        memo: Shared stage memo (:mod:`megen.protocols.memo`): deterministic stages whose inputs were
+            seen before reuse their output; costs are accounted all the same. ``None``: always compute.
     """
 
     def __init__(
-        self, model: StagedLDM, links: LinkSet, profiles: Profiles, flop_meter: FlopMeter | None = None
+        self,
+        model: StagedLDM,
+        links: LinkSet,
+        profiles: Profiles,
+        flop_meter: FlopMeter | None = None,
+        memo: StageMemo | None = None,
     ) -> None:
         self.model = model
         self.links = links
         self.profiles = profiles
         self.meter = flop_meter or FlopMeter()
+        self.memo = memo
 
     # ------------------------------------------------------------------ public
     def run(
@@ -240,10 +249,32 @@ class _Run:
         self.meta[(node, item)] = meta or {}
 
     def _stage(
-        self, name: str, node: str, inputs: Sequence[str], key: tuple, fn, measure=None
+        self,
+        name: str,
+        node: str,
+        inputs: Sequence[str],
+        key: tuple,
+        fn,
+        measure=None,
+        memo: tuple | None = None,
     ) -> tuple[Any, float]:
+        """Run one stage on ``node`` and account its FLOPs, seconds and joules.
+
+        ``key`` is the FLOP signature (shapes); ``memo`` (optional) holds everything else the result
+        depends on (step range, seeds, guidance, input tensors): with an engine memo, a stage seen
+        before with equal ``key`` and ``memo`` reuses its output.
+        """
         t_in = max([self.ready.get((node, i), 0.0) for i in inputs] + [self.node_free.get(node, 0.0)])
-        result, flops = self.e.meter.run((self.m.name, id(self.m), *key), fn, measure)
+        flop_key = (self.m.name, id(self.m), *key)
+        memo_key = None if memo is None or self.e.memo is None else self.e.memo.key(flop_key, memo)
+        cached = None if memo_key is None else self.e.memo.get(memo_key)  # type: ignore[union-attr]
+        known = self.e.meter.known(flop_key)
+        if cached is not None and known is not None:
+            result, flops = cached, known
+        else:
+            result, flops = self.e.meter.run(flop_key, fn, measure)
+            if memo_key is not None:
+                self.e.memo.put(memo_key, result)  # type: ignore[union-attr]
         dev = self.e.profiles.device(node)
         dt = dev.seconds(flops)
         self.node_free[node] = t_in + dt
@@ -293,7 +324,9 @@ class _Run:
             self.put(node, "cond", cond, t)
         elif op.kind == "E":
             ref = self.get(node, "reference")
-            z, t = self._stage("E", node, ["reference"], ("E", tuple(ref.shape)), lambda: m.encode_image(ref))
+            z, t = self._stage(
+                "E", node, ["reference"], ("E", tuple(ref.shape)), lambda: m.encode_image(ref), memo=(ref,)
+            )
             self.put(node, "z_ref", z, t)
         elif op.kind == "Z":
             gen = torch.Generator().manual_seed(cfg.seed)
@@ -306,6 +339,7 @@ class _Run:
                     ["z_ref"],
                     ("Z", B),
                     lambda: m.noise(z_ref, num_steps=N, strength=cfg.strength, generator=gen),
+                    memo=(N, cfg.strength, cfg.seed, z_ref),
                 )
                 self.put(node, "latent", lat, t, {**meta, "step": self.start_step})
             else:
@@ -327,7 +361,9 @@ class _Run:
             item = self.item_name("latent", op.tile)
             lat = self.get(node, item)
             fn = m.decode if op.kind == "G" else m.sketch
-            out, t = self._stage(op.kind, node, [item], (op.kind, tuple(lat.shape)), lambda: fn(lat))
+            out, t = self._stage(
+                op.kind, node, [item], (op.kind, tuple(lat.shape)), lambda: fn(lat), memo=(lat,)
+            )
             name = self.item_name("image" if op.kind == "G" else "sketch", op.tile)
             self.put(node, name, out, t)
             if op.kind == "G" and op.tile is None:
@@ -357,6 +393,7 @@ class _Run:
                 )
 
             key: tuple = ("Dhop", den, tuple(lat.shape), stop - j + 1, cfg.guidance > 1)
+            memo: tuple = (N, j, stop, cfg.guidance, x_scaled, t_entry, cond)
             start_label = j
         else:
 
@@ -366,8 +403,9 @@ class _Run:
                 )
 
             key = ("D", den, tuple(lat.shape), stop - start, cfg.guidance > 1)
+            memo = (N, start, stop, cfg.guidance, lat, cond)
             start_label = start
-        out, t = self._stage(f"D[{start_label}:{stop}]({den})", node, [item, cond_item], key, fn)
+        out, t = self._stage(f"D[{start_label}:{stop}]({den})", node, [item, cond_item], key, fn, memo=memo)
         self.put(node, item, out, t, {"step": stop, "core": meta.get("core", False)})
         if "@" not in item:
             self.final_latent = out
@@ -441,6 +479,7 @@ class _Run:
             ["sketch", "cond"],
             ("C", den, tuple(sketch.shape), N - start, cfg.guidance > 1),
             fn,
+            memo=(N, strength, cfg.guidance, cfg.seed, sketch, cond),
         )
         self.put(node, "image", img, t)
 

@@ -23,6 +23,7 @@ from megen.models.ldm import StagedLDM
 from megen.protocols.builders import MULTI_ES, ProtocolOptions, build_plan, canonical_name
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
+from megen.protocols.memo import StageMemo
 
 MAX_SNR_DB = 60.0
 MIN_SNR_DB = -30.0
@@ -145,6 +146,18 @@ def _profiles(path: str | None) -> Profiles:
 
 
 _METER = FlopMeter()
+# stage outputs per model object (see megen.protocols.memo): exact reuse across configurations
+_MEMOS: weakref.WeakKeyDictionary[StagedLDM, StageMemo] = weakref.WeakKeyDictionary()
+
+
+def stage_memo(model: StagedLDM) -> StageMemo:
+    """The shared stage memo of ``model`` (one per model object and process)."""
+    memo = _MEMOS.get(model)
+    if memo is None:
+        memo = _MEMOS[model] = StageMemo()
+    return memo
+
+
 # error-free outputs per model object (two models may share a name, e.g. random test models)
 _ERROR_FREE_CACHE: weakref.WeakKeyDictionary[StagedLDM, dict[tuple, torch.Tensor]] = (
     weakref.WeakKeyDictionary()
@@ -257,7 +270,7 @@ def run_protocol(
         plan = load_plan(cfg.plan)
     else:
         plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
-    engine = Engine(model, make_links(cfg), _profiles(cfg.profiles), _METER)
+    engine = Engine(model, make_links(cfg), _profiles(cfg.profiles), _METER, stage_memo(model))
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
     target = error_free_output(model, prompts, reference, cfg)
