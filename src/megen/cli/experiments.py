@@ -60,7 +60,13 @@ def sweep(
         25, "--batch-size", help="Images per run (part of the results: keep it fixed)."
     ),
     prompt_shift: int = typer.Option(
-        0, "--prompt-shift", help="i2i prompt class = reference class + shift (mod 10)."
+        0, "--prompt-shift", help="i2i prompt class = reference class + shift (mod 10, or 8 photos)."
+    ),
+    references: str = typer.Option(
+        "auto",
+        "--references",
+        help="auto | fashion-mnist | photos (scikit-image RGB photos with captions; auto: photos for "
+        "Stable Diffusion checkpoints, Fashion-MNIST for tiny models).",
     ),
     model: str = typer.Option(
         "tiny", help="'tiny', a model folder or Hub id; 'tiny-random' = random weights (tests)."
@@ -96,7 +102,9 @@ def sweep(
                 f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
             )
         spec = load_spec(config)
-        overrides = {"model": model} if model != "tiny" else {}
+        overrides: dict[str, Any] = {"model": model} if model != "tiny" else {}
+        if references != "auto":
+            overrides["references"] = references
         if overrides:
             spec = make_spec({**spec.model_dump(), **overrides})
     else:
@@ -115,6 +123,7 @@ def sweep(
             model=model,
             batch_size=batch_size,
             prompt_shift=prompt_shift,
+            references=references,
             extra=extra,
         )
     result = run_sweep(spec, db, workers=workers, progress=progress, log=_say)
@@ -185,17 +194,28 @@ def reproduce(
         "default", help="demo (a few minutes) | default (<= 15 min on 2 cores) | full."
     ),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
-    model: str = typer.Option("tiny", help="'tiny' (embedded) or 'tiny-random' (plumbing only)."),
+    model: str = typer.Option(
+        "tiny",
+        help="'tiny' (embedded), a Stable Diffusion folder or cached Hub id (photo references; no prompt "
+        "accuracy or FID), or 'tiny-random' (plumbing only).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
+    report_only: bool = typer.Option(
+        False,
+        "--report-only",
+        help="Write the report from the rows already in OUT/results.sqlite (e.g. of a stopped --full run).",
+    ),
 ) -> None:
-    """Run the whole case study on the embedded model and write report/report.md with figures and tables."""
+    """Run the whole case study (embedded model by default) and write report/report.md with figures and tables."""
     from megen.experiments.reproduce import reproduce as run_reproduce
 
     if full:
         if preset not in ("default", "full"):
             raise MegenError(f"--full and --preset {preset} contradict each other")
         preset = "full"
-    result = run_reproduce(out, preset=preset, workers=workers, model=model, progress=progress, log=_say)
+    result = run_reproduce(
+        out, preset=preset, workers=workers, model=model, progress=progress, log=_say, report_only=report_only
+    )
     if result.interrupted:
         _say("interrupted; run the same command again to continue the sweep")
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))

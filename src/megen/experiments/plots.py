@@ -203,13 +203,17 @@ def plot_channel_uses(agg, out: Path, *, snr_db: float | None = None) -> list[Pa
                     & (eq["channel"] == ch)
                     & np.isclose(eq["snr_db"].astype(float), snr)
                 ]
-                base = (
-                    agg[agg["label"] == m["baseline_label"].iloc[0]]
-                    if not m.empty and m["baseline_label"].iloc[0]
-                    else None
-                )
+                label = m["baseline_label"].iloc[0] if not m.empty else None
+                base = None
+                if isinstance(label, str) and label:  # NaN/None: no centralized variant reaches it
+                    base = agg[
+                        (agg["label"] == label)
+                        & (agg["channel"] == ch)
+                        & np.isclose(agg["snr_db"].astype(float), snr)
+                    ]
+                    base = None if base.empty else base
                 if base is not None:
-                    b = base[(base["channel"] == ch) & np.isclose(base["snr_db"].astype(float), snr)].iloc[0]
+                    b = base.iloc[0]
                     bottom = 0.0
                     for col, _name, color in parts:
                         ax.bar(
@@ -483,18 +487,23 @@ def _strip(pics: dict[int, np.ndarray], samples: Sequence[int]) -> np.ndarray:
 def _reference_strip(store: ResultsStore, cell_row, samples: Sequence[int]) -> np.ndarray | None:
     if cell_row["task"] != "i2i":
         return None
-    from megen.experiments.sweep import reference_images
+    from megen.experiments.references import fit_to_model, load_references, resolve_references
 
     df = store.frame(
         where=f"r.config_hash = ? AND r.sample IN ({', '.join('?' * len(samples))})",
         params=(str(cell_row["config_hashes"]).split(",")[0], *samples),
     )
+    generated = _images_of(store, cell_row, samples)
+    if not generated:
+        return None
+    h, w = next(iter(generated.values())).shape
     try:
-        images, _ = reference_images()
+        refset = load_references(resolve_references(store.spec.references, store.spec.model))
     except MegenError:
         return None
+    images = refset.images
     pics = {
-        int(s): images[int(r)].numpy().mean(0)
+        int(s): fit_to_model(images[int(r)][None], (images.shape[1], h, w))[0].numpy().mean(0)
         for s, r in zip(df["sample"], df["ref_index"], strict=True)
         if r == r
     }

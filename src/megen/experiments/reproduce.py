@@ -192,7 +192,9 @@ def preset_spec(preset: str, model: str = "tiny") -> SweepSpec:
                 "samples": z.aware_samples,
             }
         )
-    if z.analog_sketch_snrs and "ESUC" in single:  # a digital sketch arrives clean: compare with analog sketches
+    if (
+        z.analog_sketch_snrs and "ESUC" in single
+    ):  # a digital sketch arrives clean: compare with analog sketches
         grids.append(
             {
                 "tag": "snr_aware",
@@ -281,13 +283,17 @@ def reproduce(
     model: str = "tiny",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    report_only: bool = False,
 ) -> ReproduceResult:
     """Run a preset's sweep into ``out/results.sqlite`` and write ``out/report.md`` with figures and tables.
 
-    Interrupted, it keeps the finished rows: running it again continues the sweep.
+    Interrupted, it keeps the finished rows: running it again continues the sweep. With
+    ``report_only``, no sweep runs: the report is written from the rows already stored (a stopped
+    sweep's rows are balanced over its points, batch by batch; the report says how many are missing).
 
     Raises:
-        MegenError: an unwritable output folder, or a ``results.sqlite`` of another preset or model.
+        MegenError: an unwritable output folder, a ``results.sqlite`` of another preset or model, or
+            ``report_only`` without a ``results.sqlite`` of this preset.
     """
     from megen.experiments.plots import _out_dir
     from megen.experiments.sweep import run_sweep
@@ -295,6 +301,16 @@ def reproduce(
     say = log or print
     out = _out_dir(out)
     spec = preset_spec(preset, model)
+    if report_only:
+        from megen.experiments.store import ResultsStore
+
+        db = out / "results.sqlite"
+        if not db.is_file():
+            raise MegenError(f"{db} does not exist: run the sweep first (without --report-only)")
+        with ResultsStore.open(db) as store:
+            if store.spec.digest() != spec.digest():
+                raise MegenError(f"{db} holds another sweep than preset {preset!r} with model {model!r}")
+        return ReproduceResult(write_report(out, preset=preset, workers=workers, sweep_s=None, log=say))
     t0 = time.perf_counter()
     res = run_sweep(spec, out / "results.sqlite", workers=workers, progress=progress, log=say)
     if res.interrupted:
@@ -305,9 +321,12 @@ def reproduce(
 
 
 # ---------------------------------------------------------------------------------------------- report
-def write_report(out: Path, *, preset: str, workers: int, sweep_s: float, log: Callable[[str], None]) -> Path:
-    """Figures, CSV and ``report.md`` from ``out/results.sqlite``."""
+def write_report(
+    out: Path, *, preset: str, workers: int, sweep_s: float | None, log: Callable[[str], None]
+) -> Path:
+    """Figures, CSV and ``report.md`` from ``out/results.sqlite`` (``sweep_s``: None = not measured)."""
     from megen.experiments.plots import plot_all
+    from megen.experiments.spec import expand
     from megen.experiments.stats import add_keys, aggregate, equal_quality, threshold_snr
     from megen.experiments.store import ResultsStore, atomic_output, export
 
@@ -320,6 +339,14 @@ def write_report(out: Path, *, preset: str, workers: int, sweep_s: float, log: C
     with ResultsStore.open(out / "results.sqlite") as store:
         spec = store.spec
         meta = dict(store.meta)
+        expected = sum(p.samples for p in expand(spec))
+        stored = store.count()
+        if stored < expected:
+            note(
+                f"PARTIAL: {stored} of {expected} rows stored (the sweep was stopped; its batches run "
+                "batch by batch across all points, so every point has about the same share); rerun "
+                "without --report-only to continue"
+            )
         export(store, csv=out / "rows.csv", parquet=out / "rows.parquet")
         agg = aggregate(store, fid=True, log=note)
         with atomic_output(out / "summary.csv") as tmp:
@@ -327,7 +354,7 @@ def write_report(out: Path, *, preset: str, workers: int, sweep_s: float, log: C
         figures = plot_all(store, out / "figures", agg=agg, log=note)
         frame = add_keys(store.frame())
     swept = agg[_has_tag(agg, "main") | _has_tag(agg, "snr_aware") | _has_tag(agg, "error_free")]
-    thr = threshold_snr(swept, metric="prompt_match", fraction=0.9)
+    thr = threshold_snr(swept, metric=threshold_metric(agg), fraction=0.9)
     eq = equal_quality(agg, metric="psnr_fidelity_db")
     md = _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, sweep_s, notes)
     with atomic_output(out / "report.md") as tmp:
@@ -364,6 +391,15 @@ def _has_tag(agg, tag: str):
     return agg["tags"].str.split(",").apply(lambda t: tag in t)
 
 
+def threshold_metric(agg) -> str:
+    """Prompt accuracy where the model has a classifier (tiny); otherwise SSIM against the error-free output."""
+    col = agg.get("prompt_match_mean")
+    return "prompt_match" if col is not None and col.notna().any() else "ssim_fidelity"
+
+
+_METRIC_NAMES = {"prompt_match": "prompt accuracy", "ssim_fidelity": "SSIM fidelity"}
+
+
 def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, sweep_s, notes) -> str:
     main = agg[_has_tag(agg, "main")]
     n_rows = int(agg["rows"].sum())
@@ -373,7 +409,13 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
         f"Model `{spec.model}` (weights fingerprint `{meta.get('model_fingerprint')}`), "
         f"{agg['cfg_steps'].iloc[0]} DDIM steps, strength {agg['cfg_strength'].iloc[0]}, guidance "
         f"{agg['cfg_guidance'].iloc[0]}, batch {spec.batch_size}, seeds {spec.seeds}. {len(agg)} configurations, "
-        f"{n_rows} images. Sweep wall time {sweep_s:.0f} s on {workers} worker(s) "
+        f"{n_rows} images. "
+        + (
+            f"Sweep wall time {sweep_s:.0f} s on {workers} worker(s) "
+            if sweep_s is not None
+            else "Report written from the stored rows (sweep wall time not measured here); "
+        )
+        + f"compute time {float(frame['wall_s'].sum()):.0f} worker-seconds summed over images "
         f"({platform.processor() or platform.machine()}, Python {platform.python_version()}).",
         "",
         "Metrics: *fidelity* compares each received image with the error-free unsplit ES pipeline's output "
@@ -439,22 +481,24 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
         ),
         "",
     ]
+    metric = threshold_metric(agg)
+    what = _METRIC_NAMES[metric]
     local = agg[agg["protocol"] == "local"]
     if not local.empty:
-        la = float(local["prompt_match_mean"].iloc[0])
+        la = float(local[f"{metric}_mean"].iloc[0])
         parts += [
-            f"Baseline `local` (the UE alone, no link): prompt accuracy {_pm(la, float(local['prompt_match_ci95'].iloc[0]))}. "
-            "Prompt accuracy at or below this is not a gain of the link.",
+            f"Baseline `local` (the UE alone, no link): {what} {_pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. "
+            f"{what.capitalize()} at or below this is not a gain of the link.",
             "",
         ]
-    parts += ["## Where each protocol falls below 90% of its error-free prompt accuracy", ""]
+    parts += [f"## Where each protocol falls below 90% of its error-free {what}", ""]
     if not thr.empty:
         parts += [
             md_table(
                 [
                     "protocol",
                     "channel",
-                    "error-free acc.",
+                    f"error-free {what}",
                     "from",
                     "90% threshold",
                     "SNR (dB) below which it falls",

@@ -45,7 +45,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -186,8 +186,12 @@ class SweepSpec(BaseModel):
         seeds: Master seeds; each seed is its own set of points.
         batch_size: Images per :func:`~megen.protocols.runner.run_protocol` call. Part of the result
             (the batch's random draws are shared), so it is part of the specification.
-        prompt_shift: Image-to-image: the prompt names class ``(label + prompt_shift) % 10`` of the
-            reference image (0 = the reference's own class).
+        prompt_shift: Image-to-image: the prompt names class ``(label + prompt_shift) % n`` of the
+            reference image (0 = the reference's own class; ``n`` = 10 classes or 8 photos).
+        references: ``auto`` | ``fashion-mnist`` | ``photos``: the reference images and prompts
+            (:mod:`megen.experiments.references`; ``auto``: Fashion-MNIST for tiny models, photos for
+            Stable Diffusion). Left out of :meth:`to_json` when ``auto``, so databases written before
+            this field existed still match.
         defaults: RunConfig fields applied to every grid before the grid's own values.
         grids: The grids (see the module docstring).
     """
@@ -200,6 +204,7 @@ class SweepSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0])
     batch_size: int = Field(25, ge=1, le=256)
     prompt_shift: int = Field(0, ge=0, le=9)
+    references: Literal["auto", "fashion-mnist", "photos"] = "auto"
     defaults: dict[str, Any] = Field(default_factory=dict)
     grids: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -214,7 +219,10 @@ class SweepSpec(BaseModel):
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): what the results database stores and compares."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if data.get("references") == "auto":
+            del data["references"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         """SHA-256 of :meth:`to_json` (hex, 16 characters)."""
@@ -320,6 +328,8 @@ def point_key(cfg: RunConfig, task: str, spec: SweepSpec) -> str:
         "batch_size": spec.batch_size,
         "prompt_shift": spec.prompt_shift if task == "i2i" else None,
     }
+    if spec.references != "auto":
+        payload["references"] = spec.references
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -372,6 +382,7 @@ def spec_from_flags(
     model: str = "tiny",
     batch_size: int = 25,
     prompt_shift: int = 0,
+    references: str = "auto",
     name: str = "sweep",
     extra: dict[str, Any] | None = None,
 ) -> SweepSpec:
@@ -401,6 +412,7 @@ def spec_from_flags(
             "seeds": seed_list,
             "batch_size": batch_size,
             "prompt_shift": prompt_shift,
+            "references": references,
             "grids": [grid],
         }
     )

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from megen.errors import MegenError
+from megen.experiments.references import ReferenceSet, fit_to_model, load_references, resolve_references
 from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
 from megen.experiments.store import LINKS, ResultsStore, encode_png
 
@@ -139,32 +140,25 @@ def sample_inputs(
     task: str,
     samples: Sequence[int],
     prompt_shift: int,
-    references: tuple[torch.Tensor, torch.Tensor] | None,
+    references: ReferenceSet | None,
     image_shape: tuple[int, int, int] = (1, 32, 32),
 ) -> tuple[list[str], torch.Tensor | None, list[int | None], list[int]]:
     """Prompts and reference images of samples (see the module docstring).
 
     Returns:
-        ``(prompts, reference [B, C, H, W] or None, reference index per sample, prompt class per sample)``.
+        ``(prompts, reference [B, C, H, W] or None, reference index per sample, prompt label per sample)``.
     """
-    from megen.data import FASHION_CLASSES, prompt_for
-
-    n_cls = len(FASHION_CLASSES)
+    if references is None:
+        raise MegenError("the samples need a reference set (its prompts, and its images for image-to-image)")
+    n_cls = len(references.prompts)
     if task == "t2i":
         classes = [i % n_cls for i in samples]
-        return [prompt_for(c) for c in classes], None, [None] * len(samples), classes
-    if references is None:
-        raise MegenError("image-to-image samples need the reference images")
-    images, labels = references
-    order = interleaved_order(labels)
+        return [references.prompts[c] for c in classes], None, [None] * len(samples), classes
+    order = interleaved_order(references.labels)
     idx = [order[i % len(order)] for i in samples]
-    classes = [(int(labels[r]) + prompt_shift) % n_cls for r in idx]
-    ref = images[idx]
-    if tuple(ref.shape[1:]) != tuple(image_shape):
-        c, h, w = image_shape
-        ref = torch.nn.functional.interpolate(ref, size=(h, w), mode="bilinear", align_corners=False)
-        ref = ref.repeat(1, c // ref.shape[1], 1, 1) if c != ref.shape[1] else ref
-    return [prompt_for(c) for c in classes], ref.contiguous(), list(idx), classes
+    classes = [(int(references.labels[r]) + prompt_shift) % n_cls for r in idx]
+    ref = fit_to_model(references.images[idx], image_shape)
+    return [references.prompts[c] for c in classes], ref, list(idx), classes
 
 
 def interleaved_order(labels: torch.Tensor) -> list[int]:
@@ -285,39 +279,18 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)  # the driver died (SIGKILL): do not linger as an orphan
 
 
-def _init_worker(model_name: str, parent_pid: int) -> None:
+def _init_worker(model_name: str, references: str, parent_pid: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _WORKER["model"] = load_sweep_model(model_name)
-    _WORKER["references"] = reference_images()
+    _WORKER["references"] = load_references(references)
 
 
 def _worker_batch(task: BatchTask) -> list[dict[str, Any]]:
     return compute_batch(task, _WORKER["model"], _WORKER["references"])
-
-
-@functools.lru_cache(maxsize=1)
-def reference_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """The shipped reference images; without them (untrained checkout), the same 100 test images.
-
-    The shipped set is the first 10 Fashion-MNIST test images of each class (``megen train`` writes it),
-    so it can be rebuilt from the installed test set.
-    """
-    from megen.data import dataset_available, load_fashion_mnist
-    from megen.models.tiny import load_reference_images
-
-    try:
-        return load_reference_images()
-    except MegenError:
-        if not dataset_available():
-            raise
-    images, labels = load_fashion_mnist("test")
-    idx = torch.cat([torch.nonzero(labels == c)[:10, 0] for c in range(10)])
-    images = (images[idx] * 255).round().div(255.0)
-    return images, labels[idx]
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -477,7 +450,7 @@ def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[
     torch.set_num_threads(1)
     try:
         model = model if model is not None else load_sweep_model(spec.model)
-        refs = reference_images()
+        refs = load_references(resolve_references(spec.references, spec.model))
         for t in tasks:
             write(compute_batch(t, model, refs))
     finally:
@@ -493,7 +466,7 @@ def _run_pool(
         max_workers=workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(spec.model, os.getpid()),
+        initargs=(spec.model, resolve_references(spec.references, spec.model), os.getpid()),
     )
     queue = list(reversed(tasks))
     running: set[Future] = set()
