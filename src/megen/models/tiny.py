@@ -110,9 +110,10 @@ def load_tiny(path: Path | str | None = None) -> StagedLDM:
             f"no tiny model at {folder} (missing {MARKER}); run `megen train` to build the weights"
         )
     try:
-        vae = AutoencoderKL.from_pretrained(folder / "vae")
-        unet_es = UNet2DConditionModel.from_pretrained(folder / "unet_es")
-        unet_ue = UNet2DConditionModel.from_pretrained(folder / "unet_ue")
+        # low_cpu_mem_usage=False: the models are small, and it keeps diffusers from asking for accelerate
+        vae = AutoencoderKL.from_pretrained(folder / "vae", low_cpu_mem_usage=False)
+        unet_es = UNet2DConditionModel.from_pretrained(folder / "unet_es", low_cpu_mem_usage=False)
+        unet_ue = UNet2DConditionModel.from_pretrained(folder / "unet_ue", low_cpu_mem_usage=False)
         clf = FashionClassifier()
         clf.load_state_dict(load_file(folder / "classifier.safetensors"))
         sched = DDIMScheduler.from_config(json.loads((folder / "scheduler.json").read_text()))
