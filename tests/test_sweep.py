@@ -248,3 +248,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
+    """Under nohup or in a CI log the bar cannot redraw: the sweep prints plain progress lines instead."""
+    from megen.experiments import sweep
+
+    monkeypatch.setattr(sweep, "PLAIN_PROGRESS_S", 0.0)
+    res = run_sweep(_spec(), tmp_path / "p.sqlite", progress=True, log=lambda m: None)
+    assert res.complete
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("sweep: ")]
+    assert lines and lines[-1].startswith(f"sweep: {EXPECTED_ROWS}/{EXPECTED_ROWS} rows (100%)")
+    assert "ETA 0m00s" in lines[-1]

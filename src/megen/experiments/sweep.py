@@ -55,6 +55,8 @@ from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
 from megen.experiments.store import LINKS, ResultsStore, encode_png
 
 MAX_WORKERS = 64
+#: Seconds between progress lines when stderr is not a terminal.
+PLAIN_PROGRESS_S = 60.0
 
 
 class SweepInterrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
@@ -427,11 +429,18 @@ def _run_tasks(
             job = bar.add_task("rows", total=todo)
 
             t0 = time.perf_counter()
+            # not a terminal (nohup, CI log): the bar cannot redraw, so log a line now and then instead
+            plain = progress and not _console().is_terminal
+            last_line = [t0]
 
             def write(rows: list[dict[str, Any]]) -> None:
                 result.written_rows += store.insert_rows(rows)
-                result.commits.append((time.perf_counter() - t0, result.written_rows))
+                now = time.perf_counter()
+                result.commits.append((now - t0, result.written_rows))
                 bar.advance(job, len(rows))
+                if plain and (now - last_line[0] >= PLAIN_PROGRESS_S or result.written_rows >= todo):
+                    last_line[0] = now
+                    _console().print(_progress_line(result.written_rows, todo, now - t0), highlight=False)
 
             if workers == 1:
                 _run_inline(tasks, spec, model, write)
@@ -443,6 +452,30 @@ def _run_tasks(
     finally:
         if in_main and old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
+
+
+def _progress_line(done: int, todo: int, elapsed_s: float) -> str:
+    """``"sweep: 1200/5000 rows (24%), 12.0 rows/s, elapsed 1m40s, ETA 5m16s"``.
+
+    Example:
+        >>> _progress_line(1200, 5000, 100.0)
+        'sweep: 1200/5000 rows (24%), 12.0 rows/s, elapsed 1m40s, ETA 5m17s'
+    """
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    eta = (todo - done) / rate if rate > 0 else float("inf")
+
+    def hms(t: float) -> str:
+        if not math.isfinite(t):
+            return "?"
+        t = int(round(t))
+        h, rest = divmod(t, 3600)
+        m, sec = divmod(rest, 60)
+        return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+    return (
+        f"sweep: {done}/{todo} rows ({100 * done / max(todo, 1):.0f}%), {rate:.1f} rows/s, "
+        f"elapsed {hms(elapsed_s)}, ETA {hms(eta)}"
+    )
 
 
 def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[[list[dict]], None]) -> None:
