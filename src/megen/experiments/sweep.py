@@ -41,7 +41,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,7 +281,7 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)  # the driver died (SIGKILL): do not linger as an orphan
 
 
-def _init_worker(model_name: str, references: str, parent_pid: int) -> None:
+def _init_worker(model_name: str, references: str, parent_pid: int, results: Any) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
@@ -289,10 +289,46 @@ def _init_worker(model_name: str, references: str, parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _WORKER["model"] = load_sweep_model(model_name)
     _WORKER["references"] = load_references(references)
+    _WORKER["results"] = results
 
 
-def _worker_batch(task: BatchTask) -> list[dict[str, Any]]:
-    return compute_batch(task, _WORKER["model"], _WORKER["references"])
+def _worker_chunk(tasks: list[BatchTask]) -> int:
+    """Run a chunk of batches in this worker, sending each batch's rows to the driver as it finishes."""
+    for task in tasks:
+        _WORKER["results"].put(compute_batch(task, _WORKER["model"], _WORKER["references"]))
+    return len(tasks)
+
+
+def chunk_tasks(tasks: Sequence[BatchTask], workers: int) -> list[list[BatchTask]]:
+    """Group batches for the workers: every chunk holds batches of one batch index (same samples).
+
+    The batches of one batch index share their prompts, references and seed, so one worker running
+    them together computes the error-free target once and hits the stage memo across
+    configurations (centralized generation at every SNR and MCS, CIAG's ES steps at every downlink
+    SNR). Each batch index becomes one chunk, split into contiguous parts (points stay in grid order,
+    so variants of one protocol stay together) when there are too few batch indices to keep
+    ``workers`` processes busy (at least two chunks per worker).
+
+    Example:
+        >>> ts = [BatchTask("k", "{}", "i2i", b, (b,), 0, 0) for b in (0, 0, 0, 0, 1, 1, 1, 1)]
+        >>> [[t.batch for t in c] for c in chunk_tasks(ts, 1)]
+        [[0, 0, 0, 0], [1, 1, 1, 1]]
+        >>> [len(c) for c in chunk_tasks(ts, 2)]
+        [2, 2, 2, 2]
+    """
+    groups: list[list[BatchTask]] = []
+    for t in tasks:
+        if groups and groups[-1][0].batch == t.batch:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    parts = max(1, math.ceil(2 * workers / max(len(groups), 1)))
+    chunks: list[list[BatchTask]] = []
+    for g in groups:
+        k = min(parts, len(g))
+        size = math.ceil(len(g) / k)
+        chunks.extend(g[i : i + size] for i in range(0, len(g), size))
+    return chunks
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -494,26 +530,44 @@ def _run_pool(
     tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[dict]], None]
 ) -> None:
     import multiprocessing as mp
+    import queue as queue_mod
 
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
     pool = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=mp.get_context("spawn"),
+        mp_context=ctx,
         initializer=_init_worker,
-        initargs=(spec.model, resolve_references(spec.references, spec.model), os.getpid()),
+        initargs=(spec.model, resolve_references(spec.references, spec.model), os.getpid(), results),
     )
-    queue = list(reversed(tasks))
+    chunks = chunk_tasks(tasks, workers)
+    pending = list(reversed(chunks))
     running: set[Future] = set()
+    received = 0
     try:
-        while queue or running:
-            while queue and len(running) < 2 * workers:
-                running.add(pool.submit(_worker_batch, queue.pop()))
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for f in finished:
+        while received < len(tasks):
+            while pending and len(running) < 2 * workers:
+                running.add(pool.submit(_worker_chunk, pending.pop()))
+            try:
+                rows = results.get(timeout=0.2)
+            except queue_mod.Empty:
+                rows = None
+            if rows is not None:
+                write(rows)
+                received += 1
+            for f in [f for f in running if f.done()]:
+                running.discard(f)
                 try:
-                    rows = f.result()
+                    f.result()
                 except BrokenProcessPool as exc:
                     raise MegenError(f"a sweep worker process died ({exc}); rerun to continue") from exc
-                write(rows)
+            if not running and not pending and received < len(tasks):
+                # every chunk returned: its rows are in the queue already (put before return)
+                try:
+                    write(results.get(timeout=30.0))
+                    received += 1
+                except queue_mod.Empty:
+                    raise MegenError("internal: a sweep chunk finished without its rows") from None
     except BaseException:
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
@@ -523,3 +577,6 @@ def _run_pool(
         raise
     else:
         pool.shutdown(wait=True)
+    finally:
+        results.close()
+        results.cancel_join_thread()

@@ -1,4 +1,4 @@
-"""The examples in the link layer's docstrings run as written."""
+"""The examples in docstrings run as written."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ MODULES = [
     "megen.link.mcs",
     "megen.link.simulate",
     "megen.link.theory",
+    "megen.protocols.memo",
+    "megen.experiments.references",
+    "megen.experiments.sweep",
+    "megen.experiments.spec",
 ]
 
 
