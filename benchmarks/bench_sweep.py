@@ -5,7 +5,7 @@ once in this process (``--workers 1``) and once with two spawned workers; the ro
 identical. Times are end to end (model loading and worker start-up included), so the sweep is sized
 to make start-up small against the work.
 
-Usage: python benchmarks/bench_sweep.py [--samples 100] [--protocols central,EIUG,CIAG,ESUC] [--model tiny]
+Usage: python benchmarks/bench_sweep.py [--samples 200] [--protocols central,EIUG,CIAG,ESUC] [--model tiny]
 Writes benchmarks/results/sweep.json. Target: the 2-worker speed-up >= 1.6x on an idle 2-core CPU.
 """
 
@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--protocols", default="central,EIUG,CIAG,ESUC")
     ap.add_argument("--snr-db", default="0,10")
-    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument(
         "--model", default="tiny", help="tiny (falls back to tiny-random without trained weights)"
