@@ -441,6 +441,7 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
         if name in names:
             parts += [f"![{cap}](figures/{name}.png)", "", f"*{cap}* ([PDF](figures/{name}.pdf))", ""]
     parts += ["## Quality and costs per configuration (tag `main`)", ""]
+    clip = "clip_score_mean" in main and bool(main["clip_score_mean"].notna().any())
     rows = []
     for _, r in main.iterrows():
         rows.append(
@@ -451,6 +452,7 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
                 _pm(r["psnr_fidelity_db_mean"], r["psnr_fidelity_db_ci95"]),
                 _pm(r["ssim_fidelity_mean"], r["ssim_fidelity_ci95"]),
                 _pm(r["prompt_match_mean"], r["prompt_match_ci95"]),
+                *([_pm(r["clip_score_mean"], r["clip_score_ci95"])] if clip else []),
                 f"{_fmt(r['fid'])} (n={int(r['fid_n'])})",
                 _fmt(r["uses_uplink"]),
                 _fmt(r["uses_downlink"]),
@@ -469,6 +471,7 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
                 "PSNR fid. dB",
                 "SSIM fid.",
                 "prompt acc.",
+                *(["CLIP score"] if clip else []),
                 "FID",
                 "UL uses",
                 "DL uses",

@@ -235,15 +235,37 @@ def aggregate(store: ResultsStore, *, fid: bool = True, log: Callable[[str], Non
     agg["fid_note"] = ""
     if fid:
         _add_fid(store, agg, say)
-    skipped = {k: v for k, v in optional_metrics_status().items() if v != "available"}
-    if skipped:
-        say(
-            f"optional metrics skipped: {', '.join(skipped)} "
-            "(they need packages and pretrained weights that are not available offline)"
-        )
+    _add_clip(store, agg, say)
+    for name, status in optional_metrics_status().items():
+        if status != "available":
+            say(f"optional metric {name}: {status}")
     return agg.sort_values(["protocol", "label", "channel", "snr_db"], na_position="first").reset_index(
         drop=True
     )
+
+
+def _add_clip(store: ResultsStore, agg, say: Callable[[str], None]) -> None:
+    """CLIP score (mean, 95% CI, n) per cell from the stored images and prompts, when CLIP loads offline."""
+    from megen.clip_score import load_clip_scorer
+
+    for col, value in (("clip_score_mean", math.nan), ("clip_score_ci95", math.nan), ("clip_score_n", 0)):
+        agg[col] = value
+    scorer, note = load_clip_scorer()
+    if scorer is None:
+        return
+    say(note)
+    prompts = store.frame()[["config_hash", "sample", "prompt"]]
+    by_key = {(h, int(s)): p for h, s, p in prompts.itertuples(index=False)}
+    for i, line in agg.iterrows():
+        images, texts = [], []
+        for h in line["config_hashes"].split(","):
+            for sample, img in store.images(h).items():
+                images.append(img)
+                texts.append(by_key[(h, int(sample))])
+        if not images:
+            continue
+        mean, half, n = mean_ci95(scorer(torch.stack(images), texts))
+        agg.at[i, "clip_score_mean"], agg.at[i, "clip_score_ci95"], agg.at[i, "clip_score_n"] = mean, half, n
 
 
 def _add_fid(store: ResultsStore, agg, say: Callable[[str], None]) -> None:
