@@ -40,19 +40,16 @@ class ClipScorer:
 
     def __init__(self, source: str) -> None:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
-        from transformers.utils import logging as hf_logging
 
-        enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
+        from megen.models.text import quiet_hf_loading
+
         try:
-            self.model = CLIPModel.from_pretrained(source, local_files_only=True).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            proc = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+            with quiet_hf_loading():
+                self.model = CLIPModel.from_pretrained(source, local_files_only=True).eval()
+                self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+                proc = AutoImageProcessor.from_pretrained(source, local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - any loading failure means "not available here"
             raise MegenError(f"CLIP model {source!r} does not load offline ({type(exc).__name__})") from exc
-        finally:
-            if enabled:
-                hf_logging.enable_progress_bar()
         self.source = source
         size = proc.size
         self.resize = int(size.get("shortest_edge", size.get("height", 224)))

