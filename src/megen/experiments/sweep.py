@@ -305,29 +305,25 @@ def chunk_tasks(tasks: Sequence[BatchTask], workers: int) -> list[list[BatchTask
     The batches of one batch index share their prompts, references and seed, so one worker running
     them together computes the error-free target once and hits the stage memo across
     configurations (centralized generation at every SNR and MCS, CIAG's ES steps at every downlink
-    SNR). Each batch index becomes one chunk, split into contiguous parts (points stay in grid order,
-    so variants of one protocol stay together) when there are too few batch indices to keep
-    ``workers`` processes busy (at least two chunks per worker).
+    SNR). Each batch index becomes one chunk, cut into contiguous parts (points stay in grid order,
+    so variants of one protocol stay together) of at most ``ceil(len(tasks) / (4 * workers))``
+    batches, so that no chunk is a large share of the work and the workers stay balanced.
 
     Example:
         >>> ts = [BatchTask("k", "{}", "i2i", b, (b,), 0, 0) for b in (0, 0, 0, 0, 1, 1, 1, 1)]
         >>> [[t.batch for t in c] for c in chunk_tasks(ts, 1)]
-        [[0, 0, 0, 0], [1, 1, 1, 1]]
-        >>> [len(c) for c in chunk_tasks(ts, 2)]
-        [2, 2, 2, 2]
+        [[0, 0], [0, 0], [1, 1], [1, 1]]
+        >>> big = [BatchTask("k", "{}", "i2i", b, (b,), 0, 0) for b in [0] * 30 + [1] * 2]
+        >>> [len(c) for c in chunk_tasks(big, 2)]
+        [4, 4, 4, 4, 4, 4, 4, 2, 2]
     """
-    groups: list[list[BatchTask]] = []
-    for t in tasks:
-        if groups and groups[-1][0].batch == t.batch:
-            groups[-1].append(t)
-        else:
-            groups.append([t])
-    parts = max(1, math.ceil(2 * workers / max(len(groups), 1)))
+    most = max(1, math.ceil(len(tasks) / (4 * max(workers, 1))))
     chunks: list[list[BatchTask]] = []
-    for g in groups:
-        k = min(parts, len(g))
-        size = math.ceil(len(g) / k)
-        chunks.extend(g[i : i + size] for i in range(0, len(g), size))
+    for t in tasks:
+        if chunks and chunks[-1][0].batch == t.batch and len(chunks[-1]) < most:
+            chunks[-1].append(t)
+        else:
+            chunks.append([t])
     return chunks
 
 
