@@ -411,7 +411,7 @@ def _report_markdown(spec, meta, agg, frame, thr, eq, figures, preset, workers, 
         f"{agg['cfg_guidance'].iloc[0]}, batch {spec.batch_size}, seeds {spec.seeds}. {len(agg)} configurations, "
         f"{n_rows} images. "
         + (
-            f"Sweep wall time {sweep_s:.0f} s on {workers} worker(s) "
+            f"Sweep wall time {sweep_s:.0f} s on {workers} worker(s); "
             if sweep_s is not None
             else "Report written from the stored rows (sweep wall time not measured here); "
         )
