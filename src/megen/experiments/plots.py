@@ -30,7 +30,7 @@ import numpy as np
 
 from megen.errors import MegenError
 from megen.experiments.stats import aggregate, capacity_channel_uses, equal_quality
-from megen.experiments.store import ResultsStore
+from megen.experiments.store import ResultsStore, writable_folder
 
 QUALITY_PANELS = (
     ("psnr_fidelity_db", "fidelity PSNR (dB)"),
@@ -412,7 +412,7 @@ def plot_all(
     Raises:
         MegenError: an unwritable output folder or a database without rows.
     """
-    out = _out_dir(out)
+    out = writable_folder(out)
     say = log or (lambda _m: None)
     agg = aggregate(store, fid=False, log=say) if agg is None else agg
     written: list[Path] = []
@@ -429,21 +429,6 @@ def plot_all(
         except MegenError as exc:
             say(f"{name}: skipped ({exc})")
     return written
-
-
-def _out_dir(out: Path | str) -> Path:
-    import os
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise MegenError(f"{out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MegenError(f"cannot create the output folder {out}: {exc.strerror}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise MegenError(f"output folder {out} is not writable")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- helpers

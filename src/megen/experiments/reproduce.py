@@ -295,11 +295,11 @@ def reproduce(
         MegenError: an unwritable output folder, a ``results.sqlite`` of another preset or model, or
             ``report_only`` without a ``results.sqlite`` of this preset.
     """
-    from megen.experiments.plots import _out_dir
+    from megen.experiments.store import writable_folder
     from megen.experiments.sweep import run_sweep
 
     say = log or print
-    out = _out_dir(out)
+    out = writable_folder(out)
     spec = preset_spec(preset, model)
     if report_only:
         from megen.experiments.store import ResultsStore

@@ -293,13 +293,7 @@ class ResultsStore:
         """
         path = Path(path)
         _check_sqlite_file(path)
-        folder = path.parent if str(path.parent) else Path(".")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MegenError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise MegenError(f"output folder {folder} is not writable")
+        writable_folder(path.parent if str(path.parent) else Path("."))
         if path.exists() and not os.access(path, os.R_OK | os.W_OK):
             raise MegenError(f"results database {path} is not writable")
         lock = _acquire_lock(path)
@@ -504,6 +498,24 @@ def _acquire_lock(path: Path) -> _Lock:
     return _Lock(fh)
 
 
+def writable_folder(folder: Path | str) -> Path:
+    """Create ``folder`` if needed and check that files can be written into it.
+
+    Raises:
+        MegenError: it exists as something other than a folder, cannot be created, or is not writable.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MegenError(f"output folder {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MegenError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MegenError(f"output folder {folder} is not writable")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it over ``path`` only if the block succeeds.
@@ -512,15 +524,9 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
         MegenError: the folder does not exist or is not writable (checked before anything is written).
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise MegenError(f"{path} is a folder; give a file name")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MegenError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MegenError(f"output folder {folder} is not writable")
+    writable_folder(path.parent if str(path.parent) else Path("."))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
