@@ -52,11 +52,11 @@ def test_memo_hands_out_clones_and_respects_bounds():
 
 
 def _run_without_memo(cfg, prompts, reference, model):
-    """The same run with a fresh engine that has no memo (the reference computation)."""
+    """The same run with nothing memoised before it (every stage computed: the reference computation)."""
     from megen.protocols import runner
 
     saved = runner.stage_memo
-    runner.stage_memo = lambda m: None  # type: ignore[assignment,return-value]
+    runner.stage_memo = lambda m: StageMemo()  # type: ignore[assignment]
     try:
         return run_protocol(cfg, prompts, reference, model=model)
     finally:

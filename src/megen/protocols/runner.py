@@ -158,12 +158,6 @@ def stage_memo(model: StagedLDM) -> StageMemo:
     return memo
 
 
-# error-free outputs per model object (two models may share a name, e.g. random test models)
-_ERROR_FREE_CACHE: weakref.WeakKeyDictionary[StagedLDM, dict[tuple, torch.Tensor]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def make_links(cfg: RunConfig) -> LinkSet:
     from megen.link.channels import ChannelConfig
 
@@ -190,30 +184,27 @@ def make_links(cfg: RunConfig) -> LinkSet:
 def error_free_output(
     model: StagedLDM, prompts: list[str], reference: torch.Tensor | None, cfg: RunConfig
 ) -> torch.Tensor:
-    """The unsplit ES pipeline's output for the same prompts, reference and seed (fidelity target)."""
-    key = (
-        tuple(prompts),
-        None if reference is None else hash(reference.numpy().tobytes()),
-        cfg.strength,
-        cfg.steps,
-        cfg.guidance,
-        cfg.seed,
-    )
-    cache = _ERROR_FREE_CACHE.setdefault(model, {})
-    if key not in cache:
-        if len(cache) > 64:
-            cache.clear()
+    """The unsplit ES pipeline's output for the same prompts, reference and seed (fidelity target).
+
+    Kept in the model's stage memo: every configuration of a sweep batch shares it.
+    """
+    strength = cfg.strength if reference is not None else None
+    memo = stage_memo(model)
+    key = memo.key("error_free", tuple(prompts), reference, strength, cfg.steps, cfg.guidance, cfg.seed)
+
+    def generate() -> torch.Tensor:
         _, img = model.generate(
             prompts,
             images=reference,
-            strength=cfg.strength if reference is not None else None,
+            strength=strength,
             num_steps=cfg.steps,
             guidance=cfg.guidance,
             seed=cfg.seed,
             denoiser="es",
         )
-        cache[key] = img
-    return cache[key]
+        return img
+
+    return memo.run(key, generate)
 
 
 def run_protocol(
