@@ -235,7 +235,7 @@ def aggregate(store: ResultsStore, *, fid: bool = True, log: Callable[[str], Non
     agg["fid_note"] = ""
     if fid:
         _add_fid(store, agg, say)
-    _add_clip(store, agg, say)
+    _add_clip(store, agg, df, say)
     for name, status in optional_metrics_status().items():
         if status != "available":
             say(f"optional metric {name}: {status}")
@@ -244,8 +244,8 @@ def aggregate(store: ResultsStore, *, fid: bool = True, log: Callable[[str], Non
     )
 
 
-def _add_clip(store: ResultsStore, agg, say: Callable[[str], None]) -> None:
-    """CLIP score (mean, 95% CI, n) per cell from the stored images and prompts, when CLIP loads offline."""
+def _add_clip(store: ResultsStore, agg, rows, say: Callable[[str], None]) -> None:
+    """CLIP score (mean, 95% CI, n) per cell from the stored images and the rows' prompts, when CLIP loads."""
     from megen.clip_score import load_clip_scorer
 
     for col, value in (("clip_score_mean", math.nan), ("clip_score_ci95", math.nan), ("clip_score_n", 0)):
@@ -254,7 +254,7 @@ def _add_clip(store: ResultsStore, agg, say: Callable[[str], None]) -> None:
     if scorer is None:
         return
     say(note)
-    prompts = store.frame()[["config_hash", "sample", "prompt"]]
+    prompts = rows[["config_hash", "sample", "prompt"]]
     by_key = {(h, int(s)): p for h, s, p in prompts.itertuples(index=False)}
     for i, line in agg.iterrows():
         images, texts = [], []
