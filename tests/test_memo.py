@@ -9,7 +9,8 @@ import torch
 
 from megen.data import prompt_for
 from megen.protocols.memo import StageMemo, fingerprint
-from megen.protocols.runner import RunConfig, make_links, run_protocol, stage_memo
+from megen.protocols.runner import RunConfig, make_links, run_protocol
+from megen.session import Session
 
 PROMPTS = [prompt_for(2), prompt_for(5), prompt_for(9)]
 
@@ -53,14 +54,7 @@ def test_memo_hands_out_clones_and_respects_bounds():
 
 def _run_without_memo(cfg, prompts, reference, model):
     """The same run with nothing memoised before it (every stage computed: the reference computation)."""
-    from megen.protocols import runner
-
-    saved = runner.stage_memo
-    runner.stage_memo = lambda m: StageMemo()  # type: ignore[assignment]
-    try:
-        return run_protocol(cfg, prompts, reference, model=model)
-    finally:
-        runner.stage_memo = saved
+    return run_protocol(cfg, prompts, reference, model=model, session=Session())
 
 
 def _costs(run):
@@ -81,11 +75,11 @@ def _costs(run):
 )
 def test_memo_reuse_is_exact(random_tiny, reference, protocol, snrs):
     """Runs that hit the memo give the same images and the same accounted costs as fresh runs."""
-    stage_memo(random_tiny).clear()
+    session = Session()
     kw = dict(steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn", mcs="qpsk-0.5")
     for snr in snrs:
         cfg = RunConfig(protocol=protocol, snr_db=snr, **kw)
-        memo_run = run_protocol(cfg, PROMPTS, reference, model=random_tiny)
+        memo_run = run_protocol(cfg, PROMPTS, reference, model=random_tiny, session=session)
         fresh = _run_without_memo(cfg, PROMPTS, reference, random_tiny)
         assert torch.equal(memo_run.images, fresh.images), (protocol, snr)
         assert _costs(memo_run) == _costs(fresh), (protocol, snr)
@@ -94,13 +88,13 @@ def test_memo_reuse_is_exact(random_tiny, reference, protocol, snrs):
 
 def test_central_generation_is_reused_across_downlink_snrs(random_tiny, reference):
     """With the reference delivered intact, the ES's whole generation repeats: the memo serves it."""
-    memo = stage_memo(random_tiny)
-    memo.clear()
+    session = Session()
+    memo = session.memo(random_tiny)
     kw = dict(protocol="central", steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn")
-    run_protocol(RunConfig(snr_db=30.0, **kw), PROMPTS, reference, model=random_tiny)
+    run_protocol(RunConfig(snr_db=30.0, **kw), PROMPTS, reference, model=random_tiny, session=session)
     hits = memo.hits
     # downlink at another SNR, uplink kept at 30 dB (the reference arrives with the same bytes)
     cfg = RunConfig(snr_db=30.0, dl_snr_db=12.0, **kw)
     assert make_links(cfg).settings["downlink"].channel.snr_db == 12.0
-    run_protocol(cfg, PROMPTS, reference, model=random_tiny)
+    run_protocol(cfg, PROMPTS, reference, model=random_tiny, session=session)
     assert memo.hits - hits >= 4  # E, Z, D and G on the ES

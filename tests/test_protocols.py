@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
+from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
 from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
 from megen.protocols.engine import EngineConfig
 from megen.protocols.plan import Plan, Stage, Transfer
-from megen.protocols.runner import RunConfig, run_protocol
+from megen.protocols.runner import RunConfig, make_links, run_protocol
+from megen.protocols.unsplit import run_unsplit
 
 PROMPTS = [prompt_for(7), prompt_for(3)]
 STEPS = 6
@@ -33,14 +35,17 @@ def _cfg(**kw) -> RunConfig:
 
 
 def _unsplit(model, reference, cfg):
-    return model.generate(
+    """The unsplit pipeline (a one-node plan on the engine): ``(final latent, images)``."""
+    out = run_unsplit(
+        model,
         PROMPTS,
-        images=reference,
-        strength=cfg.strength if reference is not None else None,
+        reference,
         num_steps=cfg.steps,
+        strength=cfg.strength,
         guidance=cfg.guidance,
         seed=cfg.seed,
     )
+    return out.latent, out.image
 
 
 @pytest.mark.equivalence
@@ -152,9 +157,8 @@ def test_flops_measured_per_node(random_tiny, reference):
 
 def test_invalid_plans_are_rejected_before_running(random_tiny):
     from megen.protocols.engine import Engine
-    from megen.protocols.runner import _profiles, make_links
 
-    engine = Engine(random_tiny, make_links(_cfg()), _profiles(None))
+    engine = Engine(random_tiny, make_links(_cfg()), load_profiles(None))
     cfg = EngineConfig(num_steps=STEPS)
     missing = Plan("bad", (Stage("T", "ES1"),), "UE")
     with pytest.raises(MegenError, match="needs 'prompt' on ES1"):
@@ -177,7 +181,6 @@ def test_invalid_plans_are_rejected_before_running(random_tiny):
 def test_custom_plan_any_split(random_tiny):
     """A user-built plan: ES runs steps 0..2, UE (with the ES denoiser) finishes."""
     from megen.protocols.engine import Engine
-    from megen.protocols.runner import _profiles, make_links
 
     plan = Plan(
         "custom",
@@ -192,10 +195,10 @@ def test_custom_plan_any_split(random_tiny):
             Stage("G", "UE"),
         ),
     )
-    engine = Engine(random_tiny, make_links(_cfg()), _profiles(None))
+    engine = Engine(random_tiny, make_links(_cfg()), load_profiles(None))
     cfg = EngineConfig(num_steps=STEPS, guidance=3.0, seed=4, ue_parts=frozenset({"text", "vae", "unet_es"}))
     out = engine.run(plan, PROMPTS, cfg)
-    _, img = random_tiny.generate(PROMPTS, num_steps=STEPS, guidance=3.0, seed=4)
+    _, img = _unsplit(random_tiny, None, _cfg(seed=4))
     assert torch.allclose(out.image, img, atol=1e-6)
 
 

@@ -19,7 +19,7 @@ For a model whose images are not 1x32x32 (Stable Diffusion) the references are r
 to its channels.
 
 **Randomness.** Samples are cut into fixed batches of ``batch_size``; batch ``b`` of master seed ``s``
-runs with seed ``mix(s, b)`` for every point, so all protocols, channels and SNRs see the same
+runs with seed :func:`batch_seed` ``(s, b)`` (a named stream of :mod:`megen.rng`) for every point, so all protocols, channels and SNRs see the same
 initial noise for the same sample (paired comparisons), and samples of different batches never
 share it. A batch's rows therefore never depend on which other batches ran, in which process or in
 which order: an interrupted and resumed sweep gives the same numbers as an uninterrupted one.
@@ -53,6 +53,8 @@ from megen.errors import MegenError
 from megen.experiments.references import ReferenceSet, fit_to_model, load_references, resolve_references
 from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
 from megen.experiments.store import LINKS, ResultsStore, encode_png
+from megen.rng import derive
+from megen.session import Session
 
 MAX_WORKERS = 64
 #: Seconds between progress lines when stderr is not a terminal.
@@ -125,16 +127,14 @@ class SweepResult:
 
 
 def batch_seed(seed: int, batch: int) -> int:
-    """Seed of batch ``batch`` under master seed ``seed`` (a 31-bit mix, the same for every point).
+    """Seed of batch ``batch`` under master seed ``seed``: the stream ``("batch", batch)`` of
+    :func:`megen.rng.derive` (63 bits, the same for every point).
 
     Example:
         >>> batch_seed(0, 0) != batch_seed(0, 1) != batch_seed(1, 0)
         True
     """
-    x = (seed * 0x9E3779B97F4A7C15 + (batch + 1) * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 31
-    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return int(x >> 33) & 0x7FFFFFFF
+    return derive(seed, "batch", batch)
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -196,8 +196,11 @@ def load_sweep_model(name: str):
 
 
 # ---------------------------------------------------------------------------------------------- trial
-def compute_batch(task: BatchTask, model, references) -> list[dict[str, Any]]:
-    """Run one batch and return its rows (one dict per image, columns of the ``rows`` table)."""
+def compute_batch(task: BatchTask, model, references, session: Session | None = None) -> list[dict[str, Any]]:
+    """Run one batch and return its rows (one dict per image, columns of the ``rows`` table).
+
+    ``session`` carries the caches shared across batches (stage memo, FLOP meter); ``None``: a fresh one.
+    """
     from megen.protocols.runner import RunConfig, run_protocol
 
     t0 = time.perf_counter()
@@ -205,7 +208,7 @@ def compute_batch(task: BatchTask, model, references) -> list[dict[str, Any]]:
     prompts, reference, ref_idx, classes = sample_inputs(
         task.task, task.samples, task.prompt_shift, references, tuple(model.image_shape)
     )
-    run = run_protocol(cfg, prompts, reference, model=model)
+    run = run_protocol(cfg, prompts, reference, model=model, session=session)
     wall = (time.perf_counter() - t0) / len(prompts)
     return rows_from_run(task, run, ref_idx, classes, wall)
 
@@ -290,12 +293,15 @@ def _init_worker(model_name: str, references: str, parent_pid: int, results: Any
     _WORKER["model"] = load_sweep_model(model_name)
     _WORKER["references"] = load_references(references)
     _WORKER["results"] = results
+    _WORKER["session"] = Session()
 
 
 def _worker_chunk(tasks: list[BatchTask]) -> int:
     """Run a chunk of batches in this worker, sending each batch's rows to the driver as it finishes."""
     for task in tasks:
-        _WORKER["results"].put(compute_batch(task, _WORKER["model"], _WORKER["references"]))
+        _WORKER["results"].put(
+            compute_batch(task, _WORKER["model"], _WORKER["references"], _WORKER["session"])
+        )
     return len(tasks)
 
 
@@ -516,8 +522,9 @@ def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[
     try:
         model = model if model is not None else load_sweep_model(spec.model)
         refs = load_references(resolve_references(spec.references, spec.model))
+        session = Session()
         for t in tasks:
-            write(compute_batch(t, model, refs))
+            write(compute_batch(t, model, refs, session))
     finally:
         torch.set_num_threads(threads)
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-__all__ = ["StagedLDM", "TextCondition", "TextEncoderFn", "start_step_for"]
+__all__ = ["NoisyEntry", "StagedLDM", "TextCondition", "TextEncoderFn", "start_step_for"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,21 @@ class TextCondition:
             pick(self.pooled),
             pick(self.pooled_uncond),
         )
+
+
+@dataclass(frozen=True)
+class NoisyEntry:
+    """Where receiver-side denoising enters the schedule (:meth:`StagedLDM.noisy_entry`).
+
+    Attributes:
+        latents: Received latents scaled to diffusion states, ``[B, c, h, w]``.
+        timesteps: Integer diffusion timestep of each item, ``[B]`` (off the DDIM grid).
+        step: Grid step the DDIM hop lands on (the state entering it).
+    """
+
+    latents: torch.Tensor
+    timesteps: torch.Tensor
+    step: int
 
 
 # A text encoder maps prompts to (token states [B, L, D], pooled [B, D] or None).
@@ -365,6 +380,119 @@ class StagedLDM:
         t_next = int(self.timesteps(num_steps)[to_step])
         a_n = abar[t_next]
         return a_n.sqrt() * x0 + (1 - a_n).sqrt() * eps
+
+    # ------------------------------------------------------------------ receiver-side denoising
+    def noisy_entry(
+        self,
+        received: torch.Tensor,
+        noise_var: torch.Tensor,
+        *,
+        entered_step: int,
+        start: int,
+        num_steps: int,
+    ) -> NoisyEntry | None:
+        """Where a noisy received latent enters the schedule (receiver-side, SNR-aware denoising).
+
+        A latent entering step ``k`` is ``z_k = sqrt(a_k) x0 + sqrt(1 - a_k) eps``; over the link it
+        gains noise of variance ``s2`` (per element, latent units). Scaled by ``1/sqrt(1 + s2)`` it is
+        exactly a diffusion state with ``a* = a_k / (1 + s2)``. Each item enters at the integer
+        timestep whose ``alphas_cumprod`` is nearest ``a*``; one DDIM hop (:meth:`hop`) takes the batch
+        to the first grid step at or below the smallest entry timestep, and plain denoising continues
+        from there.
+
+        Args:
+            received: Unbiased estimate of the sent latent ``[B, c, h, w]`` (scaled latent units).
+            noise_var: Link noise variance per item ``[B]`` (latent units, summed over hops).
+            entered_step: Step ``k`` the sent latent was entering (``N`` for a final latent).
+            start: Step the receiver planned to start denoising at.
+            num_steps: ``N``.
+
+        Returns:
+            The entry, or ``None`` when the channel noise is negligible (the entry would be the
+            planned step).
+        """
+        s2 = noise_var.double()  # [B]
+        k, n = entered_step, num_steps
+        abar = self.alphas_cumprod.double()
+        timesteps = self.timesteps(n)
+        a_k = torch.tensor(1.0, dtype=torch.float64) if k >= n else abar[int(timesteps[k])]
+        a_star = a_k / (1.0 + s2)
+        t_entry = (abar[None, :] - a_star[:, None]).abs().argmin(dim=1)  # [B]
+        t_min = int(t_entry.min())
+        # first grid step whose timestep is <= t_min (the grid is descending)
+        j = next((i for i in range(n) if int(timesteps[i]) <= t_min), n)
+        t_planned = int(timesteps[start]) if start < n else -1
+        if int(t_entry.max()) <= t_planned or (k >= n and int(t_entry.max()) == 0):
+            return None
+        j = min(j, start) if start < n else j
+        x = received / torch.sqrt(1.0 + s2).float().view(-1, *([1] * (received.ndim - 1)))
+        return NoisyEntry(x, t_entry, j)
+
+    @torch.no_grad()
+    def denoise_noisy(
+        self,
+        entry: NoisyEntry,
+        cond: TextCondition,
+        *,
+        num_steps: int,
+        stop: int,
+        guidance: float,
+        denoiser: str = "es",
+    ) -> torch.Tensor:
+        """Denoise from a :class:`NoisyEntry`: one :meth:`hop` to ``entry.step``, then steps to ``stop``."""
+        x = self.hop(
+            entry.latents,
+            cond,
+            entry.timesteps,
+            num_steps=num_steps,
+            to_step=entry.step,
+            guidance=guidance,
+            denoiser=denoiser,
+        )
+        return self.denoise(
+            x, cond, num_steps=num_steps, start=entry.step, stop=stop, guidance=guidance, denoiser=denoiser
+        )
+
+    def completion_strength(
+        self, sketch: torch.Tensor, noise_var: torch.Tensor | None, *, strength: float, num_steps: int
+    ) -> float:
+        """Strength of completing a received sketch: at least ``strength``, more for a noisy sketch.
+
+        The pixel-domain SNR of the sketch (mean power over ``noise_var`` ``[B]``, worst item) sets the
+        start: no later than the first step whose diffusion SNR ``abar / (1 - abar)`` is at or above
+        it, so the diffusion noise covers the channel noise. ``noise_var=None``: ``strength``.
+        """
+        if noise_var is None:
+            return strength
+        snr_px = float((sketch.pow(2).flatten(1).mean(1) / noise_var.clamp(min=1e-12)).min())
+        abar = self.alphas_cumprod
+        ts = self.timesteps(num_steps)
+        for i in range(num_steps):
+            a = float(abar[int(ts[i])])
+            if a / (1 - a) >= snr_px:
+                return max(strength, (num_steps - i) / num_steps)
+        return max(strength, 1.0 / num_steps)
+
+    @torch.no_grad()
+    def complete(
+        self,
+        sketch: torch.Tensor,
+        cond: TextCondition,
+        *,
+        num_steps: int,
+        strength: float,
+        guidance: float,
+        generator: torch.Generator,
+        denoiser: str = "es",
+    ) -> torch.Tensor:
+        """Stage ``C``: upsample the sketch, encode, noise to ``strength``, denoise, decode -> images."""
+        z = self.encode_image(self.upsample_sketch(sketch))
+        z = self.noise(z, num_steps=num_steps, strength=strength, generator=generator)
+        start = self.start_step(num_steps, strength)
+        z = self.denoise(
+            z, cond, num_steps=num_steps, start=start, stop=num_steps, guidance=guidance, denoiser=denoiser
+        )
+        return self.decode(z)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

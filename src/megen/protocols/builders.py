@@ -21,7 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from megen.errors import MegenError
-from megen.protocols.plan import Mode, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+from megen.protocols.plan import ItemRef, Mode, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+
+PROMPT, REFERENCE, LATENT = ItemRef("prompt"), ItemRef("reference"), ItemRef("latent")
+IMAGE, SKETCH = ItemRef("image"), ItemRef("sketch")
 
 
 @dataclass(frozen=True)
@@ -72,15 +75,15 @@ def _no_split(o: ProtocolOptions, name: str) -> None:
 
 
 def _uplink_prompt(dst: str = "ES1") -> list[Op]:
-    return [Transfer("prompt", "UE", dst, "digital")]
+    return [Transfer(PROMPT, "UE", dst, "digital")]
 
 
 def _reference_to_es1(o: ProtocolOptions, i2i: bool) -> list[Op]:
     """The ES1's initial latent: from the reference image sent up, or the UE's seed, or pure noise."""
     if i2i and o.ref_as_seed:
-        return [Stage("E", "UE"), Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode)]
+        return [Stage("E", "UE"), Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode)]
     if i2i:
-        return [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
+        return [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
     return [Stage("Z", "ES1")]
 
 
@@ -88,9 +91,9 @@ def central(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     _no_split(o, "central")
     ops: list[Op] = _uplink_prompt()
     if i2i:
-        ops += [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1")]
+        ops += [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1")]
     ops += [Stage("T", "ES1"), Stage("Z", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("G", "ES1")]
-    ops += [Transfer("image", "ES1", "UE", o.image_mode)]
+    ops += [Transfer(IMAGE, "ES1", "UE", o.image_mode)]
     return Plan(
         "central", tuple(ops), "UE", "generate-and-download: the ES runs everything, the image goes down"
     )
@@ -117,7 +120,7 @@ def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = _uplink_prompt()
     ops += _reference_to_es1(o, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
-    ops += [Transfer("latent", "ES1", "UE", o.seed_mode)]
+    ops += [Transfer(LATENT, "ES1", "UE", o.seed_mode)]
     if k < n:
         ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser)]
     ops += [Stage("G", "UE")]
@@ -137,7 +140,7 @@ def uieg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops += [Stage("Z", "UE")]
     if k > s:
         ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=o.ue_denoiser)]
-    ops += [Transfer("latent", "UE", "ES1", o.seed_mode)] + _uplink_prompt()
+    ops += [Transfer(LATENT, "UE", "ES1", o.seed_mode)] + _uplink_prompt()
     ops += [Stage("T", "ES1"), Stage("D", "ES1", start=k, denoiser="es"), Stage("G", "ES1")]
     return Plan(
         "UIEG",
@@ -152,9 +155,9 @@ def ciag(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode), *_uplink_prompt()]
+    ops += [Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode), *_uplink_prompt()]
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
-    ops += [Transfer("latent", "ES1", "UE", o.seed_mode)]
+    ops += [Transfer(LATENT, "ES1", "UE", o.seed_mode)]
     ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser), Stage("G", "UE")]
     return Plan(
         "CIAG", tuple(ops), "UE", "UE seeds, ES runs the first steps, the UE finishes with its own denoiser"
@@ -167,7 +170,7 @@ def esuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops += _reference_to_es1(o, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("K", "ES1")]
     ops += [
-        Transfer("sketch", "ES1", "UE", o.sketch_mode),
+        Transfer(SKETCH, "ES1", "UE", o.sketch_mode),
         Stage("T", "UE"),
         Stage("C", "UE", denoiser=o.ue_denoiser),
     ]
@@ -185,11 +188,11 @@ def _forward_control(k: int, i2i: bool, with_reference: bool, image_mode: Mode) 
     """Prompt (and reference) up to ES1, then along the backhaul to ES2..ESk."""
     ops: list[Op] = _uplink_prompt()
     if i2i and with_reference:
-        ops.append(Transfer("reference", "UE", "ES1", image_mode))
+        ops.append(Transfer(REFERENCE, "UE", "ES1", image_mode))
     for i in range(1, k):
-        ops.append(Transfer("prompt", "ES1", _es(i), "digital"))
+        ops.append(Transfer(PROMPT, "ES1", _es(i), "digital"))
         if i2i and with_reference:
-            ops.append(Transfer("reference", "ES1", _es(i), image_mode))
+            ops.append(Transfer(REFERENCE, "ES1", _es(i), image_mode))
     return ops
 
 
@@ -199,19 +202,19 @@ def uidg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Tile("UE", "latent", k, o.halo)]
+    ops += [Stage("Z", "UE"), Tile("UE", LATENT, k, o.halo)]
     for i in range(k):
         ops += [
-            Transfer(f"latent@{i}", "UE", _es(i), o.seed_mode),
-            Transfer("prompt", "UE", _es(i), "digital"),
+            Transfer(LATENT.at(i), "UE", _es(i), o.seed_mode),
+            Transfer(PROMPT, "UE", _es(i), "digital"),
         ]
         ops += [Stage("T", _es(i))]
     ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
     for i in range(k):
         ops += [Stage("G", _es(i), tile=i)]
     for i in range(1, k):
-        ops += [Transfer(f"image@{i}", _es(i), "ES1", o.image_mode, core_only=True)]
-    ops += [Stitch("ES1", "image", k)]
+        ops += [Transfer(IMAGE.at(i), _es(i), "ES1", o.image_mode, core_only=True)]
+    ops += [Stitch("ES1", IMAGE, k)]
     return Plan(
         "UIDG", tuple(ops), "ES1", "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles"
     )
@@ -224,7 +227,7 @@ def _parallel_es_side(o: ProtocolOptions, k: int, i2i: bool) -> list[Op]:
         ops.append(Stage("T", node))
         if i2i:
             ops.append(Stage("E", node))
-        ops += [Stage("Z", node), Tile(node, "latent", k, o.halo)]
+        ops += [Stage("Z", node), Tile(node, LATENT, k, o.halo)]
     ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
     return ops
 
@@ -234,8 +237,8 @@ def diug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     _no_split(o, "DIUG")
     ops = _parallel_es_side(o, k, i2i)
     for i in range(k):
-        ops += [Transfer(f"latent@{i}", _es(i), "UE", o.seed_mode, core_only=True)]
-    ops += [Stitch("UE", "latent", k), Stage("G", "UE")]
+        ops += [Transfer(LATENT.at(i), _es(i), "UE", o.seed_mode, core_only=True)]
+    ops += [Stitch("UE", LATENT, k), Stage("G", "UE")]
     return Plan(
         "DIUG",
         tuple(ops),
@@ -251,8 +254,8 @@ def dsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     for i in range(k):
         ops += [Stage("K", _es(i), tile=i)]
     for i in range(k):
-        ops += [Transfer(f"sketch@{i}", _es(i), "UE", o.sketch_mode, core_only=True)]
-    ops += [Stitch("UE", "sketch", k), Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
+        ops += [Transfer(SKETCH.at(i), _es(i), "UE", o.sketch_mode, core_only=True)]
+    ops += [Stitch("UE", SKETCH, k), Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
     return Plan("DSUC", tuple(ops), "UE", "ESs sketch tiles in parallel, the UE stitches and completes")
 
 
@@ -272,13 +275,13 @@ def uidcg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer("latent", "UE", "ES1", o.seed_mode), *_uplink_prompt()]
+    ops += [Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode), *_uplink_prompt()]
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
             ops += [
-                Transfer("prompt", _es(i - 1), node, "digital"),
-                Transfer("latent", _es(i - 1), node, o.seed_mode),
+                Transfer(PROMPT, _es(i - 1), node, "digital"),
+                Transfer(LATENT, _es(i - 1), node, o.seed_mode),
             ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     ops += [Stage("G", _es(k - 1))]
@@ -295,22 +298,41 @@ def dcsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     ranges = _ranges(o, k, n, s, "DCSUC")
     ops: list[Op] = _uplink_prompt()
     if i2i:
-        ops += [Transfer("reference", "UE", "ES1", o.image_mode), Stage("E", "ES1")]
+        ops += [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1")]
     ops += [Stage("Z", "ES1")]
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
             ops += [
-                Transfer("prompt", _es(i - 1), node, "digital"),
-                Transfer("latent", _es(i - 1), node, o.seed_mode),
+                Transfer(PROMPT, _es(i - 1), node, "digital"),
+                Transfer(LATENT, _es(i - 1), node, o.seed_mode),
             ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     last = _es(k - 1)
-    ops += [Stage("K", last), Transfer("sketch", last, "UE", o.sketch_mode)]
+    ops += [Stage("K", last), Transfer(SKETCH, last, "UE", o.sketch_mode)]
     ops += [Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
     return Plan(
         "DCSUC", tuple(ops), "UE", "ESs run consecutive step ranges, the last sketches, the UE completes"
     )
+
+
+def build_unsplit_plan(image_to_image: bool, *, node: str = "UE", denoiser: str = "es") -> Plan:
+    """The unsplit pipeline as a one-node plan: ``[E] T Z D G`` on ``node`` with ``denoiser``.
+
+    The inputs (prompt, reference) start at the UE, so ``node`` is the UE (the default): the plan has
+    no transfers and its random streams are those of every split plan, so a noiseless split run
+    equals it exactly. Run it with an :class:`~megen.protocols.engine.EngineConfig` whose UE holds
+    ``unet_<denoiser>`` (see :func:`megen.protocols.unsplit.run_unsplit`).
+
+    Example:
+        >>> [op.kind for op in build_unsplit_plan(True).ops]
+        ['E', 'T', 'Z', 'D', 'G']
+    """
+    if node != "UE":
+        raise MegenError(f"the unsplit plan runs where the prompt is (the UE), not on {node}")
+    ops: list[Op] = [Stage("E", node)] if image_to_image else []
+    ops += [Stage("T", node), Stage("Z", node), Stage("D", node, denoiser=denoiser), Stage("G", node)]
+    return Plan("unsplit", tuple(ops), node, f"the whole pipeline on one node with the {denoiser} denoiser")
 
 
 #: The registry: protocol name -> (builder, number of ESs is a parameter, description).

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from megen.errors import MegenError
-from megen.protocols.plan import Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+from megen.protocols.plan import ItemRef, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
 
 OP_TYPES: dict[str, type] = {
     "stage": Stage,
@@ -96,7 +96,10 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     ops = []
     for op in plan.ops:
         d: dict[str, Any] = {"op": _NAMES[type(op)]}
-        d.update({k: v for k, v in dataclasses.asdict(op).items() if v is not None})
+        for f in dataclasses.fields(op):
+            v = getattr(op, f.name)
+            if v is not None:
+                d[f.name] = str(v) if isinstance(v, ItemRef) else v
         if "nodes" in d:
             d["nodes"] = list(d["nodes"])
         ops.append(d)

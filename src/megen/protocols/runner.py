@@ -7,23 +7,20 @@
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from megen.costs.flops import FlopMeter
-from megen.costs.profiles import Profiles, load_profiles
 from megen.errors import MegenError
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
 from megen.protocols.builders import MULTI_ES, ProtocolOptions, build_plan, canonical_name
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
-from megen.protocols.memo import StageMemo
+from megen.protocols.unsplit import run_unsplit
+from megen.session import Session
 
 MAX_SNR_DB = 60.0
 MIN_SNR_DB = -30.0
@@ -140,24 +137,6 @@ class ProtocolRun:
         }
 
 
-@lru_cache(maxsize=4)
-def _profiles(path: str | None) -> Profiles:
-    return load_profiles(path)
-
-
-_METER = FlopMeter()
-# stage outputs per model object (see megen.protocols.memo): exact reuse across configurations
-_MEMOS: weakref.WeakKeyDictionary[StagedLDM, StageMemo] = weakref.WeakKeyDictionary()
-
-
-def stage_memo(model: StagedLDM) -> StageMemo:
-    """The shared stage memo of ``model`` (one per model object and process)."""
-    memo = _MEMOS.get(model)
-    if memo is None:
-        memo = _MEMOS[model] = StageMemo()
-    return memo
-
-
 def make_links(cfg: RunConfig) -> LinkSet:
     from megen.link.channels import ChannelConfig
 
@@ -182,27 +161,35 @@ def make_links(cfg: RunConfig) -> LinkSet:
 
 
 def error_free_output(
-    model: StagedLDM, prompts: list[str], reference: torch.Tensor | None, cfg: RunConfig
+    model: StagedLDM,
+    prompts: list[str],
+    reference: torch.Tensor | None,
+    cfg: RunConfig,
+    session: Session | None = None,
 ) -> torch.Tensor:
     """The unsplit ES pipeline's output for the same prompts, reference and seed (fidelity target).
 
-    Kept in the model's stage memo: every configuration of a sweep batch shares it.
+    A one-node plan (:func:`~megen.protocols.builders.build_unsplit_plan`) run by the engine, kept in
+    the model's stage memo of ``session``: every configuration of a sweep batch shares it.
     """
+    session = session or Session()
     strength = cfg.strength if reference is not None else None
-    memo = stage_memo(model)
+    memo = session.memo(model)
     key = memo.key("error_free", tuple(prompts), reference, strength, cfg.steps, cfg.guidance, cfg.seed)
 
     def generate() -> torch.Tensor:
-        _, img = model.generate(
+        out = run_unsplit(
+            model,
             prompts,
-            images=reference,
-            strength=strength,
+            reference,
             num_steps=cfg.steps,
+            strength=strength,
             guidance=cfg.guidance,
             seed=cfg.seed,
             denoiser="es",
+            session=session,
         )
-        return img
+        return out.image
 
     return memo.run(key, generate)
 
@@ -213,19 +200,20 @@ def run_protocol(
     reference: torch.Tensor | None = None,
     *,
     model: StagedLDM | None = None,
+    session: Session | None = None,
 ) -> ProtocolRun:
     """Run one protocol for a batch of prompts (and reference images) and measure its quality.
 
     Quality keys (per image): ``psnr_fidelity_db``, ``ssim_fidelity``, ``ms_ssim_fidelity`` against
     the error-free centralized output with the same seed; ``psnr_reference_db``, ``ssim_reference``
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
+    ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
     """
-    from megen.models.registry import load_model
-
     validate_run_config(cfg)
     if not prompts or any(not p.strip() for p in prompts):
         raise MegenError("every prompt must be non-empty")
-    model = model or load_model(cfg.model)
+    session = session or Session()
+    model = model or session.model(cfg.model)
     if reference is not None:
         want = (len(prompts), *model.image_shape)
         if tuple(reference.shape) != want:
@@ -261,10 +249,12 @@ def run_protocol(
         plan = load_plan(cfg.plan)
     else:
         plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
-    engine = Engine(model, make_links(cfg), _profiles(cfg.profiles), _METER, stage_memo(model))
+    engine = Engine(
+        model, make_links(cfg), session.profiles(cfg.profiles), session.meter, session.memo(model)
+    )
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
-    target = error_free_output(model, prompts, reference, cfg)
+    target = error_free_output(model, prompts, reference, cfg, session)
     fid = pair_quality(images, target)
     quality: dict[str, list[float]] = {
         "psnr_fidelity_db": fid.psnr_db.tolist(),

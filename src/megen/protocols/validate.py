@@ -1,7 +1,9 @@
 """Plan validation: reject a plan that cannot run, before anything runs, saying why.
 
-The check executes the plan symbolically: which items each node holds after each operation, whether
-each stage's node has the model parts it needs, and whether step ranges are inside ``0..N``.
+The check is one generic symbolic walk over the operations' declarations (:mod:`megen.protocols.plan`):
+each operation's structural ``problem()``, its step range, and for each of its :class:`Access`
+records the model parts the node needs, the items it reads (which the node must hold at that point)
+and the items it writes (which the node holds from then on).
 """
 
 from __future__ import annotations
@@ -9,44 +11,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from megen.errors import MegenError
-from megen.protocols.plan import (
-    NODES,
-    STAGE_IO,
-    STAGE_PARTS,
-    ParallelDenoise,
-    Plan,
-    Stage,
-    Stitch,
-    Tile,
-    Transfer,
-    op_nodes,
-)
+from megen.protocols.plan import NODES, Access, ItemRef, Plan, Stage, op_nodes
 
 if TYPE_CHECKING:
     from megen.protocols.engine import EngineConfig
 
-TILEABLE = ("latent", "z_ref", "image", "sketch")
 
-
-def _parts(node: str, cfg: EngineConfig) -> frozenset[str]:
-    return cfg.ue_parts if node == "UE" else cfg.es_parts
-
-
-def _need_denoiser(node: str, den: str | None, cfg: EngineConfig, where: str) -> None:
-    den = den or ("ue" if node == "UE" else "es")
-    part = f"unet_{den}"
-    if part not in _parts(node, cfg):
+def _part_missing(node: str, part: str) -> str:
+    if part.startswith("unet_"):
+        den = part.removeprefix("unet_")
         hint = " (give the UE the ES denoiser with --ue-model es)" if node == "UE" and den == "es" else ""
-        raise MegenError(f"{where}: node {node} has no {den.upper()} denoiser{hint}")
+        return f"node {node} has no {den.upper()} denoiser{hint}"
+    return f"node {node} has no {part} model part"
 
 
-def _check_range(start: int | None, stop: int | None, n: int, s0: int, where: str) -> None:
-    a = s0 if start is None else start
-    b = n if stop is None else stop
+def _check_range(steps: tuple[int | None, int | None], n: int, s0: int, where: str) -> None:
+    a = s0 if steps[0] is None else steps[0]
+    b = n if steps[1] is None else steps[1]
     if not (0 <= a <= n and 0 <= b <= n):
         raise MegenError(f"{where}: denoising steps {a}..{b} are outside 0..{n}")
     if a > b:
         raise MegenError(f"{where}: denoising start {a} is after stop {b}")
+
+
+def _apply(access: Access, held: dict[str, set[ItemRef]], cfg: EngineConfig, where: str) -> None:
+    node = access.node
+    for part in access.parts:
+        if part not in cfg.parts(node):
+            raise MegenError(f"{where}: {_part_missing(node, part)}")
+    for item in access.reads:
+        if item not in held[node]:
+            raise MegenError(f"{where}: needs {str(item)!r} on {node}, which does not hold it at this point")
+    held[node].update(access.writes)
 
 
 def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> None:
@@ -57,86 +53,31 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
         cfg: Run settings (steps, strength, node capabilities).
         image_to_image: Whether a reference image is present at the UE.
     """
-    n = cfg.num_steps
-    s0 = 0
-    if image_to_image:
-        from megen.models.ldm import start_step_for
+    from megen.models.ldm import start_step_for
 
-        s0 = start_step_for(n, cfg.strength)
-    held: dict[str, set[str]] = {node: set() for node in NODES}
-    held["UE"].add("prompt")
+    n = cfg.num_steps
+    s0 = start_step_for(n, cfg.strength) if image_to_image else 0
+    held: dict[str, set[ItemRef]] = {node: set() for node in NODES}
+    held["UE"].add(ItemRef("prompt"))
     if image_to_image:
-        held["UE"].add("reference")
-    tiles = 0
+        held["UE"].add(ItemRef("reference"))
     if not plan.ops:
         raise MegenError(f"plan {plan.name!r} has no operations")
+    if plan.result_node not in NODES:
+        raise MegenError(f"plan {plan.name!r}: unknown result node {plan.result_node!r}")
     for idx, op in enumerate(plan.ops):
         where = f"plan {plan.name!r}, step {idx + 1}"
         for node in op_nodes(op):
             if node not in NODES:
                 raise MegenError(f"{where}: unknown node {node!r} (nodes are {', '.join(NODES)})")
-        if isinstance(op, Stage):
-            if op.kind not in STAGE_IO:
-                raise MegenError(f"{where}: unknown stage {op.kind!r}")
-            where += f" ({op.describe()} on {op.node})"
-            for part in STAGE_PARTS[op.kind]:
-                if part not in _parts(op.node, cfg):
-                    raise MegenError(f"{where}: node {op.node} has no {part} model part")
-            inputs, output = STAGE_IO[op.kind]
-            if op.kind == "Z" and image_to_image:
-                inputs = ("z_ref",)
-            suffix = "" if op.tile is None else f"@{op.tile}"
-            if op.tile is not None and op.kind not in ("D", "G", "K"):
-                raise MegenError(f"{where}: only D, G and K can work on a tile")
-            if op.tile is not None and not 0 <= op.tile < max(tiles, 1):
-                raise MegenError(f"{where}: tile {op.tile} does not exist (no Tile op made it)")
-            for item in inputs:
-                name = item + suffix if item in TILEABLE else item
-                if name not in held[op.node]:
-                    raise MegenError(
-                        f"{where}: needs {name!r} on {op.node}, which does not hold it at this point"
-                    )
-            if op.kind in ("D", "C"):
-                _need_denoiser(op.node, op.denoiser, cfg, where)
-            if op.kind == "D":
-                _check_range(op.start, op.stop, n, s0, where)
-            held[op.node].add(output + suffix if output in TILEABLE else output)
-        elif isinstance(op, Transfer):
-            where += f" (transfer {op.describe()})"
-            if op.src == op.dst:
-                raise MegenError(f"{where}: source and destination are the same node")
-            if op.mode not in ("analog", "digital"):
-                raise MegenError(f"{where}: unknown transmission mode {op.mode!r}")
-            if op.item not in held[op.src]:
-                raise MegenError(f"{where}: {op.src} does not hold {op.item!r} at this point")
-            if op.item == "cond":
-                raise MegenError(f"{where}: send the prompt, not the text embedding")
-            held[op.dst].add(op.item)
-        elif isinstance(op, Tile):
-            if op.item not in TILEABLE:
-                raise MegenError(f"{where}: {op.item!r} cannot be tiled")
-            if op.item not in held[op.node]:
-                raise MegenError(f"{where}: {op.node} does not hold {op.item!r} to tile")
-            if op.k < 2:
-                raise MegenError(f"{where}: tiling needs k >= 2, got {op.k}")
-            tiles = op.k
-            for i in range(op.k):
-                held[op.node].add(f"{op.item}@{i}")
-        elif isinstance(op, Stitch):
-            for i in range(op.k):
-                if f"{op.item}@{i}" not in held[op.node]:
-                    raise MegenError(f"{where}: {op.node} lacks tile {op.item}@{i} to stitch")
-            held[op.node].add(op.item)
-        elif isinstance(op, ParallelDenoise):
-            _check_range(op.start, op.stop, n, s0, where)
-            if op.sync_every < 0:
-                raise MegenError(f"{where}: sync_every must be >= 0")
-            for i, node in enumerate(op.nodes):
-                for item in (f"latent@{i}", "cond"):
-                    if item not in held[node]:
-                        raise MegenError(f"{where}: {node} needs {item!r} for parallel denoising")
-                _need_denoiser(node, op.denoiser, cfg, where)
-        else:
-            raise MegenError(f"{where}: unknown operation {op!r}")
-    if "image" not in held[plan.result_node]:
+        problem = op.problem()
+        if problem is not None:
+            raise MegenError(f"{where}: {problem}")
+        where += f" ({op.describe()}{f' on {op.node}' if isinstance(op, Stage) else ''})"
+        steps = op.steps()
+        if steps is not None:
+            _check_range(steps, n, s0, where)
+        for access in op.accesses(image_to_image):
+            _apply(access, held, cfg, where)
+    if ItemRef("image") not in held[plan.result_node]:
         raise MegenError(f"plan {plan.name!r} never delivers an image to {plan.result_node}")
