@@ -149,6 +149,9 @@ class LocalExecutor:
     # ------------------------------------------------------------------ stages
     def run_stage(self, op: Stage, ctx: RunContext) -> StageDone:
         """Run stage ``op`` on this node's items; its output replaces the item it writes."""
+        missing = sorted(set(op.parts()) - self.parts)
+        if missing:  # validated before, so this is an engine bug
+            raise MegenError(f"internal: {op.describe()} needs {missing} on {self.node}")
         handlers: dict[str, Callable[[Stage, RunContext], StageDone]] = {
             "T": self._text,
             "E": self._encode,

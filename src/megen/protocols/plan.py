@@ -328,11 +328,11 @@ class ParallelDenoise:
     """
 
     nodes: tuple[str, ...]
-    start: int | None
-    stop: int | None
-    denoiser: str
-    sync_every: int
-    halo: int
+    start: int | None = None
+    stop: int | None = None
+    denoiser: str = "es"
+    sync_every: int = 1
+    halo: int = 2
 
     def describe(self) -> str:
         return f"parallel D({self.denoiser}) on {', '.join(self.nodes)}"
