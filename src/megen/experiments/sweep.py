@@ -19,9 +19,9 @@ For a model whose images are not 1x32x32 (Stable Diffusion) the references are r
 to its channels.
 
 **Randomness.** Samples are cut into fixed batches of ``batch_size``; batch ``b`` of master seed ``s``
-runs with seed :func:`batch_seed` ``(s, b)`` (a named stream of :mod:`megen.rng`) for every point, so all protocols, channels and SNRs see the same
-initial noise for the same sample (paired comparisons), and samples of different batches never
-share it. A batch's rows therefore never depend on which other batches ran, in which process or in
+runs with seed :func:`batch_seed` ``(s, b)`` (a named stream of :mod:`megen.rng`) for every point, so
+all protocols, channels and SNRs see the same initial noise for the same sample (paired
+comparisons), and samples of different batches never share it. A batch's rows therefore never depend on which other batches ran, in which process or in
 which order: an interrupted and resumed sweep gives the same numbers as an uninterrupted one.
 Every computing process uses one torch thread (parallelism comes from ``workers``).
 
