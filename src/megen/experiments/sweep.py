@@ -198,10 +198,11 @@ def load_sweep_model(name: str):
 # ---------------------------------------------------------------------------------------------- trial
 def compute_batch(task: BatchTask, model, references) -> list[dict[str, Any]]:
     """Run one batch and return its rows (one dict per image, columns of the ``rows`` table)."""
-    from megen.protocols.runner import RunConfig, run_protocol
+    from megen.config import RunConfig
+    from megen.protocols.runner import run_protocol
 
     t0 = time.perf_counter()
-    cfg = RunConfig.model_validate_json(task.config_json).model_copy(update={"seed": task.run_seed})
+    cfg = RunConfig.model_validate_json(task.config_json).with_seed(task.run_seed)
     prompts, reference, ref_idx, classes = sample_inputs(
         task.task, task.samples, task.prompt_shift, references, tuple(model.image_shape)
     )
@@ -354,7 +355,7 @@ def plan_tasks(spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int
                     task=p.task,
                     batch=b,
                     samples=samples,
-                    run_seed=batch_seed(p.config.seed, b),
+                    run_seed=batch_seed(p.config.task.seed, b),
                     prompt_shift=spec.prompt_shift,
                 )
             )

@@ -1,7 +1,7 @@
 """One protocol run from a configuration: build links and plan, execute, measure quality.
 
-:class:`RunConfig` is the whole configuration of a run (pydantic, loadable from TOML/JSON) and
-:func:`run_protocol` is what ``megen generate --protocol`` and ``megen sweep`` call.
+:func:`run_protocol` runs a :class:`~megen.config.RunConfig`; it is what ``megen generate`` and
+``megen sweep`` call.
 """
 
 from __future__ import annotations
@@ -10,94 +10,20 @@ import math
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from megen.config import LINKS, RunConfig
 from megen.costs.flops import FlopMeter
 from megen.costs.profiles import Profiles, load_profiles
 from megen.errors import MegenError
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
-from megen.protocols.builders import MULTI_ES, ProtocolOptions, build_plan, canonical_name
+from megen.protocols.builders import ProtocolOptions, build_plan
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
 from megen.protocols.memo import StageMemo
-
-MAX_SNR_DB = 60.0
-MIN_SNR_DB = -30.0
-
-
-class RunConfig(BaseModel):
-    """Configuration of one protocol run (units in the field names: dB)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    protocol: str = "central"
-    model: str = "tiny"
-    steps: int = Field(25, ge=1, le=1000)
-    strength: float = Field(0.6, ge=0.0, le=1.0)
-    guidance: float = Field(4.0, ge=0.0)
-    seed: int = Field(0, ge=0)
-    num_es: int = Field(2, ge=1, le=4)
-    split_step: int | None = None
-    sync_every: int = Field(1, ge=0)
-    halo: int = Field(2, ge=0)
-    channel: Literal["none", "awgn", "rayleigh", "rician"] = "awgn"
-    snr_db: float = 10.0
-    ul_snr_db: float | None = None
-    dl_snr_db: float | None = None
-    bh_snr_db: float | None = None
-    transmission: Literal["analog", "digital"] = "analog"
-    image_transmission: Literal["analog", "digital"] = "digital"
-    sketch_transmission: Literal["analog", "digital"] = "digital"
-    image_codec: Literal["jpeg", "webp", "png"] = "jpeg"
-    image_quality: int = Field(90, ge=1, le=100)
-    seed_bits: int = Field(8, ge=1, le=16)
-    mcs: str | None = None
-    equalizer: Literal["zf", "mmse"] = "mmse"
-    csi: Literal["perfect", "estimated"] = "perfect"
-    coherence_symbols: int = Field(100, ge=2)
-    k_factor_db: float = 3.0
-    snr_aware: bool = True
-    ue_model: Literal["ue", "es"] = "ue"
-    completion_strength: float = Field(0.5, gt=0.0, le=1.0)
-    ref_as_seed: bool = False
-    profiles: str | None = None
-    plan: str | None = None
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol(cls, v: str) -> str:
-        return canonical_name(v)
-
-    @field_validator("snr_db", "ul_snr_db", "dl_snr_db", "bh_snr_db", "k_factor_db")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number of dB")
-        return v
-
-    def link_snr_db(self, link: str) -> float:
-        per = {"uplink": self.ul_snr_db, "downlink": self.dl_snr_db, "backhaul": self.bh_snr_db}[link]
-        value = self.snr_db if per is None else per
-        if not MIN_SNR_DB <= value <= MAX_SNR_DB:
-            raise MegenError(f"{link} SNR {value} dB is outside [{MIN_SNR_DB}, {MAX_SNR_DB}] dB")
-        return value
-
-
-def validate_run_config(cfg: RunConfig) -> None:
-    """Cross-field checks that pydantic field validators cannot express."""
-    if cfg.protocol in MULTI_ES and cfg.num_es < 2:
-        raise MegenError(f"protocol {cfg.protocol} needs at least 2 edge servers; got --num-es {cfg.num_es}")
-    if cfg.split_step is not None and not 0 <= cfg.split_step <= cfg.steps:
-        raise MegenError(
-            f"--split-step must be in 0..{cfg.steps} (the number of steps), got {cfg.split_step}"
-        )
-    for link in ("uplink", "downlink", "backhaul"):
-        cfg.link_snr_db(link)
-
 
 @dataclass
 class ProtocolRun:
@@ -116,16 +42,17 @@ class ProtocolRun:
         for k, v in self.quality.items():
             vals = [x for x in v if x is not None and not math.isnan(x)]
             q[k] = (sum(vals) / len(vals)) if vals else None
+        cfg, flat = self.config, self.config.flat()
         return {
-            "protocol": self.config.protocol if self.config.plan is None else f"plan:{self.config.plan}",
-            "model": self.config.model,
-            "channel": self.config.channel,
-            "snr_db": self.config.snr_db,
-            "link_snr_db": {k: self.config.link_snr_db(k) for k in ("uplink", "downlink", "backhaul")},
-            "transmission": self.config.transmission,
+            "protocol": cfg.protocol.name if cfg.protocol.plan is None else f"plan:{cfg.protocol.plan}",
+            "model": cfg.model.name,
+            "channel": flat["channel"],
+            "snr_db": flat["snr_db"],
+            "link_snr_db": {k: cfg.links.of(k).snr_db for k in LINKS},
+            "transmission": flat["transmission"],
             "num_images": len(self.prompts),
-            "seed": self.config.seed,
-            "steps": self.config.steps,
+            "seed": cfg.task.seed,
+            "steps": cfg.task.steps,
             "channel_uses": self.output.channel_uses(),
             "payload_bits": self.output.payload_bits(),
             "flops": self.output.flops(),
@@ -137,7 +64,27 @@ class ProtocolRun:
             "link_failures": self.output.failures(),
             "snr_aware_entries": [list(e) for e in self.output.snr_aware_entries],
             "quality": q,
+            "config": cfg.model_dump(mode="json"),
         }
+
+
+def check_prompts(prompts: list[str]) -> None:
+    """Every prompt non-empty text that encodes as UTF-8 (no stray surrogates, no NUL).
+
+    Raises:
+        MegenError: an empty list, an empty prompt, or text that is not valid Unicode.
+    """
+    if not prompts:
+        raise MegenError("no prompts given")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise MegenError("every prompt must be non-empty text")
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MegenError("the prompt is not valid UTF-8 text") from None
+        if "\x00" in p:
+            raise MegenError("the prompt contains a NUL character")
 
 
 @lru_cache(maxsize=4)
@@ -159,26 +106,45 @@ def stage_memo(model: StagedLDM) -> StageMemo:
 
 
 def make_links(cfg: RunConfig) -> LinkSet:
-    from megen.link.channels import ChannelConfig
-
+    """The links of a run, one per link section of ``cfg``."""
     settings = {}
-    for link in ("uplink", "downlink", "backhaul"):
-        ch = ChannelConfig(
-            kind=cfg.channel,
-            snr_db=cfg.link_snr_db(link),
-            coherence_symbols=cfg.coherence_symbols,
-            k_factor_db=cfg.k_factor_db,
-            equalizer=cfg.equalizer,
-            csi=cfg.csi,
-        )
+    for link in LINKS:
+        sec = cfg.links.of(link)
         settings[link] = LinkSettings(
-            channel=ch,
-            image_codec=cfg.image_codec,
-            image_quality=cfg.image_quality,
-            seed_bits=cfg.seed_bits,
-            mcs=cfg.mcs,
+            channel=sec.channel_config(),
+            image_codec=sec.codec.image,
+            image_quality=sec.codec.image_quality,
+            seed_bits=sec.codec.seed_bits,
+            mcs=sec.transmission.mcs,
         )
     return LinkSet(settings)
+
+
+def protocol_options(cfg: RunConfig) -> ProtocolOptions:
+    """The plan builders' options of ``cfg``.
+
+    Raises:
+        MegenError: links that disagree on a payload's transmission mode (plans take one mode per
+            payload kind).
+    """
+    modes = {}
+    for kind in ("seed", "image", "sketch"):
+        values = {getattr(cfg.links.of(link).transmission, kind) for link in LINKS}
+        if len(values) > 1:
+            raise MegenError(f"links.*.transmission.{kind}: every link must use the same mode, got {sorted(values)}")
+        modes[kind] = values.pop()
+    p = cfg.protocol
+    return ProtocolOptions(
+        num_es=p.num_es,
+        split_step=p.split_step,
+        sync_every=p.sync_every,
+        halo=p.halo,
+        seed_mode=modes["seed"],
+        image_mode=modes["image"],
+        sketch_mode=modes["sketch"],
+        ref_as_seed=p.ref_as_seed,
+        ue_denoiser=p.ue_model,
+    )
 
 
 def error_free_output(
@@ -188,18 +154,19 @@ def error_free_output(
 
     Kept in the model's stage memo: every configuration of a sweep batch shares it.
     """
-    strength = cfg.strength if reference is not None else None
+    task = cfg.task
+    strength = task.strength if reference is not None else None
     memo = stage_memo(model)
-    key = memo.key("error_free", tuple(prompts), reference, strength, cfg.steps, cfg.guidance, cfg.seed)
+    key = memo.key("error_free", tuple(prompts), reference, strength, task.steps, task.guidance, task.seed)
 
     def generate() -> torch.Tensor:
         _, img = model.generate(
             prompts,
             images=reference,
             strength=strength,
-            num_steps=cfg.steps,
-            guidance=cfg.guidance,
-            seed=cfg.seed,
+            num_steps=task.steps,
+            guidance=task.guidance,
+            seed=task.seed,
             denoiser="es",
         )
         return img
@@ -222,46 +189,34 @@ def run_protocol(
     """
     from megen.models.registry import load_model
 
-    validate_run_config(cfg)
-    if not prompts or any(not p.strip() for p in prompts):
-        raise MegenError("every prompt must be non-empty")
-    model = model or load_model(cfg.model)
+    check_prompts(prompts)
+    model = model or load_model(cfg.model.name)
     if reference is not None:
         want = (len(prompts), *model.image_shape)
         if tuple(reference.shape) != want:
             raise MegenError(f"reference images must be {list(want)}, got {list(reference.shape)}")
         if not torch.isfinite(reference).all():
             raise MegenError("reference images contain NaN or infinite values")
-    ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if cfg.ue_model == "es" else set())
+    task, proto = cfg.task, cfg.protocol
+    ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if proto.ue_model == "es" else set())
     ecfg = EngineConfig(
-        num_steps=cfg.steps,
-        strength=cfg.strength,
-        guidance=cfg.guidance,
-        seed=cfg.seed,
-        snr_aware=cfg.snr_aware,
-        completion_strength=cfg.completion_strength,
+        num_steps=task.steps,
+        strength=task.strength,
+        guidance=task.guidance,
+        seed=task.seed,
+        snr_aware=proto.snr_aware,
+        completion_strength=proto.completion_strength,
         ue_parts=frozenset(ue_parts),
     )
-    options = ProtocolOptions(
-        num_es=cfg.num_es,
-        split_step=cfg.split_step,
-        sync_every=cfg.sync_every,
-        halo=cfg.halo,
-        seed_mode=cfg.transmission,
-        image_mode=cfg.image_transmission,
-        sketch_mode=cfg.sketch_transmission,
-        ref_as_seed=cfg.ref_as_seed,
-        ue_denoiser=cfg.ue_model,
-    )
-    run_ref = None if cfg.protocol == "local" else reference
-    start = model.start_step(cfg.steps, cfg.strength if run_ref is not None else None)
-    if cfg.plan is not None:
+    run_ref = None if proto.name == "local" else reference
+    start = model.start_step(task.steps, task.strength if run_ref is not None else None)
+    if proto.plan is not None:
         from megen.protocols.plan_io import load_plan
 
-        plan = load_plan(cfg.plan)
+        plan = load_plan(proto.plan)
     else:
-        plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
-    engine = Engine(model, make_links(cfg), _profiles(cfg.profiles), _METER, stage_memo(model))
+        plan = build_plan(proto.name, protocol_options(cfg), task.steps, start, run_ref is not None)
+    engine = Engine(model, make_links(cfg), _profiles(cfg.costs.profiles), _METER, stage_memo(model))
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
     target = error_free_output(model, prompts, reference, cfg)
