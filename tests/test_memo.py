@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
+from megen.config import RunConfig
 from megen.data import prompt_for
 from megen.protocols.memo import StageMemo, fingerprint
-from megen.protocols.runner import RunConfig, make_links, run_protocol, stage_memo
+from megen.protocols.runner import make_links, run_protocol, stage_memo
 
 PROMPTS = [prompt_for(2), prompt_for(5), prompt_for(9)]
 
@@ -84,7 +85,7 @@ def test_memo_reuse_is_exact(random_tiny, reference, protocol, snrs):
     stage_memo(random_tiny).clear()
     kw = dict(steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn", mcs="qpsk-0.5")
     for snr in snrs:
-        cfg = RunConfig(protocol=protocol, snr_db=snr, **kw)
+        cfg = RunConfig.from_paths(dict(protocol=protocol, snr_db=snr, **kw))
         memo_run = run_protocol(cfg, PROMPTS, reference, model=random_tiny)
         fresh = _run_without_memo(cfg, PROMPTS, reference, random_tiny)
         assert torch.equal(memo_run.images, fresh.images), (protocol, snr)
@@ -97,10 +98,10 @@ def test_central_generation_is_reused_across_downlink_snrs(random_tiny, referenc
     memo = stage_memo(random_tiny)
     memo.clear()
     kw = dict(protocol="central", steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn")
-    run_protocol(RunConfig(snr_db=30.0, **kw), PROMPTS, reference, model=random_tiny)
+    run_protocol(RunConfig.from_paths(dict(snr_db=30.0, **kw)), PROMPTS, reference, model=random_tiny)
     hits = memo.hits
     # downlink at another SNR, uplink kept at 30 dB (the reference arrives with the same bytes)
-    cfg = RunConfig(snr_db=30.0, dl_snr_db=12.0, **kw)
+    cfg = RunConfig.from_paths(dict(snr_db=30.0, dl_snr_db=12.0, **kw))
     assert make_links(cfg).settings["downlink"].channel.snr_db == 12.0
     run_protocol(cfg, PROMPTS, reference, model=random_tiny)
     assert memo.hits - hits >= 4  # E, Z, D and G on the ES

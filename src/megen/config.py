@@ -313,9 +313,8 @@ class RunConfig(_Section):
                 out[name] = values.pop() if len(values) == 1 else None
             else:
                 out[name] = _lookup(data, path)
-        for name, path in SHORTHANDS.items():
-            link_path = _PER_LINK_OF.get(name)
-            if link_path is not None and out[link_path] is not None:
+        for name, wildcard in _PER_LINK_OF.items():
+            if out[wildcard] is not None:
                 out[name] = None
         return out
 
@@ -373,8 +372,10 @@ def resolve_path(key: str) -> str:
     key = key.strip().replace("-", "_")
     path = SHORTHANDS.get(key, key)
     if path not in _ALL_PATHS:
-        raise MegenError(f"unknown configuration key {key!r}; use a path such as links.downlink.snr_db "
-                         f"or a shorthand ({', '.join(SHORTHANDS)}); `megen config` lists every path")
+        raise MegenError(
+            f"unknown configuration key {key!r}; use a path such as links.downlink.snr_db "
+            f"or a shorthand ({', '.join(SHORTHANDS)}); `megen config` lists every path"
+        )
     return path
 
 
@@ -545,7 +546,8 @@ def _accepts_text(annotation: Any) -> bool:
     if annotation is str:
         return True
     return any(_accepts_text(a) for a in typing.get_args(annotation)) or (
-        typing.get_origin(annotation) is Literal and all(isinstance(a, str) for a in typing.get_args(annotation))
+        typing.get_origin(annotation) is Literal
+        and all(isinstance(a, str) for a in typing.get_args(annotation))
     )
 
 

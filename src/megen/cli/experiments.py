@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from megen.cli.common import console, handle_errors
-from megen.errors import MegenError
 from megen.config import parse_assignments
+from megen.errors import MegenError
 
 EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 

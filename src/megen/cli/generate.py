@@ -123,7 +123,7 @@ def _flag(name: str) -> inspect.Parameter:
 def generate(**kwargs: Any) -> None:
     """Generate an image: the unsplit pipeline, or a MEG protocol over noisy links (--protocol)."""
     flags = {k: kwargs.pop(k) for k in SHORTHANDS}
-    parsed = {
+    parsed: dict[str, Any] = {
         k: v if v is None or isinstance(v, bool) else parse_for(SHORTHANDS[k], v) for k, v in flags.items()
     }
     _generate(**kwargs, **parsed)
@@ -169,7 +169,9 @@ _FIXED = [
     inspect.Parameter(
         "set_",
         inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option([], "--set", help="PATH=VALUE for any configuration path, e.g. links.downlink.snr_db=5."),
+        default=typer.Option(
+            [], "--set", help="PATH=VALUE for any configuration path, e.g. links.downlink.snr_db=5."
+        ),
         annotation=list[str],
     ),
 ]

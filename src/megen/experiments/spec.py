@@ -45,7 +45,6 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -211,7 +210,10 @@ def _grid_values(grid: dict[str, Any], defaults: dict[str, Any]) -> dict[str, li
     merged: dict[str, Any] = {}
     for source in (defaults, grid):
         for k, v in source.items():
-            key = k if k in SWEEP_KEYS else resolve_path(k)
+            try:
+                key = k if k in SWEEP_KEYS else resolve_path(k)
+            except MegenError as exc:
+                raise MegenError(f"unknown grid key {k!r}: {exc}") from None
             if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESERVED_PATHS):
                 raise MegenError(
                     f"grid key {k!r} is set by the sweep itself (use the sweep's model, seeds or --device)"
@@ -264,7 +266,11 @@ def canonical_config(cfg: RunConfig, task: str) -> RunConfig:
     if cfg.protocol.name == "local":
         update.update({"links.*.channel.kind": "none", "links.*.transmission.seed": "analog"})
     cfg = RunConfig.from_paths(update, base=cfg) if update else cfg
-    quiet = {f"links.{link}.snr_db": NO_CHANNEL_SNR_DB for link in LINKS if cfg.links.of(link).channel.kind == "none"}
+    quiet = {
+        f"links.{link}.snr_db": NO_CHANNEL_SNR_DB
+        for link in LINKS
+        if cfg.links.of(link).channel.kind == "none"
+    }
     cfg = RunConfig.from_paths(quiet, base=cfg) if quiet else cfg
     seed_modes = {cfg.links.of(link).transmission.seed for link in LINKS}
     if seed_modes != {"analog"} and not _transmission_matters(cfg, task):

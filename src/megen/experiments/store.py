@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import json
 import math
 import os
 import sqlite3
@@ -453,7 +452,7 @@ def _point_row(p: Point) -> tuple[Any, ...]:
         c["transmission"],
         c["seed"],
         p.samples,
-        c.model_dump_json(),
+        p.config.model_dump_json(),
     )
 
 
@@ -470,7 +469,9 @@ def _expand_config(df):
         return df
     import pandas as pd
 
-    cfgs = pd.DataFrame([RunConfig.model_validate_json(s).flat() for s in df["config_json"]]).add_prefix("cfg_")
+    cfgs = pd.DataFrame([RunConfig.model_validate_json(s).flat() for s in df["config_json"]]).add_prefix(
+        "cfg_"
+    )
     cfgs.index = df.index
     return pd.concat([df.drop(columns=["config_json"]), cfgs], axis=1)
 

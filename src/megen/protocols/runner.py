@@ -25,6 +25,7 @@ from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
 from megen.protocols.memo import StageMemo
 
+
 @dataclass
 class ProtocolRun:
     """Result of :func:`run_protocol`: the engine output plus quality against references."""
@@ -131,7 +132,9 @@ def protocol_options(cfg: RunConfig) -> ProtocolOptions:
     for kind in ("seed", "image", "sketch"):
         values = {getattr(cfg.links.of(link).transmission, kind) for link in LINKS}
         if len(values) > 1:
-            raise MegenError(f"links.*.transmission.{kind}: every link must use the same mode, got {sorted(values)}")
+            raise MegenError(
+                f"links.*.transmission.{kind}: every link must use the same mode, got {sorted(values)}"
+            )
         modes[kind] = values.pop()
     p = cfg.protocol
     return ProtocolOptions(
