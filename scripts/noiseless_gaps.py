@@ -12,10 +12,11 @@ import argparse
 
 import torch
 
+from megen.config import RunConfig
 from megen.data import prompt_for
 from megen.models.registry import load_model
 from megen.models.tiny import load_reference_images
-from megen.protocols.runner import RunConfig, run_protocol
+from megen.protocols.runner import run_protocol
 
 CASES = [
     ("central", {}),
@@ -49,7 +50,7 @@ def main() -> None:
     print("| protocol | options | PSNR vs unsplit (dB) | SSIM vs unsplit | prompt match | backhaul uses |")
     print("|---|---|---|---|---|---|")
     for name, opts in CASES:
-        cfg = RunConfig(protocol=name, channel="none", image_codec="png", **opts)
+        cfg = RunConfig.from_paths(dict(protocol=name, channel="none", image_codec="png", **opts))
         s = run_protocol(cfg, prompts, ref, model=model).summary()
         q = s["quality"]
         o = ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults"

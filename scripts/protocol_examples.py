@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from megen.config import RunConfig
 from megen.images import save_image
 from megen.models.registry import load_model
 from megen.models.tiny import load_reference_images
 from megen.protocols.builders import PROTOCOLS
-from megen.protocols.runner import RunConfig, run_protocol
+from megen.protocols.runner import run_protocol
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     ]
     images = [ref]
     for name in PROTOCOLS:
-        cfg = RunConfig(protocol=name, channel=args.channel, snr_db=args.snr_db, seed=0)
+        cfg = RunConfig.from_paths(dict(protocol=name, channel=args.channel, snr_db=args.snr_db, seed=0))
         run = run_protocol(cfg, prompts, ref, model=model)
         s = run.summary()
         cu, q = s["channel_uses"], s["quality"]

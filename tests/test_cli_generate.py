@@ -93,7 +93,7 @@ def test_generate_writes_image_and_json(app, runner, tmp_path):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out.exists() and data["prompt_class"] == "sneaker"
+    assert out.exists() and data["prompt_classes"] == ["sneaker"] and data["protocol"] == "unsplit"
 
 
 def test_generate_with_protocol_json_keys(app, runner, tmp_path, tiny_reference_png):
@@ -133,6 +133,7 @@ def test_protocols_lists_all(app, runner):
     assert names == [
         "central",
         "local",
+        "unsplit",
         "EIUG",
         "UIEG",
         "CIAG",

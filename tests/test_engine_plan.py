@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
@@ -23,7 +24,7 @@ from megen.protocols.plan import (
     default_denoiser,
 )
 from megen.protocols.plan_io import plan_from_dict, plan_to_dict
-from megen.protocols.runner import RunConfig, make_links
+from megen.protocols.runner import make_links
 from megen.protocols.unsplit import run_unsplit
 from megen.protocols.validate import validate_plan
 from megen.session import Session
@@ -114,7 +115,7 @@ class _RecordingEngine(Engine):
 
 
 def test_engine_dispatches_to_node_executors(random_tiny):
-    links = make_links(RunConfig(steps=STEPS, channel="none", mcs="16qam-0.5"))
+    links = make_links(RunConfig.from_paths(dict(steps=STEPS, channel="none", mcs="16qam-0.5")))
     engine = _RecordingEngine(random_tiny, links, load_profiles(None))
     _Recording.calls = []
     plan = build_plan("CIAG", ProtocolOptions(), STEPS, 0, False)

@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 import torch
 
+from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.protocols.builders import ProtocolOptions, build_plan
 from megen.protocols.engine import Engine, EngineConfig
 from megen.protocols.plan import ItemRef, Plan, Stage, Transfer
-from megen.protocols.runner import RunConfig, make_links
+from megen.protocols.runner import make_links
 
 PROMPTS = [prompt_for(1), prompt_for(6)]
 STEPS = 5
@@ -24,7 +25,7 @@ def reference():
 
 
 def _engine(model, **kw):
-    cfg = RunConfig(steps=STEPS, channel="awgn", snr_db=3.0, mcs="qpsk-0.5", **kw)
+    cfg = RunConfig.from_paths(dict(steps=STEPS, channel="awgn", snr_db=3.0, mcs="qpsk-0.5", **kw))
     return Engine(model, make_links(cfg), load_profiles(None))
 
 

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
+from megen.config import RunConfig
 from megen.data import prompt_for
 from megen.protocols.memo import StageMemo, fingerprint
-from megen.protocols.runner import RunConfig, make_links, run_protocol
+from megen.protocols.runner import make_links, run_protocol
 from megen.session import Session
 
 PROMPTS = [prompt_for(2), prompt_for(5), prompt_for(9)]
@@ -78,7 +79,7 @@ def test_memo_reuse_is_exact(random_tiny, reference, protocol, snrs):
     session = Session()
     kw = dict(steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn", mcs="qpsk-0.5")
     for snr in snrs:
-        cfg = RunConfig(protocol=protocol, snr_db=snr, **kw)
+        cfg = RunConfig.from_paths(dict(protocol=protocol, snr_db=snr, **kw))
         memo_run = run_protocol(cfg, PROMPTS, reference, model=random_tiny, session=session)
         fresh = _run_without_memo(cfg, PROMPTS, reference, random_tiny)
         assert torch.equal(memo_run.images, fresh.images), (protocol, snr)
@@ -91,10 +92,12 @@ def test_central_generation_is_reused_across_downlink_snrs(random_tiny, referenc
     session = Session()
     memo = session.memo(random_tiny)
     kw = dict(protocol="central", steps=5, strength=0.6, guidance=3.0, seed=11, channel="awgn")
-    run_protocol(RunConfig(snr_db=30.0, **kw), PROMPTS, reference, model=random_tiny, session=session)
+    run_protocol(
+        RunConfig.from_paths(dict(snr_db=30.0, **kw)), PROMPTS, reference, model=random_tiny, session=session
+    )
     hits = memo.hits
     # downlink at another SNR, uplink kept at 30 dB (the reference arrives with the same bytes)
-    cfg = RunConfig(snr_db=30.0, dl_snr_db=12.0, **kw)
+    cfg = RunConfig.from_paths(dict(snr_db=30.0, dl_snr_db=12.0, **kw))
     assert make_links(cfg).settings["downlink"].channel.snr_db == 12.0
     run_protocol(cfg, PROMPTS, reference, model=random_tiny, session=session)
     assert memo.hits - hits >= 4  # E, Z, D and G on the ES

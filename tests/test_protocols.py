@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
+from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
 from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
 from megen.protocols.engine import EngineConfig
 from megen.protocols.plan import Plan, Stage, Transfer
-from megen.protocols.runner import RunConfig, make_links, run_protocol
+from megen.protocols.runner import make_links, run_protocol
 from megen.protocols.unsplit import run_unsplit
 
 PROMPTS = [prompt_for(7), prompt_for(3)]
@@ -31,7 +32,7 @@ def _cfg(**kw) -> RunConfig:
         steps=STEPS, strength=0.5, guidance=3.0, seed=4, channel="none", image_codec="png", mcs="16qam-0.5"
     )
     base.update(kw)
-    return RunConfig(**base)
+    return RunConfig.from_paths(base)
 
 
 def _unsplit(model, reference, cfg):
@@ -204,7 +205,7 @@ def test_custom_plan_any_split(random_tiny):
 
 def test_bad_configs(random_tiny):
     with pytest.raises(ValueError, match="unknown protocol"):
-        RunConfig(protocol="nope")
+        RunConfig.from_paths({"protocol": "nope"})
     with pytest.raises(MegenError, match="at least 2 edge servers"):
         run_protocol(_cfg(protocol="UIDG", num_es=1), PROMPTS, model=random_tiny)
     with pytest.raises(MegenError, match="split-step"):

@@ -62,8 +62,8 @@ def test_expand_canonicalises_points():
     points = expand(spec)
     by = {}
     for p in points:
-        by.setdefault(p.config.protocol, []).append(p)
-    assert len(by["local"]) == 1 and by["local"][0].config.channel == "none"
+        by.setdefault(p.config.protocol.name, []).append(p)
+    assert len(by["local"]) == 1 and by["local"][0].config.flat()["channel"] == "none"
     # central sends no seed: its transmission mode is collapsed; channel none has one SNR
     assert len(by["central"]) == 2 + 1
     assert len(by["EIUG"]) == 2 * 2 + 2
@@ -80,9 +80,11 @@ def test_toml_spec_and_tags_merge(tmp_path: Path):
     spec = load_spec(f)
     points = expand(spec)
     assert len(points) == 3
-    shared = [p for p in points if p.config.snr_db == 10.0 and p.config.image_quality == 90]
+    shared = [
+        p for p in points if p.config.flat()["snr_db"] == 10.0 and p.config.flat()["image_quality"] == 90
+    ]
     assert shared[0].tags == ("main", "frontier") and shared[0].samples == 6
-    assert all(p.config.steps == 3 for p in points)
+    assert all(p.config.task.steps == 3 for p in points)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 import typer
 
 from megen.cli.common import console, handle_errors
+from megen.config import parse_assignments
 from megen.errors import MegenError
-from megen.experiments.spec import parse_assignments
 
 EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -111,7 +111,7 @@ def sweep(
         extra: dict[str, Any] = {
             k: v for k, v in (("steps", steps), ("strength", strength), ("num_es", num_es)) if v is not None
         }
-        extra.update(parse_assignments(set_))
+        extra.update(parse_assignments(set_, lists=True))
         spec = spec_from_flags(
             protocols=protocols or "central",
             channels=channels or "awgn",

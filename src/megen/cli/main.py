@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import typer  # noqa: E402
 
+from megen.cli import config as _config  # noqa: E402
 from megen.cli import experiments as _experiments  # noqa: E402
 from megen.cli import generate as _generate  # noqa: E402
 from megen.cli import link as _link  # noqa: E402
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 
 _generate.register(app)
+_config.register(app)
 _train.register(app)
 _link.register(app)
 _protocols.register(app)

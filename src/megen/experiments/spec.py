@@ -1,8 +1,9 @@
 """What a sweep runs: the experiment specification and its expansion into points.
 
-A sweep is the union of one or more **grids**. A grid maps :class:`~megen.protocols.runner.RunConfig`
-field names (``protocol``, ``channel``, ``snr_db``, ``transmission``, ``image_quality``, ``mcs``,
-``sync_every``, ``snr_aware`` ...) to a value or a list of values, plus two sweep-only keys: ``task``
+A sweep is the union of one or more **grids**. A grid maps configuration keys — dotted paths of
+:class:`~megen.config.RunConfig` (``links.downlink.snr_db``, ``links.*.codec.image_quality``) or their
+shorthands (``protocol``, ``channel``, ``snr_db``, ``transmission``, ``image_quality``, ``mcs``,
+``sync_every``, ``snr_aware`` ...) — to a value or a list of values, plus sweep-only keys: ``task``
 (``"i2i"`` image-to-image over the shipped reference images, or ``"t2i"`` text-to-image) and ``tag``
 (a label such as ``"main"`` or ``"frontier"`` that plots and reports select on) and ``samples`` (this
 grid's images per point, default: the sweep's ``samples``). Every combination of a grid's values is one
@@ -10,8 +11,9 @@ grid's images per point, default: the sweep's ``samples``). Every combination of
 
 Points are canonicalised before they are hashed, so that runs that cannot differ are run once:
 
-* ``local`` uses no link: its channel becomes ``none`` and its transmission ``analog``;
-* with channel ``none`` the SNR means nothing: it becomes :data:`NO_CHANNEL_SNR_DB` (stored as NULL);
+* ``local`` uses no link: its channels become ``none`` and its seed transmission ``analog``;
+* on a link with channel ``none`` the SNR means nothing: it becomes :data:`NO_CHANNEL_SNR_DB`
+  (stored as NULL);
 * where the protocol's plan sends no seed (``central``, sketch protocols ...), the seed transmission
   mode means nothing: it becomes ``analog``.
 
@@ -24,8 +26,8 @@ Example (TOML experiment file, ``megen sweep --config exp.toml``)::
     seeds = [0]
     batch_size = 25
 
-    [defaults]            # RunConfig fields for every grid
-    steps = 25
+    [defaults]            # configuration keys for every grid
+    steps = 25            # shorthand of task.steps
 
     [[grid]]
     tag = "main"
@@ -33,6 +35,7 @@ Example (TOML experiment file, ``megen sweep --config exp.toml``)::
     channel = ["awgn", "rayleigh"]
     snr_db = "-10:20:5"   # start:stop:step (inclusive), or a list of numbers
     transmission = "analog"
+    "links.*.codec.image_quality" = [10, 90]   # a dotted path is a key like any other
 """
 
 from __future__ import annotations
@@ -42,23 +45,22 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from megen.config import LINKS, LinkSection, RunConfig, format_validation_error, resolve_path
 from megen.errors import MegenError
-from megen.protocols.runner import RunConfig
 
-#: Keys of a grid that are not RunConfig fields.
+#: Keys of a grid that are not configuration keys.
 SWEEP_KEYS = ("task", "tag", "samples")
-#: RunConfig fields a grid may not set (the sweep sets them).
-RESERVED_FIELDS = ("model", "seed")
+#: Configuration paths (and sections) a grid may not set: the sweep sets them.
+RESERVED_PATHS = ("model.name", "task.seed", "device.")
 TASKS = ("i2i", "t2i")
-#: SNR stored in the configuration of points with channel ``none`` (meaningless there; NULL in rows).
-NO_CHANNEL_SNR_DB = RunConfig.model_fields["snr_db"].default
+#: SNR stored in the configuration of links with channel ``none`` (meaningless there; NULL in rows).
+NO_CHANNEL_SNR_DB: float = LinkSection.model_fields["snr_db"].default
 #: Version of the rule that maps a sample index to a prompt and reference (part of every point key, so
 #: a database written under another rule is never continued).
 SAMPLE_RULE = "class-interleaved-v1"
@@ -122,43 +124,6 @@ def parse_number_list(text: str | float | int | list | tuple, what: str = "--snr
     return out
 
 
-def _scalar(text: str) -> Any:
-    t = text.strip()
-    low = t.lower()
-    if low in ("none", "auto", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(t)
-        except ValueError:
-            pass
-    return t
-
-
-def parse_assignments(items: Sequence[str]) -> dict[str, list[Any]]:
-    """``["image_quality=10,90", "snr_aware=false"]`` -> ``{"image_quality": [10, 90], "snr_aware": [False]}``.
-
-    Values are read as int, float, true/false, none/auto (``None``) or text, in that order.
-
-    Example:
-        >>> parse_assignments(["mcs=auto,16qam-0.5", "sync_every=0,1"])
-        {'mcs': [None, '16qam-0.5'], 'sync_every': [0, 1]}
-    """
-    out: dict[str, list[Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise MegenError(f"--set: expected key=value, got {item!r}")
-        values = [_scalar(v) for v in value.split(",") if v.strip()]
-        if not values:
-            raise MegenError(f"--set {key}: empty list of values")
-        out[key] = values
-    return out
-
-
 def split_list(text: str | list | tuple, what: str) -> list[str]:
     """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``; an empty result is an error."""
     items = [str(x).strip() for x in text] if isinstance(text, list | tuple) else str(text).split(",")
@@ -166,14 +131,6 @@ def split_list(text: str | list | tuple, what: str) -> list[str]:
     if not out:
         raise MegenError(f"{what}: empty list")
     return list(dict.fromkeys(out))
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line from a pydantic ValidationError: the first problem and its field."""
-    err = exc.errors()[0]
-    field = ".".join(str(x) for x in err.get("loc", ())) or "value"
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{field}: {msg} (got {err.get('input')!r})"
 
 
 class SweepSpec(BaseModel):
@@ -192,7 +149,7 @@ class SweepSpec(BaseModel):
             (:mod:`megen.experiments.references`; ``auto``: Fashion-MNIST for tiny models, photos for
             Stable Diffusion). Left out of :meth:`to_json` when ``auto``, so databases written before
             this field existed still match.
-        defaults: RunConfig fields applied to every grid before the grid's own values.
+        defaults: Configuration keys applied to every grid before the grid's own values.
         grids: The grids (see the module docstring).
     """
 
@@ -249,18 +206,24 @@ class Point:
 
 
 def _grid_values(grid: dict[str, Any], defaults: dict[str, Any]) -> dict[str, list[Any]]:
-    known = set(RunConfig.model_fields) | set(SWEEP_KEYS)
-    merged = {**defaults, **grid}
-    for k in merged:
-        if k in RESERVED_FIELDS:
-            raise MegenError(f"grid key {k!r} is set by the sweep itself (use the sweep's `model`/`seeds`)")
-        if k not in known:
-            raise MegenError(f"unknown grid key {k!r}; use RunConfig fields ({', '.join(sorted(known))})")
+    """The axes of one grid: ``{path or sweep key: [values]}`` (defaults first, the grid overriding)."""
+    merged: dict[str, Any] = {}
+    for source in (defaults, grid):
+        for k, v in source.items():
+            try:
+                key = k if k in SWEEP_KEYS else resolve_path(k)
+            except MegenError as exc:
+                raise MegenError(f"unknown grid key {k!r}: {exc}") from None
+            if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESERVED_PATHS):
+                raise MegenError(
+                    f"grid key {k!r} is set by the sweep itself (use the sweep's model, seeds or --device)"
+                )
+            merged[key] = v
     out: dict[str, list[Any]] = {}
     for k, v in merged.items():
-        if k == "snr_db" or (k.endswith("_snr_db") and v is not None):
+        if k.endswith("snr_db"):
             out[k] = [float(x) for x in parse_number_list(v, f"snr_db ({k})")]
-        elif k == "protocol":
+        elif k == "protocol.name":
             out[k] = split_list(v, "protocol") if isinstance(v, str | list | tuple) else [v]
         elif isinstance(v, list | tuple):
             if not v:
@@ -283,39 +246,35 @@ def _grid_values(grid: dict[str, Any], defaults: dict[str, Any]) -> dict[str, li
 def _transmission_matters(cfg: RunConfig, task: str) -> bool:
     """Whether the seed transmission mode changes this configuration's plan."""
     from megen.models.ldm import start_step_for
-    from megen.protocols.builders import ProtocolOptions, build_plan
+    from megen.protocols.builders import build_plan
+    from megen.protocols.runner import protocol_options
 
-    if cfg.plan is not None:
+    if cfg.protocol.plan is not None:
         return True  # a plan file fixes its own modes
-    i2i = task == "i2i" and cfg.protocol != "local"
-    start = start_step_for(cfg.steps, cfg.strength if i2i else None)
+    i2i = task == "i2i" and cfg.protocol.name != "local"
+    start = start_step_for(cfg.task.steps, cfg.task.strength if i2i else None)
     plans = []
     for mode in ("analog", "digital"):
-        opts = ProtocolOptions(
-            num_es=cfg.num_es,
-            split_step=cfg.split_step,
-            sync_every=cfg.sync_every,
-            halo=cfg.halo,
-            seed_mode=mode,
-            image_mode=cfg.image_transmission,
-            sketch_mode=cfg.sketch_transmission,
-            ref_as_seed=cfg.ref_as_seed,
-            ue_denoiser=cfg.ue_model,
-        )
-        plans.append(build_plan(cfg.protocol, opts, cfg.steps, start, i2i))
+        opts = protocol_options(RunConfig.from_paths({"links.*.transmission.seed": mode}, base=cfg))
+        plans.append(build_plan(cfg.protocol.name, opts, cfg.task.steps, start, i2i))
     return plans[0] != plans[1]
 
 
 def canonical_config(cfg: RunConfig, task: str) -> RunConfig:
     """Collapse fields that cannot change the results (see the module docstring)."""
     update: dict[str, Any] = {}
-    if cfg.protocol == "local":
-        update.update(channel="none", transmission="analog")
-    if update.get("channel", cfg.channel) == "none":
-        update.update(snr_db=NO_CHANNEL_SNR_DB, ul_snr_db=None, dl_snr_db=None, bh_snr_db=None)
-    cfg = cfg.model_copy(update=update) if update else cfg
-    if cfg.transmission != "analog" and not _transmission_matters(cfg, task):
-        cfg = cfg.model_copy(update={"transmission": "analog"})
+    if cfg.protocol.name == "local":
+        update.update({"links.*.channel.kind": "none", "links.*.transmission.seed": "analog"})
+    cfg = RunConfig.from_paths(update, base=cfg) if update else cfg
+    quiet = {
+        f"links.{link}.snr_db": NO_CHANNEL_SNR_DB
+        for link in LINKS
+        if cfg.links.of(link).channel.kind == "none"
+    }
+    cfg = RunConfig.from_paths(quiet, base=cfg) if quiet else cfg
+    seed_modes = {cfg.links.of(link).transmission.seed for link in LINKS}
+    if seed_modes != {"analog"} and not _transmission_matters(cfg, task):
+        cfg = RunConfig.from_paths({"links.*.transmission.seed": "analog"}, base=cfg)
     return cfg
 
 
@@ -340,8 +299,6 @@ def expand(spec: SweepSpec) -> list[Point]:
     Raises:
         MegenError: no grid, an unknown key, an empty list, or an invalid configuration.
     """
-    from megen.protocols.runner import validate_run_config
-
     if not spec.grids:
         raise MegenError("the sweep has no grid (give --protocols ... or a [[grid]] table)")
     points: dict[str, Point] = {}
@@ -354,12 +311,8 @@ def expand(spec: SweepSpec) -> list[Point]:
             tag = str(fields.pop("tag"))
             samples = int(fields.pop("samples", spec.samples))
             for seed in spec.seeds:
-                try:
-                    cfg = RunConfig(**fields, model=spec.model, seed=seed)
-                except ValidationError as exc:
-                    raise MegenError(format_validation_error(exc)) from exc
+                cfg = RunConfig.from_paths({**fields, "model.name": spec.model, "task.seed": seed})
                 cfg = canonical_config(cfg, task)
-                validate_run_config(cfg)
                 key = point_key(cfg, task, spec)
                 old = points.get(key)
                 if old is None:

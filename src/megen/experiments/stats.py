@@ -75,9 +75,9 @@ def series_labels(df) -> list[str]:
     The default configuration of a protocol is labelled by its name alone (``"CIAG"``), a variant by its
     differences (``"CIAG (no snr-aware)"``, ``"central (q=10, mcs=16qam-0.5)"``).
     """
-    from megen.protocols.runner import RunConfig
+    from megen.config import RunConfig
 
-    defaults = {k: f.default for k, f in RunConfig.model_fields.items()}
+    defaults = RunConfig().flat()
     cfg_cols = [c for c in df.columns if c.startswith("cfg_") and c[4:] not in (*_NOT_SERIES, "protocol")]
     varying: dict[str, list[str]] = {}
     multi_task = df["task"].nunique() > 1

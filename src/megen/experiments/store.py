@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import json
 import math
 import os
 import sqlite3
@@ -49,6 +48,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from megen.config import RunConfig
 from megen.errors import MegenError
 from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec
 
@@ -441,18 +441,18 @@ def _init_schema(conn: sqlite3.Connection, spec: SweepSpec, fingerprint: str, di
 
 
 def _point_row(p: Point) -> tuple[Any, ...]:
-    c = p.config
+    c = p.config.flat()
     return (
         p.key,
         ",".join(p.tags),
         p.task,
-        c.protocol,
-        c.channel,
-        None if c.channel == "none" else c.snr_db,
-        c.transmission,
-        c.seed,
+        c["protocol"],
+        c["channel"],
+        None if c["channel"] == "none" else c["snr_db"],
+        c["transmission"],
+        c["seed"],
         p.samples,
-        c.model_dump_json(),
+        p.config.model_dump_json(),
     )
 
 
@@ -469,7 +469,9 @@ def _expand_config(df):
         return df
     import pandas as pd
 
-    cfgs = pd.DataFrame([json.loads(s) for s in df["config_json"]]).add_prefix("cfg_")
+    cfgs = pd.DataFrame([RunConfig.model_validate_json(s).flat() for s in df["config_json"]]).add_prefix(
+        "cfg_"
+    )
     cfgs.index = df.index
     return pd.concat([df.drop(columns=["config_json"]), cfgs], axis=1)
 

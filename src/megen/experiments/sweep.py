@@ -201,10 +201,11 @@ def compute_batch(task: BatchTask, model, references, session: Session | None = 
 
     ``session`` carries the caches shared across batches (stage memo, FLOP meter); ``None``: a fresh one.
     """
-    from megen.protocols.runner import RunConfig, run_protocol
+    from megen.config import RunConfig
+    from megen.protocols.runner import run_protocol
 
     t0 = time.perf_counter()
-    cfg = RunConfig.model_validate_json(task.config_json).model_copy(update={"seed": task.run_seed})
+    cfg = RunConfig.model_validate_json(task.config_json).with_seed(task.run_seed)
     prompts, reference, ref_idx, classes = sample_inputs(
         task.task, task.samples, task.prompt_shift, references, tuple(model.image_shape)
     )
@@ -360,7 +361,7 @@ def plan_tasks(spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int
                     task=p.task,
                     batch=b,
                     samples=samples,
-                    run_seed=batch_seed(p.config.seed, b),
+                    run_seed=batch_seed(p.config.task.seed, b),
                     prompt_shift=spec.prompt_shift,
                 )
             )

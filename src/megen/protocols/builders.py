@@ -335,10 +335,17 @@ def build_unsplit_plan(image_to_image: bool, *, node: str = "UE", denoiser: str 
     return Plan("unsplit", tuple(ops), node, f"the whole pipeline on one node with the {denoiser} denoiser")
 
 
+def unsplit(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
+    """The unsplit pipeline on the UE with the ``ue_model`` denoiser (``megen generate`` without a protocol)."""
+    _no_split(o, "unsplit")
+    return build_unsplit_plan(i2i, denoiser=o.ue_denoiser)
+
+
 #: The registry: protocol name -> (builder, number of ESs is a parameter, description).
 PROTOCOLS: dict[str, Builder] = {
     "central": central,
     "local": local,
+    "unsplit": unsplit,
     "EIUG": eiug,
     "UIEG": uieg,
     "CIAG": ciag,
@@ -350,7 +357,7 @@ PROTOCOLS: dict[str, Builder] = {
     "DCSUC": dcsuc,
 }
 MULTI_ES = ("UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC")
-BASELINES = ("central", "local")
+BASELINES = ("central", "local", "unsplit")
 
 
 def protocol_names() -> list[str]:

@@ -1,99 +1,26 @@
 """One protocol run from a configuration: build links and plan, execute, measure quality.
 
-:class:`RunConfig` is the whole configuration of a run (pydantic, loadable from TOML/JSON) and
-:func:`run_protocol` is what ``megen generate --protocol`` and ``megen sweep`` call.
+:func:`run_protocol` runs a :class:`~megen.config.RunConfig`; it is what ``megen generate`` and
+``megen sweep`` call.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from megen.config import LINKS, RunConfig
 from megen.errors import MegenError
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
-from megen.protocols.builders import MULTI_ES, ProtocolOptions, build_plan, canonical_name
+from megen.protocols.builders import ProtocolOptions, build_plan
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
 from megen.protocols.unsplit import run_unsplit
 from megen.session import Session
-
-MAX_SNR_DB = 60.0
-MIN_SNR_DB = -30.0
-
-
-class RunConfig(BaseModel):
-    """Configuration of one protocol run (units in the field names: dB)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    protocol: str = "central"
-    model: str = "tiny"
-    steps: int = Field(25, ge=1, le=1000)
-    strength: float = Field(0.6, ge=0.0, le=1.0)
-    guidance: float = Field(4.0, ge=0.0)
-    seed: int = Field(0, ge=0)
-    num_es: int = Field(2, ge=1, le=4)
-    split_step: int | None = None
-    sync_every: int = Field(1, ge=0)
-    halo: int = Field(2, ge=0)
-    channel: Literal["none", "awgn", "rayleigh", "rician"] = "awgn"
-    snr_db: float = 10.0
-    ul_snr_db: float | None = None
-    dl_snr_db: float | None = None
-    bh_snr_db: float | None = None
-    transmission: Literal["analog", "digital"] = "analog"
-    image_transmission: Literal["analog", "digital"] = "digital"
-    sketch_transmission: Literal["analog", "digital"] = "digital"
-    image_codec: Literal["jpeg", "webp", "png"] = "jpeg"
-    image_quality: int = Field(90, ge=1, le=100)
-    seed_bits: int = Field(8, ge=1, le=16)
-    mcs: str | None = None
-    equalizer: Literal["zf", "mmse"] = "mmse"
-    csi: Literal["perfect", "estimated"] = "perfect"
-    coherence_symbols: int = Field(100, ge=2)
-    k_factor_db: float = 3.0
-    snr_aware: bool = True
-    ue_model: Literal["ue", "es"] = "ue"
-    completion_strength: float = Field(0.5, gt=0.0, le=1.0)
-    ref_as_seed: bool = False
-    profiles: str | None = None
-    plan: str | None = None
-
-    @field_validator("protocol")
-    @classmethod
-    def _protocol(cls, v: str) -> str:
-        return canonical_name(v)
-
-    @field_validator("snr_db", "ul_snr_db", "dl_snr_db", "bh_snr_db", "k_factor_db")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number of dB")
-        return v
-
-    def link_snr_db(self, link: str) -> float:
-        per = {"uplink": self.ul_snr_db, "downlink": self.dl_snr_db, "backhaul": self.bh_snr_db}[link]
-        value = self.snr_db if per is None else per
-        if not MIN_SNR_DB <= value <= MAX_SNR_DB:
-            raise MegenError(f"{link} SNR {value} dB is outside [{MIN_SNR_DB}, {MAX_SNR_DB}] dB")
-        return value
-
-
-def validate_run_config(cfg: RunConfig) -> None:
-    """Cross-field checks that pydantic field validators cannot express."""
-    if cfg.protocol in MULTI_ES and cfg.num_es < 2:
-        raise MegenError(f"protocol {cfg.protocol} needs at least 2 edge servers; got --num-es {cfg.num_es}")
-    if cfg.split_step is not None and not 0 <= cfg.split_step <= cfg.steps:
-        raise MegenError(
-            f"--split-step must be in 0..{cfg.steps} (the number of steps), got {cfg.split_step}"
-        )
-    for link in ("uplink", "downlink", "backhaul"):
-        cfg.link_snr_db(link)
 
 
 @dataclass
@@ -106,6 +33,7 @@ class ProtocolRun:
     error_free: torch.Tensor
     quality: dict[str, list[float]]
     prompts: list[str]
+    classes: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The JSON object of ``megen generate --json`` (means over the batch)."""
@@ -113,16 +41,17 @@ class ProtocolRun:
         for k, v in self.quality.items():
             vals = [x for x in v if x is not None and not math.isnan(x)]
             q[k] = (sum(vals) / len(vals)) if vals else None
+        cfg, flat = self.config, self.config.flat()
         return {
-            "protocol": self.config.protocol if self.config.plan is None else f"plan:{self.config.plan}",
-            "model": self.config.model,
-            "channel": self.config.channel,
-            "snr_db": self.config.snr_db,
-            "link_snr_db": {k: self.config.link_snr_db(k) for k in ("uplink", "downlink", "backhaul")},
-            "transmission": self.config.transmission,
+            "protocol": cfg.protocol.name if cfg.protocol.plan is None else f"plan:{cfg.protocol.plan}",
+            "model": cfg.model.name,
+            "channel": flat["channel"],
+            "snr_db": flat["snr_db"],
+            "link_snr_db": {k: cfg.links.of(k).snr_db for k in LINKS},
+            "transmission": flat["transmission"],
             "num_images": len(self.prompts),
-            "seed": self.config.seed,
-            "steps": self.config.steps,
+            "seed": cfg.task.seed,
+            "steps": cfg.task.steps,
             "channel_uses": self.output.channel_uses(),
             "payload_bits": self.output.payload_bits(),
             "flops": self.output.flops(),
@@ -134,30 +63,72 @@ class ProtocolRun:
             "link_failures": self.output.failures(),
             "snr_aware_entries": [list(e) for e in self.output.snr_aware_entries],
             "quality": q,
+            **(self.classes or {}),
+            "config": cfg.model_dump(mode="json"),
         }
 
 
-def make_links(cfg: RunConfig) -> LinkSet:
-    from megen.link.channels import ChannelConfig
+def check_prompts(prompts: list[str]) -> None:
+    """Every prompt non-empty text that encodes as UTF-8 (no stray surrogates, no NUL).
 
+    Raises:
+        MegenError: an empty list, an empty prompt, or text that is not valid Unicode.
+    """
+    if not prompts:
+        raise MegenError("no prompts given")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise MegenError("every prompt must be non-empty text")
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MegenError("the prompt is not valid UTF-8 text") from None
+        if "\x00" in p:
+            raise MegenError("the prompt contains a NUL character")
+
+
+def make_links(cfg: RunConfig) -> LinkSet:
+    """The links of a run, one per link section of ``cfg``."""
     settings = {}
-    for link in ("uplink", "downlink", "backhaul"):
-        ch = ChannelConfig(
-            kind=cfg.channel,
-            snr_db=cfg.link_snr_db(link),
-            coherence_symbols=cfg.coherence_symbols,
-            k_factor_db=cfg.k_factor_db,
-            equalizer=cfg.equalizer,
-            csi=cfg.csi,
-        )
+    for link in LINKS:
+        sec = cfg.links.of(link)
         settings[link] = LinkSettings(
-            channel=ch,
-            image_codec=cfg.image_codec,
-            image_quality=cfg.image_quality,
-            seed_bits=cfg.seed_bits,
-            mcs=cfg.mcs,
+            channel=sec.channel_config(),
+            image_codec=sec.codec.image,
+            image_quality=sec.codec.image_quality,
+            seed_bits=sec.codec.seed_bits,
+            mcs=sec.transmission.mcs,
         )
     return LinkSet(settings)
+
+
+def protocol_options(cfg: RunConfig) -> ProtocolOptions:
+    """The plan builders' options of ``cfg``.
+
+    Raises:
+        MegenError: links that disagree on a payload's transmission mode (plans take one mode per
+            payload kind).
+    """
+    modes = {}
+    for kind in ("seed", "image", "sketch"):
+        values = {getattr(cfg.links.of(link).transmission, kind) for link in LINKS}
+        if len(values) > 1:
+            raise MegenError(
+                f"links.*.transmission.{kind}: every link must use the same mode, got {sorted(values)}"
+            )
+        modes[kind] = values.pop()
+    p = cfg.protocol
+    return ProtocolOptions(
+        num_es=p.num_es,
+        split_step=p.split_step,
+        sync_every=p.sync_every,
+        halo=p.halo,
+        seed_mode=modes["seed"],
+        image_mode=modes["image"],
+        sketch_mode=modes["sketch"],
+        ref_as_seed=p.ref_as_seed,
+        ue_denoiser=p.ue_model,
+    )
 
 
 def error_free_output(
@@ -173,19 +144,20 @@ def error_free_output(
     the model's stage memo of ``session``: every configuration of a sweep batch shares it.
     """
     session = session or Session()
-    strength = cfg.strength if reference is not None else None
+    task = cfg.task
+    strength = task.strength if reference is not None else None
     memo = session.memo(model)
-    key = memo.key("error_free", tuple(prompts), reference, strength, cfg.steps, cfg.guidance, cfg.seed)
+    key = memo.key("error_free", tuple(prompts), reference, strength, task.steps, task.guidance, task.seed)
 
     def generate() -> torch.Tensor:
         out = run_unsplit(
             model,
             prompts,
             reference,
-            num_steps=cfg.steps,
+            num_steps=task.steps,
             strength=strength,
-            guidance=cfg.guidance,
-            seed=cfg.seed,
+            guidance=task.guidance,
+            seed=task.seed,
             denoiser="es",
             session=session,
         )
@@ -209,48 +181,36 @@ def run_protocol(
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
     ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
     """
-    validate_run_config(cfg)
-    if not prompts or any(not p.strip() for p in prompts):
-        raise MegenError("every prompt must be non-empty")
+    check_prompts(prompts)
     session = session or Session()
-    model = model or session.model(cfg.model)
+    model = model or session.model(cfg.model.name)
     if reference is not None:
         want = (len(prompts), *model.image_shape)
         if tuple(reference.shape) != want:
             raise MegenError(f"reference images must be {list(want)}, got {list(reference.shape)}")
         if not torch.isfinite(reference).all():
             raise MegenError("reference images contain NaN or infinite values")
-    ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if cfg.ue_model == "es" else set())
+    task, proto = cfg.task, cfg.protocol
+    ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if proto.ue_model == "es" else set())
     ecfg = EngineConfig(
-        num_steps=cfg.steps,
-        strength=cfg.strength,
-        guidance=cfg.guidance,
-        seed=cfg.seed,
-        snr_aware=cfg.snr_aware,
-        completion_strength=cfg.completion_strength,
+        num_steps=task.steps,
+        strength=task.strength,
+        guidance=task.guidance,
+        seed=task.seed,
+        snr_aware=proto.snr_aware,
+        completion_strength=proto.completion_strength,
         ue_parts=frozenset(ue_parts),
     )
-    options = ProtocolOptions(
-        num_es=cfg.num_es,
-        split_step=cfg.split_step,
-        sync_every=cfg.sync_every,
-        halo=cfg.halo,
-        seed_mode=cfg.transmission,
-        image_mode=cfg.image_transmission,
-        sketch_mode=cfg.sketch_transmission,
-        ref_as_seed=cfg.ref_as_seed,
-        ue_denoiser=cfg.ue_model,
-    )
-    run_ref = None if cfg.protocol == "local" else reference
-    start = model.start_step(cfg.steps, cfg.strength if run_ref is not None else None)
-    if cfg.plan is not None:
+    run_ref = None if proto.name == "local" else reference
+    start = model.start_step(task.steps, task.strength if run_ref is not None else None)
+    if proto.plan is not None:
         from megen.protocols.plan_io import load_plan
 
-        plan = load_plan(cfg.plan)
+        plan = load_plan(proto.plan)
     else:
-        plan = build_plan(cfg.protocol, options, cfg.steps, start, run_ref is not None)
+        plan = build_plan(proto.name, protocol_options(cfg), task.steps, start, run_ref is not None)
     engine = Engine(
-        model, make_links(cfg), session.profiles(cfg.profiles), session.meter, session.memo(model)
+        model, make_links(cfg), session.profiles(cfg.costs.profiles), session.meter, session.memo(model)
     )
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
@@ -265,7 +225,14 @@ def run_protocol(
         rq = pair_quality(images, reference)
         quality["psnr_reference_db"] = rq.psnr_db.tolist()
         quality["ssim_reference"] = rq.ssim.tolist()
+    classes = None
     if model.classifier is not None:
         wanted = [model.prompt_class(p) for p in prompts]
-        quality["prompt_match"] = prompt_accuracy(model.classify(images), wanted).tolist()
-    return ProtocolRun(cfg, out, images, target, quality, list(prompts))
+        predicted = model.classify(images)
+        quality["prompt_match"] = prompt_accuracy(predicted, wanted).tolist()
+        names: list[str] = list(model.class_names or [])
+        classes = {
+            "prompt_classes": [None if w is None else names[w] for w in wanted],
+            "predicted_classes": [names[i] for i in predicted.tolist()],
+        }
+    return ProtocolRun(cfg, out, images, target, quality, list(prompts), classes)
