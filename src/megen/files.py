@@ -60,8 +60,8 @@ def regular_file_or_new(path: Path, what: str) -> None:
     """
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a new file (its folder is checked by writable_folder)
     except OSError as exc:
         raise MegenError(f"cannot use {what} {path}: {exc.strerror}") from exc
     if stat.S_ISDIR(st.st_mode):

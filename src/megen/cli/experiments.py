@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _say(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 @handle_errors
@@ -146,8 +146,8 @@ def plot(
     ),
 ) -> None:
     """Draw the case study's figures from a results database."""
-    from megen.experiments.plots import plot_all
-    from megen.experiments.store import ResultsStore
+    from megen.report.plots import plot_all
+    from megen.store import ResultsStore
 
     with ResultsStore.open(db) as store:
         paths = plot_all(store, out, snr_db=snr_db, log=_say)
@@ -167,13 +167,15 @@ def export(
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Classifier FID in the summary (>= 100 samples)."),
 ) -> None:
     """Export a results database to CSV and/or Parquet (and a per-configuration summary)."""
-    from megen.experiments.stats import aggregate
-    from megen.experiments.store import ResultsStore, atomic_output
-    from megen.experiments.store import export as export_rows
+    from megen.analysis import aggregate
+    from megen.files import atomic_output
+    from megen.store import ResultsStore, check_outputs
+    from megen.store import export as export_rows
 
     if csv is None and parquet is None and summary is None:
         raise MegenError("nothing to export: give --csv FILE, --parquet FILE and/or --summary FILE")
     with ResultsStore.open(db) as store:
+        check_outputs(store, [csv, parquet, summary], need_rows=summary is not None)
         if csv is not None or parquet is not None:
             n = export_rows(store, csv=csv, parquet=parquet)
             _say(f"{n} rows -> " + ", ".join(str(p) for p in (csv, parquet) if p is not None))

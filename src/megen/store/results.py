@@ -251,7 +251,10 @@ class ResultsStore:
         A sweep that fails before its first row (a model that does not load) leaves nothing behind, so
         the corrected command starts afresh instead of meeting "another sweep".
         """
-        remove = self.created and self._lock is not None and self.count() == 0
+        try:
+            remove = self.created and self._lock is not None and self.count() == 0
+        except sqlite3.Error:
+            remove = False
         self.conn.close()
         if remove:
             with contextlib.suppress(OSError):

@@ -162,10 +162,10 @@ DDL = (
     + ", ".join(f"{f.name} {f.metadata['sql']}" for f in _FIELDS)
     + ", PRIMARY KEY (config_hash, sample))",
 )
-INSERT_ROW = f"INSERT OR IGNORE INTO rows ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
-INSERT_POINT = (
-    f"INSERT OR IGNORE INTO points ({', '.join(POINT_COLUMNS)}) VALUES ({', '.join('?' * len(POINT_COLUMNS))})"
+INSERT_ROW = (
+    f"INSERT OR IGNORE INTO rows ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 )
+INSERT_POINT = f"INSERT OR IGNORE INTO points ({', '.join(POINT_COLUMNS)}) VALUES ({', '.join('?' * len(POINT_COLUMNS))})"
 
 
 def sql_value(v: Any) -> Any:
