@@ -91,22 +91,23 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
 def _check_cells(conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> None:
     """Refuse garbled cells that ``quick_check`` passes: JSON that is not JSON, images that are not PNG."""
     checks = (
-        ("SELECT COUNT(*) FROM points WHERE NOT json_valid(config_json)", "configurations are not JSON"),
-        ("SELECT COUNT(*) FROM rows WHERE NOT json_valid(costs_json)", "cost records are not JSON"),
+        ("SELECT COUNT(*) FROM points WHERE NOT json_valid(config_json)", (), "configurations are not JSON"),
+        ("SELECT COUNT(*) FROM rows WHERE NOT json_valid(costs_json)", (), "cost records are not JSON"),
         (
             "SELECT COUNT(*) FROM rows WHERE typeof(image_png) != 'blob' OR substr(image_png, 1, 8) != ?",
+            (PNG_MAGIC,),
             "images are not PNG",
         ),
     )
     try:
-        for sql, what in checks:
-            args = (PNG_MAGIC,) if "?" in sql else ()
-            bad = int(conn.execute(sql, args).fetchone()[0])
-            if bad:
-                raise MegenError(f"{path} is corrupt: {bad} stored {what}; left untouched")
-        json.loads(meta.get("spec_json", ""))
+        bad = [(int(conn.execute(sql, args).fetchone()[0]), what) for sql, args, what in checks]
     except sqlite3.DatabaseError as exc:
         raise MegenError(f"{path} is a corrupt megen results database ({exc}); left untouched") from exc
+    for n, what in bad:
+        if n:
+            raise MegenError(f"{path} is corrupt: {n} stored {what}; left untouched")
+    try:
+        json.loads(meta.get("spec_json", ""))
     except ValueError as exc:
         raise MegenError(f"{path} is corrupt: its stored sweep specification is not JSON") from exc
 
