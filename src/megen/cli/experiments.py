@@ -81,7 +81,6 @@ def sweep(
 
     Killed and started again with the same arguments, it continues where it stopped.
     """
-    from megen.experiments.spec import load_spec, make_spec, spec_from_flags
     from megen.experiments.sweep import run_sweep
 
     grid_flags = {
@@ -95,37 +94,8 @@ def sweep(
         "num_es": num_es,
         "set": set_ or None,
     }
-    if config is not None:
-        given = [k for k, v in grid_flags.items() if v is not None]
-        if given:
-            raise MegenError(
-                f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
-            )
-        spec = load_spec(config)
-        overrides: dict[str, Any] = {"model": model} if model != "tiny" else {}
-        if references != "auto":
-            overrides["references"] = references
-        if overrides:
-            spec = make_spec({**spec.model_dump(), **overrides})
-    else:
-        extra: dict[str, Any] = {
-            k: v for k, v in (("steps", steps), ("strength", strength), ("num_es", num_es)) if v is not None
-        }
-        extra.update(parse_assignments(set_))
-        spec = spec_from_flags(
-            protocols=protocols or "central",
-            channels=channels or "awgn",
-            snr_db=snr_db if snr_db is not None else "0:20:10",
-            transmissions=transmission or "analog",
-            samples=samples,
-            seeds=seeds,
-            task=task or "i2i",
-            model=model,
-            batch_size=batch_size,
-            prompt_shift=prompt_shift,
-            references=references,
-            extra=extra,
-        )
+    common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
+    spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
     result = run_sweep(spec, db, workers=workers, progress=progress, log=_say)
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
@@ -135,6 +105,38 @@ def sweep(
         )
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
     _say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
+
+
+def _sweep_spec(
+    config: Path | None, flags: dict[str, Any], *, model: str, references: str, common: dict[str, Any]
+):
+    """The sweep of ``megen sweep``: the TOML file (``--config``, no grid flags) or the grid flags."""
+    from megen.experiments.spec import load_spec, make_spec, spec_from_flags
+
+    if config is not None:
+        given = [k for k, v in flags.items() if v is not None]
+        if given:
+            raise MegenError(
+                f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
+            )
+        spec = load_spec(config)
+        overrides: dict[str, Any] = {"model": model} if model != "tiny" else {}
+        if references != "auto":
+            overrides["references"] = references
+        return make_spec({**spec.model_dump(), **overrides}) if overrides else spec
+    extra: dict[str, Any] = {k: flags[k] for k in ("steps", "strength", "num_es") if flags[k] is not None}
+    extra.update(parse_assignments(flags["set"] or []))
+    return spec_from_flags(
+        protocols=flags["protocols"] or "central",
+        channels=flags["channels"] or "awgn",
+        snr_db=flags["snr_db"] if flags["snr_db"] is not None else "0:20:10",
+        transmissions=flags["transmission"] or "analog",
+        task=flags["task"] or "i2i",
+        model=model,
+        references=references,
+        extra=extra,
+        **common,
+    )
 
 
 @handle_errors
