@@ -371,3 +371,17 @@ def test_paths_with_markup_are_printed_verbatim(tmp_path: Path):
     r = _cli("sweep", *SWEEP, "--model", "tiny-random", "--db", db, "--no-progress")
     assert r.exit_code == 0, r.output
     assert f"{db}: 2/2 rows" in r.output
+
+
+def test_report_never_writes_over_its_database(db: Path, tmp_path: Path):
+    from megen.report.markdown import write_report
+
+    out = tmp_path / "report"
+    out.mkdir()
+    shutil.move(db, out / "results.sqlite")
+    (out / "rows.csv").symlink_to(out / "results.sqlite")
+    before = (out / "results.sqlite").read_bytes()
+    with pytest.raises(MegenError, match="refusing to overwrite"):
+        write_report(out, preset="demo", workers=1, sweep_s=None, log=lambda _m: None)
+    assert (out / "results.sqlite").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["results.sqlite", "rows.csv"]
