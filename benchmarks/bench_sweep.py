@@ -22,8 +22,8 @@ from pathlib import Path
 
 from megen.errors import MegenError
 from megen.experiments.spec import spec_from_flags
-from megen.experiments.store import COST_COLUMNS, METRIC_COLUMNS
 from megen.experiments.sweep import run_sweep
+from megen.store import COST_COLUMNS, METRIC_COLUMNS
 
 COMPARED = ("config_hash", "sample", *METRIC_COLUMNS, *COST_COLUMNS, "image_png")
 

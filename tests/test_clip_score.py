@@ -101,11 +101,11 @@ def test_skipped_with_one_message_without_weights(tmp_path, monkeypatch):
 
 
 def test_aggregate_adds_clip_score_per_configuration(clip_env, tmp_path):
+    from megen.analysis import aggregate
     from megen.experiments.spec import spec_from_flags
-    from megen.experiments.stats import aggregate
-    from megen.experiments.store import ResultsStore
     from megen.experiments.sweep import run_sweep
     from megen.metrics import optional_metrics_status
+    from megen.store import ResultsStore
 
     spec = spec_from_flags(
         protocols="central,local",

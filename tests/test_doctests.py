@@ -18,6 +18,7 @@ MODULES = [
     "megen.experiments.references",
     "megen.experiments.sweep",
     "megen.experiments.spec",
+    "megen.report.markdown",
 ]
 
 

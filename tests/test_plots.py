@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from megen.experiments.plots import _pareto
-from megen.experiments.stats import capacity_channel_uses, equal_quality, ergodic_capacity, threshold_snr
+from megen.analysis import equal_quality, threshold_snr
+from megen.link.theory import capacity_channel_uses, ergodic_capacity
+from megen.report.plots import _pareto
 
 pytestmark = pytest.mark.theory
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from megen.cli.experiments import register
 from megen.errors import MegenError
 from megen.experiments.spec import expand, load_spec, parse_number_list, spec_from_flags
-from megen.experiments.store import ResultsStore, decode_png, encode_png
+from megen.images import decode_png, encode_png
+from megen.store import ResultsStore
 
 pytestmark = pytest.mark.cli
 

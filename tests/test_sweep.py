@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from megen.cli.experiments import register
 from megen.experiments.spec import expand, spec_from_flags
-from megen.experiments.store import COST_COLUMNS, METRIC_COLUMNS, ResultsStore
 from megen.experiments.sweep import run_sweep
+from megen.store import COST_COLUMNS, METRIC_COLUMNS, ResultsStore
 
 FLAGS = [
     "--protocols", "central,EIUG,CIAG",

@@ -163,6 +163,11 @@ class TransmissionSection(_Section):
     sketch: Mode = "digital"
     mcs: str | None = None
 
+    @field_validator("mcs")
+    @classmethod
+    def _auto_is_adaptation(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("auto", "none", "") else v
+
 
 class CodecSection(_Section):
     """Source coding of digital payloads on one link.

@@ -88,3 +88,38 @@ def save_image(image: torch.Tensor, path: Path | str, *, upscale: int = 1) -> Pa
     except (OSError, ValueError) as exc:
         raise MegenError(f"cannot write image {path}: {exc}") from exc
     return path
+
+
+# ---------------------------------------------------------------------------------------------- PNG codec
+#: The first 8 bytes of every PNG file.
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """``[C, H, W]`` float in ``[0, 1]`` -> lossless 8-bit PNG bytes (grey for C = 1, RGB for C = 3)."""
+    import io
+
+    arr = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    pil = Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=False, compress_level=9)
+    return buf.getvalue()
+
+
+def decode_png(blob: bytes) -> torch.Tensor:
+    """PNG bytes -> ``[C, H, W]`` float32 in ``[0, 1]``.
+
+    Raises:
+        MegenError: ``blob`` is not a readable PNG image.
+    """
+    import io
+
+    if not isinstance(blob, bytes | bytearray | memoryview) or bytes(blob[:8]) != PNG_MAGIC:
+        raise MegenError("not a PNG image")
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, ValueError, UnidentifiedImageError) as exc:
+        raise MegenError(f"unreadable PNG image ({exc})") from exc
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr))

@@ -21,7 +21,9 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> None:
     """Print ``Error: message`` on stderr and exit with code 2."""
-    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 

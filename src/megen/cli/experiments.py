@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _say(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 @handle_errors
@@ -81,7 +81,6 @@ def sweep(
 
     Killed and started again with the same arguments, it continues where it stopped.
     """
-    from megen.experiments.spec import load_spec, make_spec, spec_from_flags
     from megen.experiments.sweep import run_sweep
 
     grid_flags = {
@@ -95,37 +94,8 @@ def sweep(
         "num_es": num_es,
         "set": set_ or None,
     }
-    if config is not None:
-        given = [k for k, v in grid_flags.items() if v is not None]
-        if given:
-            raise MegenError(
-                f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
-            )
-        spec = load_spec(config)
-        overrides: dict[str, Any] = {"model": model} if model != "tiny" else {}
-        if references != "auto":
-            overrides["references"] = references
-        if overrides:
-            spec = make_spec({**spec.model_dump(), **overrides})
-    else:
-        extra: dict[str, Any] = {
-            k: v for k, v in (("steps", steps), ("strength", strength), ("num_es", num_es)) if v is not None
-        }
-        extra.update(parse_assignments(set_, lists=True))
-        spec = spec_from_flags(
-            protocols=protocols or "central",
-            channels=channels or "awgn",
-            snr_db=snr_db if snr_db is not None else "0:20:10",
-            transmissions=transmission or "analog",
-            samples=samples,
-            seeds=seeds,
-            task=task or "i2i",
-            model=model,
-            batch_size=batch_size,
-            prompt_shift=prompt_shift,
-            references=references,
-            extra=extra,
-        )
+    common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
+    spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
     result = run_sweep(spec, db, workers=workers, progress=progress, log=_say)
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
@@ -137,6 +107,38 @@ def sweep(
     _say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
 
 
+def _sweep_spec(
+    config: Path | None, flags: dict[str, Any], *, model: str, references: str, common: dict[str, Any]
+):
+    """The sweep of ``megen sweep``: the TOML file (``--config``, no grid flags) or the grid flags."""
+    from megen.experiments.spec import load_spec, make_spec, spec_from_flags
+
+    if config is not None:
+        given = [k for k, v in flags.items() if v is not None]
+        if given:
+            raise MegenError(
+                f"--config replaces the grid flags; drop --{', --'.join(g.replace('_', '-') for g in given)}"
+            )
+        spec = load_spec(config)
+        overrides: dict[str, Any] = {"model": model} if model != "tiny" else {}
+        if references != "auto":
+            overrides["references"] = references
+        return make_spec({**spec.model_dump(), **overrides}) if overrides else spec
+    extra: dict[str, Any] = {k: flags[k] for k in ("steps", "strength", "num_es") if flags[k] is not None}
+    extra.update(parse_assignments(flags["set"] or [], lists=True))
+    return spec_from_flags(
+        protocols=flags["protocols"] or "central",
+        channels=flags["channels"] or "awgn",
+        snr_db=flags["snr_db"] if flags["snr_db"] is not None else "0:20:10",
+        transmissions=flags["transmission"] or "analog",
+        task=flags["task"] or "i2i",
+        model=model,
+        references=references,
+        extra=extra,
+        **common,
+    )
+
+
 @handle_errors
 def plot(
     db: Path = typer.Argument(..., help="Results database written by `megen sweep`."),
@@ -146,8 +148,8 @@ def plot(
     ),
 ) -> None:
     """Draw the case study's figures from a results database."""
-    from megen.experiments.plots import plot_all
-    from megen.experiments.store import ResultsStore
+    from megen.report.plots import plot_all
+    from megen.store import ResultsStore
 
     with ResultsStore.open(db) as store:
         paths = plot_all(store, out, snr_db=snr_db, log=_say)
@@ -167,13 +169,15 @@ def export(
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Classifier FID in the summary (>= 100 samples)."),
 ) -> None:
     """Export a results database to CSV and/or Parquet (and a per-configuration summary)."""
-    from megen.experiments.stats import aggregate
-    from megen.experiments.store import ResultsStore, atomic_output
-    from megen.experiments.store import export as export_rows
+    from megen.analysis import aggregate
+    from megen.files import atomic_output
+    from megen.store import ResultsStore, check_outputs
+    from megen.store import export as export_rows
 
     if csv is None and parquet is None and summary is None:
         raise MegenError("nothing to export: give --csv FILE, --parquet FILE and/or --summary FILE")
     with ResultsStore.open(db) as store:
+        check_outputs(store, [csv, parquet, summary], need_rows=summary is not None)
         if csv is not None or parquet is not None:
             n = export_rows(store, csv=csv, parquet=parquet)
             _say(f"{n} rows -> " + ", ".join(str(p) for p in (csv, parquet) if p is not None))

@@ -52,9 +52,10 @@ import torch
 from megen.errors import MegenError
 from megen.experiments.references import ReferenceSet, fit_to_model, load_references, resolve_references
 from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
-from megen.experiments.store import LINKS, ResultsStore, encode_png
+from megen.images import encode_png
 from megen.rng import derive
 from megen.session import Session
+from megen.store import LINKS, METRIC_COLUMNS, ResultsStore, Row, RowSchemaError
 
 MAX_WORKERS = 64
 #: Seconds between progress lines when stderr is not a terminal.
@@ -196,8 +197,8 @@ def load_sweep_model(name: str):
 
 
 # ---------------------------------------------------------------------------------------------- trial
-def compute_batch(task: BatchTask, model, references, session: Session | None = None) -> list[dict[str, Any]]:
-    """Run one batch and return its rows (one dict per image, columns of the ``rows`` table).
+def compute_batch(task: BatchTask, model, references, session: Session | None = None) -> list[Row]:
+    """Run one batch and return its rows (one :class:`~megen.store.Row` per image).
 
     ``session`` carries the caches shared across batches (stage memo, FLOP meter); ``None``: a fresh one.
     """
@@ -216,8 +217,12 @@ def compute_batch(task: BatchTask, model, references, session: Session | None = 
 
 def rows_from_run(
     task: BatchTask, run, ref_idx: Sequence[int | None], classes: Sequence[int], wall_s: float
-) -> list[dict]:
-    """Rows of one :class:`~megen.protocols.runner.ProtocolRun` (costs = batch totals / batch size)."""
+) -> list[Row]:
+    """Rows of one :class:`~megen.protocols.runner.ProtocolRun` (costs = batch totals / batch size).
+
+    Metrics the run did not measure are NULL; a metric the run measured that is not a column of
+    :class:`~megen.store.Row` (a renamed metric) raises :class:`~megen.store.RowSchemaError`.
+    """
     out = run.output
     b = len(run.prompts)
     costs: dict[str, Any] = {}
@@ -252,9 +257,13 @@ def rows_from_run(
         },
         sort_keys=True,
     )
+    unknown = sorted(set(run.quality) - set(METRIC_COLUMNS))
+    if unknown:
+        raise RowSchemaError(f"metrics {unknown} are not columns of the results schema")
     rows = []
     for j, sample in enumerate(task.samples):
         row: dict[str, Any] = {
+            **dict.fromkeys(METRIC_COLUMNS),
             "config_hash": task.key,
             "sample": sample,
             "batch": task.batch,
@@ -270,7 +279,7 @@ def rows_from_run(
         for metric, values in run.quality.items():
             v = values[j]
             row[metric] = None if v is None else float(v)
-        rows.append(row)
+        rows.append(Row.from_mapping(row))
     return rows
 
 
@@ -402,9 +411,14 @@ def run_sweep(
         raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
     if model is not None and workers > 1:
         raise MegenError("an in-memory model can only be used with workers = 1")
-    say = log or (lambda m: _console().print(m, highlight=False))
+    say = log or (lambda m: _console().print(m, highlight=False, markup=False))
     points = expand(spec)
     t_start = time.perf_counter()
+    # everything that can fail at the start fails before the database is touched
+    refs_name = resolve_references(spec.references, spec.model)
+    inline = None
+    if workers == 1:
+        inline = (model if model is not None else load_sweep_model(spec.model), load_references(refs_name))
     store = ResultsStore.create_or_resume(db, spec, points)
     try:
         done = store.done_samples()
@@ -419,9 +433,13 @@ def run_sweep(
                 f"sweep {spec.name!r}: {len(points)} points, {result.expected_rows} rows; {existing} stored, "
                 f"{todo} to compute in {len(tasks)} batches on {workers} worker(s)"
             )
-            _run_tasks(store, spec, tasks, result, workers=workers, progress=progress, model=model, todo=todo)
-    finally:
-        store.close()
+            _run_tasks(
+                store, spec, tasks, result, workers=workers, progress=progress, inline=inline, todo=todo
+            )
+    except BaseException:
+        store.discard()  # a database this run created and wrote no row into is removed
+        raise
+    store.close()
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -434,7 +452,7 @@ def _run_tasks(
     *,
     workers: int,
     progress: bool,
-    model,
+    inline: tuple[Any, ReferenceSet] | None,
     todo: int,
 ) -> None:
     from rich.progress import (
@@ -472,17 +490,19 @@ def _run_tasks(
             plain = progress and not _console().is_terminal
             last_line = [t0]
 
-            def write(rows: list[dict[str, Any]]) -> None:
+            def write(rows: list[Row]) -> None:
                 result.written_rows += store.insert_rows(rows)
                 now = time.perf_counter()
                 result.commits.append((now - t0, result.written_rows))
                 bar.advance(job, len(rows))
                 if plain and (now - last_line[0] >= PLAIN_PROGRESS_S or result.written_rows >= todo):
                     last_line[0] = now
-                    _console().print(_progress_line(result.written_rows, todo, now - t0), highlight=False)
+                    _console().print(
+                        _progress_line(result.written_rows, todo, now - t0), highlight=False, markup=False
+                    )
 
-            if workers == 1:
-                _run_inline(tasks, spec, model, write)
+            if inline is not None:
+                _run_inline(tasks, *inline, write)
             else:
                 _run_pool(tasks, spec, workers, write)
     except (SweepInterrupted, KeyboardInterrupt) as exc:
@@ -517,12 +537,12 @@ def _progress_line(done: int, todo: int, elapsed_s: float) -> str:
     )
 
 
-def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[[list[dict]], None]) -> None:
+def _run_inline(
+    tasks: list[BatchTask], model, refs: ReferenceSet, write: Callable[[list[Row]], None]
+) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = model if model is not None else load_sweep_model(spec.model)
-        refs = load_references(resolve_references(spec.references, spec.model))
         session = Session()
         for t in tasks:
             write(compute_batch(t, model, refs, session))
@@ -531,7 +551,7 @@ def _run_inline(tasks: list[BatchTask], spec: SweepSpec, model, write: Callable[
 
 
 def _run_pool(
-    tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[dict]], None]
+    tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[Row]], None]
 ) -> None:
     import multiprocessing as mp
     import queue as queue_mod

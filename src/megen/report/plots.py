@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from megen.analysis import aggregate, equal_quality
 from megen.errors import MegenError
-from megen.experiments.stats import aggregate, capacity_channel_uses, equal_quality
-from megen.experiments.store import ResultsStore, writable_folder
+from megen.files import WriteError, writable_folder, write_errors
+from megen.link.theory import capacity_channel_uses
+from megen.store import ResultsStore
 
 QUALITY_PANELS = (
     ("psnr_fidelity_db", "fidelity PSNR (dB)"),
@@ -54,7 +56,8 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         p = out / f"{name}.{ext}"
-        fig.savefig(p, dpi=150, bbox_inches="tight")
+        with write_errors(p, "figure"):
+            fig.savefig(p, dpi=150, bbox_inches="tight")
         paths.append(p)
     _plt().close(fig)
     return paths
@@ -426,6 +429,8 @@ def plot_all(
     for name, job in jobs:
         try:
             written.extend(job())
+        except WriteError:
+            raise
         except MegenError as exc:
             say(f"{name}: skipped ({exc})")
     return written

@@ -1,0 +1,116 @@
+"""Cells, series and labels of a sweep's rows.
+
+* A **cell** is a point with its seed removed: the rows of every seed of the same configuration are
+  pooled (:func:`add_keys` adds its key as the column ``cell``).
+* A **series** is a cell with its channel and SNR removed: one line of a quality-vs-SNR figure. Its
+  label names the protocol and the options that vary between that protocol's series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Fields that do not make a new series (the x axis, the panel, and pooled seeds).
+_NOT_SERIES = ("seed", "model", "channel", "snr_db", "ul_snr_db", "dl_snr_db", "bh_snr_db")
+POINT_COLS = ("tags", "task", "protocol", "channel", "snr_db", "transmission")
+
+
+def _cell_key(config_json: str, task: str, drop: Sequence[str]) -> str:
+    cfg = {k: v for k, v in json.loads(config_json).items() if k not in drop}
+    return hashlib.sha256(json.dumps([cfg, task], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def add_keys(df):
+    """Add ``cell`` (config without seed) and ``series`` (also without channel/SNR) and ``label`` columns."""
+    if df.empty:
+        for c in ("cell", "series", "label"):
+            df[c] = []
+        return df
+    cfg_cols = [c for c in df.columns if c.startswith("cfg_")]
+    records = df[cfg_cols].rename(columns=lambda c: c[4:]).to_dict("records")
+    tasks = df["task"].tolist()
+    df = df.copy()
+    df["cell"] = [
+        _cell_key(json.dumps(r, default=str), t, ("seed",)) for r, t in zip(records, tasks, strict=True)
+    ]
+    df["series"] = [
+        _cell_key(json.dumps(r, default=str), t, _NOT_SERIES) for r, t in zip(records, tasks, strict=True)
+    ]
+    df["label"] = series_labels(df)
+    return df
+
+
+#: Short names of options in series labels.
+_ALIASES = {
+    "image_quality": "q",
+    "sync_every": "sync",
+    "seed_bits": "bits",
+    "transmission": "",
+    "snr_aware": "",
+}
+
+
+def series_labels(df) -> list[str]:
+    """``protocol`` plus the options that vary among that protocol's series and differ from the default.
+
+    The default configuration of a protocol is labelled by its name alone (``"CIAG"``), a variant by its
+    differences (``"CIAG (no snr-aware)"``, ``"central (q=10, mcs=16qam-0.5)"``).
+    """
+    from megen.config import RunConfig
+
+    defaults = RunConfig().flat()
+    cfg_cols = [c for c in df.columns if c.startswith("cfg_") and c[4:] not in (*_NOT_SERIES, "protocol")]
+    varying: dict[str, list[str]] = {}
+    multi_task = df["task"].nunique() > 1
+    for proto, sub in df.groupby("protocol", sort=False):
+        series = sub.drop_duplicates("series")
+        varying[str(proto)] = [c for c in cfg_cols if series[c].astype(str).nunique() > 1]
+    labels = []
+    for _, r in df.iterrows():
+        parts = []
+        for c in varying[str(r["protocol"])]:
+            key, value = c[4:], r[c]
+            if _same(value, defaults.get(key)):
+                continue
+            parts.append(_option(key, value))
+        if multi_task:
+            parts.insert(0, str(r["task"]))
+        labels.append(f"{r['protocol']} ({', '.join(parts)})" if parts else str(r["protocol"]))
+    return labels
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _missing(a) and _missing(b):
+        return True
+    return not _missing(a) and not _missing(b) and str(_short(a)) == str(_short(b))
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _option(key: str, value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if key == "snr_aware":
+        return "snr-aware" if bool(value) else "no snr-aware"
+    alias = _ALIASES.get(key, key)
+    return f"{alias}={_short(value)}" if alias else _short(value)
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if _missing(v):
+        return "auto"
+    return str(v)
