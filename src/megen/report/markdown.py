@@ -1,0 +1,403 @@
+"""The case study's report: ``report.md`` with figures, tables and the data files beside it.
+
+:func:`write_report` reads ``results.sqlite`` in a report folder, writes ``rows.csv`` /
+``rows.parquet`` (every image's row), ``summary.csv`` (per configuration), the figures, and
+``report.md``. The markdown is built by small section functions, each taking one
+:class:`ReportContext` and returning its lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from megen.experiments.spec import SweepSpec
+
+#: Names of the threshold metrics in the report's prose.
+METRIC_NAMES = {"prompt_match": "prompt accuracy", "ssim_fidelity": "SSIM fidelity"}
+#: Captions of the figures, in report order.
+CAPTIONS = {
+    "quality_vs_snr": "Quality against SNR (95% CI bands).",
+    "channel_uses": "Channel uses per image (UL/DL/BH) next to centralized at equal fidelity PSNR.",
+    "costs": "Latency and energy per image by node and link.",
+    "image_grid": "Images: rows protocols, columns SNRs.",
+    "frontier": "Fidelity against channel uses: MEG protocols vs every centralized variant and its capacity bound.",
+}
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything the report's sections read.
+
+    Attributes:
+        spec: The sweep stored in the database.
+        meta: The database's meta table.
+        agg: One line per cell (:func:`megen.analysis.aggregate`).
+        frame: Every row with cell keys (:func:`megen.analysis.add_keys`).
+        thresholds: :func:`megen.analysis.threshold_snr` of the swept cells.
+        equal: :func:`megen.analysis.equal_quality` of the cells.
+        figures: Files of the figures written.
+        preset: Name of the preset.
+        workers: Worker processes of the sweep.
+        sweep_s: Sweep wall time in seconds (None: not measured, report from stored rows).
+        notes: One-line notes gathered while writing (partial sweep, FID refused ...).
+    """
+
+    spec: SweepSpec
+    meta: dict[str, str]
+    agg: Any
+    frame: Any
+    thresholds: Any
+    equal: Any
+    figures: list[Path]
+    preset: str
+    workers: int
+    sweep_s: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def write_report(
+    out: Path, *, preset: str, workers: int, sweep_s: float | None, log: Callable[[str], None]
+) -> Path:
+    """Figures, CSV and ``report.md`` from ``out/results.sqlite`` (``sweep_s``: None = not measured).
+
+    Raises:
+        MegenError: a database without rows, an output that is the database (a symlink), or a write
+            that fails; every check runs before the first file is written.
+    """
+    from megen.analysis import add_keys, aggregate, equal_quality, threshold_snr
+    from megen.experiments.spec import expand
+    from megen.files import atomic_output
+    from megen.report.plots import plot_all
+    from megen.store import ResultsStore, check_outputs, export
+
+    notes: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        log(msg)
+
+    outputs: list[Path | None] = [out / f for f in ("rows.csv", "rows.parquet", "summary.csv", "report.md")]
+    with ResultsStore.open(out / "results.sqlite") as store:
+        check_outputs(store, outputs, need_rows=True)
+        spec = store.spec
+        meta = dict(store.meta)
+        expected = sum(p.samples for p in expand(spec))
+        stored = store.count()
+        if stored < expected:
+            note(
+                f"PARTIAL: {stored} of {expected} rows stored (the sweep was stopped; its batches run "
+                "batch by batch across all points, so every point has about the same share); rerun "
+                "without --report-only to continue"
+            )
+        export(store, csv=out / "rows.csv", parquet=out / "rows.parquet")
+        agg = aggregate(store, fid=True, log=note)
+        with atomic_output(out / "summary.csv") as tmp:
+            agg.to_csv(tmp, index=False)
+        figures = plot_all(store, out / "figures", agg=agg, log=note)
+        frame = add_keys(store.frame())
+    swept = agg[has_tag(agg, "main") | has_tag(agg, "snr_aware") | has_tag(agg, "error_free")]
+    ctx = ReportContext(
+        spec=spec,
+        meta=meta,
+        agg=agg,
+        frame=frame,
+        thresholds=threshold_snr(swept, metric=threshold_metric(agg), fraction=0.9),
+        equal=equal_quality(agg, metric="psnr_fidelity_db"),
+        figures=figures,
+        preset=preset,
+        workers=workers,
+        sweep_s=sweep_s,
+        notes=notes,
+    )
+    with atomic_output(out / "report.md") as tmp:
+        tmp.write_text(report_markdown(ctx), encoding="utf-8")
+    return out / "report.md"
+
+
+def report_markdown(ctx: ReportContext) -> str:
+    """The whole ``report.md``: every section in order."""
+    sections = (
+        _header,
+        _notes,
+        _figures,
+        _main_table,
+        _local_baseline,
+        _thresholds,
+        _equal_quality,
+        _snr_aware,
+        _sync,
+        _data,
+    )
+    return "\n".join(line for section in sections for line in section(ctx))
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+def fmt(v: Any, digits: int = 3) -> str:
+    """A table cell: ``None`` -> empty, NaN -> ``n/a``, floats to ``digits`` significant places.
+
+    Example:
+        >>> fmt(0.12345), fmt(123456.0), fmt(float("nan")), fmt(None)
+        ('0.123', '1.23e+05', 'n/a', '')
+    """
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}" if abs(v) >= 100 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    return str(v)
+
+
+def pm(mean: float, half: float, digits: int = 3) -> str:
+    """``"mean ± half"`` (``n/a`` for a NaN mean).
+
+    Example:
+        >>> pm(1.5, 0.25)
+        '1.5 ± 0.25'
+    """
+    if isinstance(mean, float) and math.isnan(mean):
+        return "n/a"
+    return f"{fmt(mean, digits)} ± {fmt(half, 2)}"
+
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-flavoured markdown table.
+
+    Example:
+        >>> print(md_table(["a", "b"], [[1.0, "x"]]))
+        | a | b |
+        |---|---|
+        | 1 | x |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def has_tag(agg, tag: str):
+    """Boolean mask of the cells carrying ``tag``."""
+    return agg["tags"].str.split(",").apply(lambda t: tag in t)
+
+
+def threshold_metric(agg) -> str:
+    """Prompt accuracy where the model has a classifier (tiny); otherwise SSIM against the error-free output."""
+    col = agg.get("prompt_match_mean")
+    return "prompt_match" if col is not None and col.notna().any() else "ssim_fidelity"
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _header(ctx: ReportContext) -> list[str]:
+    agg, spec = ctx.agg, ctx.spec
+    timing = (
+        f"Sweep wall time {ctx.sweep_s:.0f} s on {ctx.workers} worker(s); "
+        if ctx.sweep_s is not None
+        else "Report written from the stored rows (sweep wall time not measured here); "
+    )
+    return [
+        f"# megen case study: {spec.name}",
+        "",
+        f"Model `{spec.model}` (weights fingerprint `{ctx.meta.get('model_fingerprint')}`), "
+        f"{agg['cfg_steps'].iloc[0]} DDIM steps, strength {agg['cfg_strength'].iloc[0]}, guidance "
+        f"{agg['cfg_guidance'].iloc[0]}, batch {spec.batch_size}, seeds {spec.seeds}. {len(agg)} configurations, "
+        f"{int(agg['rows'].sum())} images. "
+        + timing
+        + f"compute time {float(ctx.frame['wall_s'].sum()):.0f} worker-seconds summed over images "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()}).",
+        "",
+        "Metrics: *fidelity* compares each received image with the error-free unsplit ES pipeline's output "
+        "for the same prompt, reference and seed; *prompt accuracy* is the evaluation classifier's agreement "
+        "with the prompt's class (our stand-in for CLIP score); ± is the half width of the normal 95% "
+        "confidence interval over images. FID is on the evaluation classifier's 128-d features against "
+        "the 10 000 Fashion-MNIST test images (refused below 100 samples, biased upwards below 1000). "
+        "Costs are per image (batch totals / batch size).",
+        "",
+    ]
+
+
+def _notes(ctx: ReportContext) -> list[str]:
+    if not ctx.notes:
+        return []
+    return ["Notes from this run:", "", *[f"* {n}" for n in dict.fromkeys(ctx.notes)], ""]
+
+
+def _figures(ctx: ReportContext) -> list[str]:
+    names = {p.stem for p in ctx.figures}
+    lines = ["## Figures", ""]
+    for name, cap in CAPTIONS.items():
+        if name in names:
+            lines += [f"![{cap}](figures/{name}.png)", "", f"*{cap}* ([PDF](figures/{name}.pdf))", ""]
+    return lines
+
+
+def _main_table(ctx: ReportContext) -> list[str]:
+    main = ctx.agg[has_tag(ctx.agg, "main")]
+    clip = "clip_score_mean" in main and bool(main["clip_score_mean"].notna().any())
+    rows = [
+        [
+            r["label"],
+            r["channel"],
+            "" if r["channel"] == "none" else fmt(float(r["snr_db"])),
+            pm(r["psnr_fidelity_db_mean"], r["psnr_fidelity_db_ci95"]),
+            pm(r["ssim_fidelity_mean"], r["ssim_fidelity_ci95"]),
+            pm(r["prompt_match_mean"], r["prompt_match_ci95"]),
+            *([pm(r["clip_score_mean"], r["clip_score_ci95"])] if clip else []),
+            f"{fmt(r['fid'])} (n={int(r['fid_n'])})",
+            *(fmt(r[c]) for c in ("uses_uplink", "uses_downlink", "uses_backhaul")),
+            *(fmt(r[c]) for c in ("latency_s", "energy_j", "link_failures")),
+        ]
+        for _, r in main.iterrows()
+    ]
+    header = ["protocol", "channel", "SNR dB", "PSNR fid. dB", "SSIM fid.", "prompt acc."]
+    header += [*(["CLIP score"] if clip else []), "FID", "UL uses", "DL uses", "BH uses"]
+    header += ["latency s", "energy J", "failed blocks"]
+    return ["## Quality and costs per configuration (tag `main`)", "", md_table(header, rows), ""]
+
+
+def _local_baseline(ctx: ReportContext) -> list[str]:
+    metric = threshold_metric(ctx.agg)
+    what = METRIC_NAMES[metric]
+    local = ctx.agg[ctx.agg["protocol"] == "local"]
+    if local.empty:
+        return []
+    la = float(local[f"{metric}_mean"].iloc[0])
+    return [
+        f"Baseline `local` (the UE alone, no link): {what} {pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. "
+        f"{what.capitalize()} at or below this is not a gain of the link.",
+        "",
+    ]
+
+
+def _thresholds(ctx: ReportContext) -> list[str]:
+    what = METRIC_NAMES[threshold_metric(ctx.agg)]
+    lines = [f"## Where each protocol falls below 90% of its error-free {what}", ""]
+    thr = ctx.thresholds
+    if thr.empty:
+        return lines
+    header = ["protocol", "channel", f"error-free {what}", "from", "90% threshold"]
+    header.append("SNR (dB) below which it falls")
+    rows = [
+        [t["label"], t["channel"], t["error_free"], t["reference_from"], t["threshold"], fmt(t["snr_db_below"])]
+        for _, t in thr.iterrows()
+    ]
+    return [*lines, md_table(header, rows), ""]
+
+
+def _equal_quality(ctx: ReportContext) -> list[str]:
+    lines = [
+        "## Channel uses against centralized at equal fidelity, and centralized at equal bandwidth",
+        "",
+        "For every MEG configuration: the fewest channel uses of any centralized variant (codec quality x MCS, "
+        "same channel and SNR) reaching at least its fidelity PSNR; the capacity bound `bits / log2(1 + SNR)` "
+        "(ergodic capacity for fading) for that variant's bits; and the best fidelity any centralized variant "
+        "reaches with at most the MEG configuration's channel uses. n/a: no variant qualifies. Where the "
+        "centralized variant's code blocks fail, equal quality compares two broken images.",
+        "",
+    ]
+    agg, eq = ctx.agg, ctx.equal
+    keep = set(agg[has_tag(agg, "main") | has_tag(agg, "frontier")]["label"])
+    eq = eq[eq["label"].isin(keep)] if not eq.empty else eq
+    if eq.empty:
+        return lines
+    rows = [
+        [
+            e["label"],
+            e["channel"],
+            fmt(e["snr_db"]),
+            e["psnr_fidelity_db"],
+            e["uses_total"],
+            e["baseline_label"] or "none reaches it",
+            e["baseline_uses_equal_quality"],
+            e["baseline_failures_equal_quality"],
+            e["capacity_uses"],
+            e["baseline_quality_equal_uses"],
+        ]
+        for _, e in eq.iterrows()
+        if e["channel"] != "none"
+    ]
+    header = ["protocol", "channel", "SNR dB", "PSNR fid. dB", "uses", "centralized at equal quality"]
+    header += ["its uses", "its failed blocks", "capacity bound uses", "centralized PSNR at equal uses"]
+    return [*lines, md_table(header, rows), ""]
+
+
+def _pair_off(agg, field: str, values: tuple) -> list[tuple[Any, Any]]:
+    """Cells that differ only in ``field`` (one value each of ``values``)."""
+    cfg_cols = [c for c in agg.columns if c.startswith("cfg_") and c not in (f"cfg_{field}", "cfg_seed")]
+    keys = agg[cfg_cols + ["task"]].astype(str).apply(lambda r: json.dumps(list(r)), axis=1)
+    pairs = []
+    for _, grp in agg.groupby(keys, sort=False):
+        found = {v: grp[grp[f"cfg_{field}"] == v] for v in values}
+        if all(not f.empty for f in found.values()):
+            pairs.append(tuple(found[v].iloc[0] for v in values))
+    return pairs
+
+
+def _snr_aware(ctx: ReportContext) -> list[str]:
+    from megen.analysis import paired_difference
+
+    pairs = _pair_off(ctx.agg, "snr_aware", (True, False))
+    if not pairs:
+        return []
+    lines = []
+    for on, off in pairs:
+        if on["channel"] == "none":
+            continue
+        cells = [fmt(float(on["snr_db"]))]
+        for metric in ("psnr_fidelity_db", "prompt_match"):
+            d = paired_difference(ctx.frame, on["cell"], off["cell"], metric)
+            cells += [fmt(d["mean_a"]), fmt(d["mean_b"]), pm(d["diff"], d["diff_ci95"])]
+        lines.append([on["protocol"], on["channel"], *cells, str(int(d["n"]))])
+    header = ["protocol", "channel", "SNR dB", "PSNR fid. on", "off", "difference dB"]
+    header += ["prompt acc. on", "off", "difference", "n"]
+    return [
+        "## What receiver-side (SNR-aware) denoising buys",
+        "",
+        "Paired over the samples both variants ran (same prompts, references and noise); the difference is "
+        "on minus off with its 95% interval.",
+        "",
+        md_table(header, lines),
+        "",
+    ]
+
+
+def _sync(ctx: ReportContext) -> list[str]:
+    sync = ctx.agg[has_tag(ctx.agg, "sync")].sort_values(["protocol", "cfg_sync_every"])
+    if sync.empty:
+        return []
+    rows = [
+        [
+            r["protocol"],
+            int(r["cfg_sync_every"]),
+            fmt(float(r["snr_db"])),
+            r["uses_backhaul"],
+            r["bits_backhaul"],
+            pm(r["psnr_fidelity_db_mean"], r["psnr_fidelity_db_ci95"]),
+            pm(r["ssim_fidelity_mean"], r["ssim_fidelity_ci95"]),
+        ]
+        for _, r in sync.iterrows()
+    ]
+    header = ["protocol", "sync_every", "SNR dB", "backhaul uses", "backhaul bits", "PSNR fid.", "SSIM fid."]
+    return [
+        "## Parallel multi-ES protocols: quality against halo exchange (`sync_every`, 0 = never)",
+        "",
+        md_table(header, rows),
+        "",
+    ]
+
+
+def _data(ctx: ReportContext) -> list[str]:
+    return [
+        "## Data",
+        "",
+        "* `results.sqlite`: the sweep (one row per image, images as PNG); `megen plot results.sqlite` redraws the figures.",
+        "* `rows.csv`, `rows.parquet`: every row without images; `summary.csv`: one line per configuration.",
+        "",
+    ]
