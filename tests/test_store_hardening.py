@@ -253,9 +253,8 @@ def test_a_model_that_does_not_load_leaves_no_database(tmp_path: Path):
 
 def test_a_seed_sqlite_cannot_store_writes_nothing(tmp_path: Path):
     db = tmp_path / "r.sqlite"
-    spec = _spec(seeds=str(2**63))
-    with pytest.raises(MegenError):
-        run_sweep(spec, db, progress=False, log=lambda _m: None)
+    with pytest.raises(MegenError, match="seed"):  # refused when the spec is read, before any file
+        run_sweep(_spec(seeds=str(2**63)), db, progress=False, log=lambda _m: None)
     assert not db.exists()
     assert run_sweep(_spec(), db, progress=False, log=lambda _m: None).complete
 

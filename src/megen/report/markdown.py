@@ -285,7 +285,14 @@ def _thresholds(ctx: ReportContext) -> list[str]:
     header = ["protocol", "channel", f"error-free {what}", "from", "90% threshold"]
     header.append("SNR (dB) below which it falls")
     rows = [
-        [t["label"], t["channel"], t["error_free"], t["reference_from"], t["threshold"], fmt(t["snr_db_below"])]
+        [
+            t["label"],
+            t["channel"],
+            t["error_free"],
+            t["reference_from"],
+            t["threshold"],
+            fmt(t["snr_db_below"]),
+        ]
         for _, t in thr.iterrows()
     ]
     return [*lines, md_table(header, rows), ""]
