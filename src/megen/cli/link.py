@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from megen.cli.common import handle_errors, print_json
+from megen.cli.common import echo, handle_errors, print_json
 from megen.errors import MegenError
 
 
@@ -16,8 +16,9 @@ def register(app: typer.Typer) -> None:
         "link",
         help=(
             "Simulate BER/BLER of random bits over a coded (5G LDPC) or uncoded M-QAM link. "
-            "SNR is Es/N0 per complex symbol; --snr-db takes a value, a comma list or start:stop:step "
-            "(inclusive stop; write --snr-db=-5:20:2.5 for negative starts)."
+            "SNR is Es/N0 per complex symbol; --snr-db takes a value, a comma list or start:stop[:step] "
+            "(inclusive stop; write --snr-db=-5:20:2.5 for negative starts). "
+            "The link-adaptation MCS table is `megen mcs`."
         ),
     )(link)
 
@@ -28,7 +29,7 @@ def link(
     code_rate: float | None = typer.Option(None, "--code-rate", help="5G LDPC code rate (default 0.5)."),
     uncoded: bool = typer.Option(False, "--uncoded", help="No channel code (CRC frames only)."),
     channel: str = typer.Option("awgn", "--channel", help="awgn, rayleigh or rician."),
-    snr_db: str = typer.Option("10", "--snr-db", help="Es/N0 in dB: X, X1,X2,... or start:stop:step."),
+    snr_db: str = typer.Option("10", "--snr-db", help="Es/N0 in dB: X, X1,X2,... or start:stop[:step]."),
     bits: int = typer.Option(100_000, "--bits", help="Information bits per SNR point."),
     seed: int = typer.Option(0, "--seed", help="Random seed (each SNR point restarts from it)."),
     coherence_symbols: int = typer.Option(100, "--coherence-symbols", help="Fading block length."),
@@ -38,29 +39,14 @@ def link(
     pilots: int = typer.Option(4, "--pilots", help="Pilots per coherence block with --csi estimated."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per SNR point."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a BER/BLER-vs-SNR figure here."),
-    build_mcs_table: bool = typer.Option(
-        False, "--build-mcs-table", help="Measure the link-adaptation BLER tables instead (minutes)."
-    ),
-    table_out: Path | None = typer.Option(None, "--table-out", help="Where --build-mcs-table writes."),
-    table_blocks: int = typer.Option(100, "--table-blocks", help="Blocks per SNR point for the table."),
 ) -> None:
     """Parse options, run :func:`megen.link.simulate.simulate_link` per SNR point, print results."""
     import torch
 
-    if build_mcs_table:
-        from megen.link.mcs import build_bler_table, write_bler_table
-
-        if table_blocks < 1:
-            raise MegenError(f"--table-blocks must be positive, got {table_blocks}")
-        table = build_bler_table(
-            num_blocks=table_blocks, seed=seed, progress=lambda line: typer.echo(line, err=True)
-        )
-        typer.echo(f"wrote {write_bler_table(table, table_out)}")
-        return
-
+    from megen.grid import parse_grid
     from megen.link.channels import ChannelConfig
     from megen.link.modulation import Mcs
-    from megen.link.simulate import parse_snr_db, plot_sweep, simulate_link
+    from megen.link.simulate import plot_sweep, simulate_link
 
     if channel not in ("awgn", "rayleigh", "rician"):
         raise MegenError(f"unknown channel {channel!r}; choose awgn, rayleigh or rician")
@@ -70,8 +56,10 @@ def link(
         raise MegenError(f"--bits must be positive, got {bits}")
     if seed < 0:
         raise MegenError(f"--seed must be non-negative, got {seed}")
+    if plot is not None and plot.is_dir():
+        raise MegenError(f"--plot {plot} is a folder; give a file name such as ber.png")
     mcs = Mcs(modulation, None if uncoded else (0.5 if code_rate is None else code_rate))
-    points = parse_snr_db(snr_db)
+    points = parse_grid(snr_db, "--snr-db")
     base = ChannelConfig(
         kind=channel,  # type: ignore[arg-type]
         snr_db=points[0],
@@ -88,7 +76,7 @@ def link(
         if json_output:
             print_json(stats.to_json())
         else:
-            typer.echo(
+            echo(
                 f"snr_db={stats.snr_db:7.2f}  ber={stats.ber:.3e}  bler={stats.bler:.3e} "
                 f"({stats.block_errors}/{stats.blocks})  channel_uses={stats.channel_uses}  "
                 f"info_bits={stats.info_bits}  {mcs.label} {channel}"
@@ -96,4 +84,4 @@ def link(
     if plot is not None:
         plot_sweep(results, plot)
         if not json_output:
-            typer.echo(f"wrote {plot}")
+            echo(f"wrote {plot}")
