@@ -50,8 +50,10 @@ def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Ten
                 raise MegenError(f"image {path} is too large ({im.width}x{im.height} pixels)")
             im.load()
             img = im.copy()
-    except Image.DecompressionBombError as exc:
-        raise MegenError(f"image {path} is too large ({exc})") from None
+    except MegenError:
+        raise
+    except Image.DecompressionBombError:
+        raise MegenError(f"image {path} is too large: more than {MAX_IMAGE_PIXELS} pixels") from None
     except _DECODE_ERRORS as exc:
         raise MegenError(
             f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})"

@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -43,6 +43,31 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 1
 DEBUG_ENV = "MEGEN_DEBUG"
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EPIPE}
+# typer >= 0.20 ships its own copy of click (``typer._click``); older ones use click itself.
+_CLICK_MODULES = ("typer._click", "click")
+
+
+def _click_attr(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+_PASS_THROUGH: tuple[type[BaseException], ...] = tuple(
+    cls
+    for cls in (
+        typer.Exit,
+        typer.Abort,
+        *(
+            _click_attr(f"{m}.exceptions", n)
+            for m in _CLICK_MODULES
+            for n in ("Exit", "Abort", "ClickException")
+        ),
+    )
+    if isinstance(cls, type)
+)
+"""Exceptions the boundary leaves to typer/click: exits, aborts and usage errors (exit 2)."""
 
 
 def fail(message: str) -> None:
@@ -55,8 +80,12 @@ def debug_enabled() -> bool:
     """True when ``--debug`` was given to the root command or ``MEGEN_DEBUG`` is set to a true value."""
     if os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return True
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+    for module in _CLICK_MODULES:
+        getter = _click_attr(f"{module}.globals", "get_current_context")
+        ctx = getter(silent=True) if getter is not None else None
+        if ctx is not None:
+            return bool(ctx.find_root().params.get("debug"))
+    return False
 
 
 def os_error_message(exc: OSError) -> str:
@@ -72,7 +101,7 @@ def error_boundary(debug: bool | None = None) -> Iterator[None]:
     """Apply the module's error rules to the enclosed code (see the module docstring)."""
     try:
         yield
-    except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+    except _PASS_THROUGH:
         raise
     except MegenError as exc:
         fail(str(exc) or exc.__class__.__name__)
