@@ -6,17 +6,13 @@ exit code, and leaves existing files alone.
 
 from __future__ import annotations
 
-import io
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
 import typer
-from PIL import Image
 from typer.testing import CliRunner
 
 from megen.cli.common import error_boundary, handle_errors, os_error_message
@@ -193,40 +189,6 @@ def _one_line_error_mentions(result, text: str) -> bool:
 
 
 # --- reliability defects -----------------------------------------------------------------------------
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG signature and header claiming ``width x height`` pixels (no pixel data)."""
-    buf = io.BytesIO()
-    Image.new("L", (8, 8)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def _truncated_png() -> bytes:
-    buf = io.BytesIO()
-    Image.effect_noise((64, 64), 40).convert("RGB").save(buf, "PNG")
-    return buf.getvalue()[: len(buf.getvalue()) // 2]
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (_png_claiming(20_000, 20_000), "too large"),
-        (_png_claiming(9_000, 9_000), "too large (9000x9000 pixels)"),
-        (_truncated_png(), "not a valid image"),
-    ],
-)
-def test_bad_reference_image_exits_2_and_writes_nothing(tmp_path, content: bytes, message: str) -> None:
-    image = tmp_path / "ref.png"
-    image.write_bytes(content)
-    out = tmp_path / "out.png"
-    args = ["generate", "--prompt", "a bag", "--image", str(image), "--steps", "2", "--out", str(out)]
-    line = _one_line(runner.invoke(app, args), 2)
-    assert line.startswith("Error: ") and message in line
-    assert not out.exists()
 
 
 def test_plan_with_wrong_types_exits_2_naming_the_field(tmp_path) -> None:

@@ -9,7 +9,9 @@ import zlib
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from megen.cli.main import app
 from megen.costs.profiles import default_profiles_path, load_profiles
 from megen.errors import MegenError
 from megen.images import MAX_IMAGE_PIXELS, load_image
@@ -84,3 +86,24 @@ def test_profiles_path_errors(tmp_path) -> None:
     good = tmp_path / "p.toml"
     good.write_text(default_profiles_path().read_text())
     assert load_profiles(good).source == str(good)
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (png_claiming(20_000, 20_000), "too large"),
+        (png_claiming(9_000, 9_000), "too large (9000x9000 pixels)"),
+        (_png()[: len(_png()) // 2], "not a valid image"),
+    ],
+)
+def test_bad_reference_image_exits_2_and_writes_nothing(tmp_path, content: bytes, message: str) -> None:
+    image = tmp_path / "ref.png"
+    image.write_bytes(content)
+    out = tmp_path / "out.png"
+    args = ["generate", "--prompt", "a bag", "--image", str(image), "--steps", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and message in lines[0]
+    assert not out.exists()
