@@ -109,6 +109,11 @@ def test_same_seed_same_result(app) -> None:
         ["--equalizer", "ml"],
         ["--csi", "estimated", "--channel", "rayleigh", "--pilots", "0"],
         ["--bits", "many"],
+        ["--seed", str(2**64)],
+        ["--snr-db", "1e300"],
+        ["--snr-db=-1e300:1e300:1e299"],
+        ["--plot", "ber.unknown"],
+        ["--plot", "/nonexistent-folder/ber.png"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_error(app, args: list[str]) -> None:
@@ -222,3 +227,12 @@ def test_mcs_rebuild_refuses_a_folder_before_measuring(mcs_app, tmp_path, monkey
     monkeypatch.setattr(mcs_module, "build_bler_table", lambda **kw: pytest.fail("measured anyway"))
     result = runner.invoke(mcs_app, ["mcs", "--rebuild", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "is a folder" in result.output
+
+
+def test_bad_plot_target_fails_before_simulating(app, tmp_path, monkeypatch) -> None:
+    import megen.link.simulate as simulate
+
+    monkeypatch.setattr(simulate, "simulate_link", lambda *a, **k: pytest.fail("simulated anyway"))
+    for target in (tmp_path, tmp_path / "no" / "ber.png", tmp_path / "ber.txt"):
+        result = runner.invoke(app, ["link", "--plot", str(target)])
+        assert result.exit_code == 2 and "--plot" in result.output, result.output

@@ -147,3 +147,11 @@ def test_corrupt_table_file_is_a_megen_error(tmp_path, content: str, match: str)
         load_bler_table(str(path))
     with pytest.raises(MegenError, match="megen mcs --rebuild"):
         load_bler_table(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("kwargs", [{"seed": -1}, {"seed": 2**32}, {"seed": True}, {"num_blocks": 0}])
+def test_build_refuses_bad_arguments_before_measuring(kwargs) -> None:
+    from megen.link.mcs import build_bler_table
+
+    with pytest.raises(MegenError):
+        build_bler_table(**kwargs)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from megen.cli.common import echo, handle_errors, print_json
 from megen.errors import MegenError
+
+MAX_SEED = 2**63 - 1
+MAX_ABS_SNR_DB = 200.0
+"""Largest |Es/N0| in dB simulated (10^(snr/10) overflows a float near 3080 dB; 200 dB is ideal already)."""
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,12 +60,14 @@ def link(
         raise MegenError("give either --code-rate or --uncoded, not both")
     if bits < 1:
         raise MegenError(f"--bits must be positive, got {bits}")
-    if seed < 0:
-        raise MegenError(f"--seed must be non-negative, got {seed}")
-    if plot is not None and plot.is_dir():
-        raise MegenError(f"--plot {plot} is a folder; give a file name such as ber.png")
+    if not 0 <= seed <= MAX_SEED:
+        raise MegenError(f"--seed must be in 0..2**63-1, got {seed}")
+    if plot is not None:
+        _check_plot_path(plot)
     mcs = Mcs(modulation, None if uncoded else (0.5 if code_rate is None else code_rate))
     points = parse_grid(snr_db, "--snr-db")
+    if any(abs(p) > MAX_ABS_SNR_DB for p in points):
+        raise MegenError(f"--snr-db values must lie within +-{MAX_ABS_SNR_DB:g} dB")
     base = ChannelConfig(
         kind=channel,  # type: ignore[arg-type]
         snr_db=points[0],
@@ -85,3 +93,16 @@ def link(
         plot_sweep(results, plot)
         if not json_output:
             echo(f"wrote {plot}")
+
+
+def _check_plot_path(plot: Path) -> None:
+    """Refuse a ``--plot`` target that cannot be written, before any simulation runs."""
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise MegenError(f"--plot {plot}: give a file ending in {', '.join(PLOT_SUFFIXES)}")
+    if plot.is_dir():
+        raise MegenError(f"--plot {plot} is a folder; give a file name such as ber.png")
+    folder = plot.parent
+    if not folder.is_dir():
+        raise MegenError(f"--plot {plot}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (plot.exists() and not os.access(plot, os.W_OK)):
+        raise MegenError(f"--plot {plot}: permission denied")

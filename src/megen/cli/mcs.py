@@ -34,7 +34,7 @@ def mcs(
     ),
 ) -> None:
     """Print the MCS table (after re-measuring it with ``--rebuild``)."""
-    from megen.link.mcs import check_table_target, load_bler_table, table_rows
+    from megen.link.mcs import MAX_TABLE_SEED, check_table_target, load_bler_table, table_rows
 
     if not rebuild and (out is not None or blocks != 100 or seed != 0):
         raise MegenError("--blocks, --seed and --out only apply with --rebuild")
@@ -43,8 +43,8 @@ def mcs(
             raise MegenError("give --out (where to write) with --rebuild, not --table")
         if not 1 <= blocks <= 100_000:
             raise MegenError(f"--blocks must be in 1..100000, got {blocks}")
-        if seed < 0:
-            raise MegenError(f"--seed must be >= 0, got {seed}")
+        if not 0 <= seed <= MAX_TABLE_SEED:
+            raise MegenError(f"--seed must be in 0..{MAX_TABLE_SEED}, got {seed}")
         written = _rebuild(check_table_target(out), blocks, seed)
         rows = table_rows(load_bler_table(str(written)))
     else:

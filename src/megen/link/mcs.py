@@ -64,6 +64,8 @@ REFERENCE_COHERENCE_SYMBOLS = 100
 SKIP_BELOW_SHANNON_DB = 1.0
 """Points more than this below the Shannon limit of an entry are stored as BLER 1 without measuring."""
 TABLE_FILE = "bler_tables.json"
+MAX_TABLE_SEED = 2**32 - 1
+"""Largest seed of :func:`build_bler_table`."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,15 @@ def build_bler_table(
 
     Each point uses its own generator seeded from ``(seed, entry, channel, point)``, so points are
     reproducible on their own.
+
+    Raises:
+        MegenError: ``num_blocks`` or ``tb_bits`` below 1, or ``seed`` outside ``0..MAX_TABLE_SEED``
+            (the per-point seed mixing must stay within 64 bits).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_TABLE_SEED:
+        raise MegenError(f"seed must be an integer in 0..{MAX_TABLE_SEED}, got {seed!r}")
+    if num_blocks < 1 or tb_bits < 1:
+        raise MegenError(f"num_blocks and tb_bits must be >= 1, got {num_blocks} and {tb_bits}")
     started = time.perf_counter()
     curves: dict[str, tuple[BlerCurve, ...]] = {}
     for c, kind in enumerate(TABLE_CHANNELS):
