@@ -97,10 +97,10 @@ def link(
 
 def _check_plot_path(plot: Path) -> None:
     """Refuse a ``--plot`` target that cannot be written, before any simulation runs."""
-    if plot.suffix.lower() not in PLOT_SUFFIXES:
-        raise MegenError(f"--plot {plot}: give a file ending in {', '.join(PLOT_SUFFIXES)}")
     if plot.is_dir():
         raise MegenError(f"--plot {plot} is a folder; give a file name such as ber.png")
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise MegenError(f"--plot {plot}: give a file ending in {', '.join(PLOT_SUFFIXES)}")
     folder = plot.parent
     if not folder.is_dir():
         raise MegenError(f"--plot {plot}: the folder {folder} does not exist")
