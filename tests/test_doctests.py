@@ -12,7 +12,7 @@ MODULES = [
     "megen.link.channels",
     "megen.link.digital",
     "megen.link.mcs",
-    "megen.link.simulate",
+    "megen.grid",
     "megen.link.theory",
     "megen.protocols.memo",
     "megen.experiments.references",

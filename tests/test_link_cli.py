@@ -109,6 +109,11 @@ def test_same_seed_same_result(app) -> None:
         ["--equalizer", "ml"],
         ["--csi", "estimated", "--channel", "rayleigh", "--pilots", "0"],
         ["--bits", "many"],
+        ["--seed", str(2**64)],
+        ["--snr-db", "1e300"],
+        ["--snr-db=-1e300:1e300:1e299"],
+        ["--plot", "ber.unknown"],
+        ["--plot", "/nonexistent-folder/ber.png"],
     ],
 )
 def test_bad_input_exits_2_with_one_line_error(app, args: list[str]) -> None:
@@ -126,3 +131,108 @@ def test_registered_on_root_app() -> None:
     result = runner.invoke(root, ["link", "--snr-db", "20", "--bits", "200", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["ber"] == 0.0
+
+
+def test_negative_range_with_default_step_and_cap(app) -> None:
+    result = runner.invoke(app, ["link", "--snr-db=-2:0", "--bits", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["snr_db"] for line in result.stdout.splitlines()] == [-2.0, -1.0, 0.0]
+    result = runner.invoke(app, ["link", "--snr-db", "0:1000", "--bits", "200"])
+    assert result.exit_code == 2 and "at most 1000" in result.output
+
+
+def test_mcs_table_is_its_own_command(app) -> None:
+    assert runner.invoke(app, ["link", "--build-mcs-table"]).exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def mcs_app() -> typer.Typer:
+    from megen.cli.mcs import register as register_mcs
+
+    app = typer.Typer()
+    register_mcs(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    return app
+
+
+def test_mcs_prints_the_table(mcs_app) -> None:
+    from megen.link.mcs import MCS_TABLE
+
+    result = runner.invoke(mcs_app, ["mcs"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 + len(MCS_TABLE)
+    assert "awgn [dB]" in lines[0] and "rayleigh [dB]" in lines[0] and "Shannon [dB]" in lines[0]
+    assert lines[1].split()[:2] == ["0", "qpsk"] and lines[-1].split()[:2] == [
+        str(len(MCS_TABLE) - 1),
+        "256qam",
+    ]
+
+
+def test_mcs_json_matches_the_library(mcs_app) -> None:
+    from megen.link.mcs import table_rows
+
+    result = runner.invoke(mcs_app, ["mcs", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.stdout.splitlines()] == table_rows()
+
+
+def test_mcs_rebuild_writes_and_prints(mcs_app, tmp_path, monkeypatch) -> None:
+    """The measurement itself takes minutes; here it is replaced by the packaged table."""
+    import megen.link.mcs as mcs_module
+
+    calls = []
+
+    def fake_build(num_blocks, seed, progress):
+        calls.append((num_blocks, seed))
+        progress("measured")
+        return mcs_module.load_bler_table()
+
+    monkeypatch.setattr(mcs_module, "build_bler_table", fake_build)
+    out = tmp_path / "t.json"
+    result = runner.invoke(
+        mcs_app, ["mcs", "--rebuild", "--blocks", "3", "--seed", "4", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == [(3, 4)]
+    assert mcs_module.load_bler_table(str(out)).curves == mcs_module.load_bler_table().curves
+    assert len(result.stdout.splitlines()) == len(mcs_module.MCS_TABLE)
+    assert f"wrote {out}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--blocks", "5"], "only apply with --rebuild"),
+        (["--out", "x.json"], "only apply with --rebuild"),
+        (["--rebuild", "--blocks", "0"], "--blocks must be in"),
+        (["--rebuild", "--seed", "-1"], "--seed must be"),
+        (["--rebuild", "--table", "t.json"], "not --table"),
+        (["--table", "/nonexistent/t.json"], "BLER table not found"),
+    ],
+)
+def test_mcs_bad_input_exits_2(mcs_app, args: list[str], message: str) -> None:
+    result = runner.invoke(mcs_app, ["mcs", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_mcs_rebuild_refuses_a_folder_before_measuring(mcs_app, tmp_path, monkeypatch) -> None:
+    import megen.link.mcs as mcs_module
+
+    monkeypatch.setattr(mcs_module, "build_bler_table", lambda **kw: pytest.fail("measured anyway"))
+    result = runner.invoke(mcs_app, ["mcs", "--rebuild", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output
+
+
+def test_bad_plot_target_fails_before_simulating(app, tmp_path, monkeypatch) -> None:
+    import megen.link.simulate as simulate
+
+    monkeypatch.setattr(simulate, "simulate_link", lambda *a, **k: pytest.fail("simulated anyway"))
+    for target in (tmp_path, tmp_path / "no" / "ber.png", tmp_path / "ber.txt"):
+        result = runner.invoke(app, ["link", "--plot", str(target)])
+        assert result.exit_code == 2 and "--plot" in result.output, result.output

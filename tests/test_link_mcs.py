@@ -95,3 +95,63 @@ def test_selector_extremes() -> None:
 def test_selector_rejects_bad_input(args, match: str) -> None:
     with pytest.raises(MegenError, match=match):
         select_mcs(*args)
+
+
+def test_table_rows_summarise_the_curves(table) -> None:
+    from megen.link.mcs import table_rows
+    from megen.link.theory import shannon_snr_db
+
+    rows = table_rows(table)
+    assert [r["index"] for r in rows] == list(range(len(MCS_TABLE)))
+    for row, mcs, awgn, rayleigh in zip(
+        rows, MCS_TABLE, table.curves["awgn"], table.curves["rayleigh"], strict=True
+    ):
+        assert (row["modulation"], row["code_rate"]) == (mcs.modulation, mcs.code_rate)
+        assert row["spectral_efficiency"] == mcs.spectral_efficiency
+        assert row["threshold_snr_db"] == {
+            "awgn": awgn.threshold_snr_db(),
+            "rayleigh": rayleigh.threshold_snr_db(),
+        }
+        assert row["shannon_limit_db"] == shannon_snr_db(mcs.spectral_efficiency)
+        assert row["shannon_limit_db"] < row["threshold_snr_db"]["awgn"]  # no code beats capacity
+
+
+def test_write_and_reload_round_trip(table, tmp_path) -> None:
+    from megen.link.mcs import write_bler_table
+
+    path = write_bler_table(table, tmp_path / "sub" / "t.json")
+    again = load_bler_table(str(path))
+    assert again.entries == table.entries and again.curves == table.curves
+    assert not list(path.parent.glob(".*tmp"))
+
+
+def test_write_refuses_bad_targets_and_keeps_the_old_file(table, tmp_path) -> None:
+    from megen.link.mcs import check_table_target, write_bler_table
+
+    with pytest.raises(MegenError, match="is a folder"):
+        check_table_target(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    with pytest.raises(MegenError, match="is not a folder"):
+        write_bler_table(table, blocker / "t.json")
+    assert blocker.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"), [("{", "not a valid table"), ('{"entries": []}', "not a valid table")]
+)
+def test_corrupt_table_file_is_a_megen_error(tmp_path, content: str, match: str) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(MegenError, match=match):
+        load_bler_table(str(path))
+    with pytest.raises(MegenError, match="megen mcs --rebuild"):
+        load_bler_table(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("kwargs", [{"seed": -1}, {"seed": 2**32}, {"seed": True}, {"num_blocks": 0}])
+def test_build_refuses_bad_arguments_before_measuring(kwargs) -> None:
+    from megen.link.mcs import build_bler_table
+
+    with pytest.raises(MegenError):
+        build_bler_table(**kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,18 @@ from PIL import Image, UnidentifiedImageError
 from megen.errors import MegenError
 
 MAX_IMAGE_PIXELS = 64_000_000
+"""Largest reference image accepted (width x height); larger files are refused before decoding."""
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    zlib.error,
+)
+"""What PIL raises for a corrupt or truncated file (it has no single exception type for it)."""
 
 
 def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
@@ -18,6 +32,11 @@ def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Ten
 
     Any mode and size is accepted and converted (centre crop to square, then resize); the returned
     messages say what was converted.
+
+    Raises:
+        MegenError: the path is missing or a folder, the file is not a readable image (corrupt,
+            truncated), or it has more than :data:`MAX_IMAGE_PIXELS` pixels (checked from the header,
+            before decoding; PIL's own decompression-bomb error is mapped to the same message).
     """
     path = Path(path)
     notes: list[str] = []
@@ -31,7 +50,11 @@ def load_image(path: Path | str, *, channels: int, size: int) -> tuple[torch.Ten
                 raise MegenError(f"image {path} is too large ({im.width}x{im.height} pixels)")
             im.load()
             img = im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except MegenError:
+        raise
+    except Image.DecompressionBombError:
+        raise MegenError(f"image {path} is too large: more than {MAX_IMAGE_PIXELS} pixels") from None
+    except _DECODE_ERRORS as exc:
         raise MegenError(
             f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})"
         ) from exc

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from megen.cli.common import handle_errors, print_json
+from megen.errors import MegenError
+
+MAX_STEPS = 1000
+"""Longest denoising schedule (the training schedule of the shipped models)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +23,21 @@ def register(app: typer.Typer) -> None:
 def describe_protocols(
     num_es: int = 2, steps: int = 25, strength: float = 0.6, image_to_image: bool = True
 ) -> list[dict]:
-    """Plain-data description of every protocol's plan (stages per node, transfers per link)."""
+    """Plain-data description of every protocol's plan (stages per node, transfers per link).
+
+    Args:
+        num_es: Edge servers for the multi-ES protocols (2..4).
+        steps: Denoising steps N, ``1..MAX_STEPS``.
+        strength: Image-to-image strength in ``[0, 1]`` (ignored for text-to-image).
+        image_to_image: Describe the plans with a reference image.
+
+    Raises:
+        MegenError: ``steps`` or ``strength`` out of range, or ``num_es`` not accepted by a protocol.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise MegenError(f"--steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    if image_to_image and (not math.isfinite(strength) or not 0.0 <= strength <= 1.0):
+        raise MegenError(f"--strength must be in [0, 1] for image-to-image, got {strength}")
     from megen.models.ldm import start_step_for
     from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
 
@@ -44,7 +65,7 @@ def describe_protocols(
 def protocols(
     num_es: int = typer.Option(2, help="Edge servers for the multi-ES protocols (2..4)."),
     steps: int = typer.Option(25, help="Denoising steps N."),
-    strength: float = typer.Option(0.6, help="Strength (image-to-image), sets the first step."),
+    strength: float = typer.Option(0.6, help="Strength (image-to-image) in [0, 1], sets the first step."),
     text_to_image: bool = typer.Option(
         False, "--text-to-image", help="Show the plans without a reference image."
     ),
@@ -64,5 +85,6 @@ def protocols(
     for r in rows:
         nodes = "\n".join(f"{n}: {' '.join(st)}" for n, st in r["nodes"].items())
         links = "\n".join(f"{k}: " + "; ".join(v) for k, v in r["links"].items()) or "(no link)"
-        table.add_row(f"[bold]{r['protocol']}[/]\n{r['description']}", nodes, links, r["result_node"])
+        name = Text.assemble((r["protocol"], "bold"), "\n", r["description"])
+        table.add_row(name, Text(nodes), Text(links), Text(r["result_node"]))
     Console(width=160).print(table)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from megen.cli.common import console, handle_errors
+from megen.errors import MegenError
 
 
 def register(app: typer.Typer) -> None:
@@ -42,11 +43,11 @@ def train(
     from megen.training.train import TrainConfig, train_tiny
 
     if not dataset_available():
-        raise ValueError("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+        raise MegenError("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
     bad = set(chosen) - {"classifier", "vae", "es", "ue"}
     if bad:
-        raise ValueError(f"unknown part(s) {sorted(bad)}; choose from classifier, vae, es, ue")
+        raise MegenError(f"unknown part(s) {sorted(bad)}; choose from classifier, vae, es, ue")
     cfg = TrainConfig(
         seed=seed,
         classifier_steps=classifier_steps,
@@ -64,7 +65,7 @@ def train(
         from megen.training.evaluate import evaluate_tiny
 
         numbers = evaluate_tiny(out, samples=eval_samples, log=lambda s: console.print(s, highlight=False))
-        console.print(numbers)
+        console.print(numbers, markup=False)
     if install:
         dest = packaged_weights_dir()
         shutil.copytree(out, dest, dirs_exist_ok=True)

@@ -124,12 +124,20 @@ def default_profiles_path() -> Path:
 
 
 def load_profiles(path: Path | str | None = None) -> Profiles:
-    """Load profiles from a TOML file (default: the shipped ``profiles.toml``)."""
+    """Load profiles from a TOML file (default: the shipped ``profiles.toml``).
+
+    Raises:
+        MegenError: the path is missing, a folder or unreadable, or the TOML is invalid.
+    """
     p = Path(path) if path is not None else default_profiles_path()
     if not p.exists():
         raise MegenError(f"profile file not found: {p}")
+    if not p.is_file():
+        raise MegenError(f"profile file {p} is a folder, not a TOML file")
     try:
         data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise MegenError(f"cannot read profile file {p}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MegenError(f"profile file {p} is not valid TOML: {exc}") from exc
     return parse_profiles(data, str(p) if path is not None else "default")

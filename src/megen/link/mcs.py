@@ -3,7 +3,7 @@
 The BLER curves live in ``bler_tables.json`` next to this module. They are measured with this package's
 own link (CRC24A + 5G LDPC + Gray QAM + channel + soft demapping + layered min-sum decoding) on
 transport blocks of :data:`REFERENCE_TB_BITS` bits; regenerate them with
-``python -m megen.link.mcs`` or ``megen link --build-mcs-table`` (a few minutes on 2 cores).
+``megen mcs --rebuild`` (a few minutes on 2 cores); ``megen mcs`` prints the table.
 
 Selection (:func:`select_mcs`) picks the entry with the highest spectral efficiency whose BLER stays
 at or below the target (10%) at the given average SNR and at every higher SNR of its curve. Rician
@@ -12,10 +12,10 @@ channels use the Rayleigh curves (conservative); the ideal link gets the highest
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +64,8 @@ REFERENCE_COHERENCE_SYMBOLS = 100
 SKIP_BELOW_SHANNON_DB = 1.0
 """Points more than this below the Shannon limit of an entry are stored as BLER 1 without measuring."""
 TABLE_FILE = "bler_tables.json"
+MAX_TABLE_SEED = 2**32 - 1
+"""Largest seed of :func:`build_bler_table`."""
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,15 @@ def load_bler_table(path: str | None = None) -> BlerTable:
     """Load (and cache) the BLER table; ``None`` means the packaged one."""
     file = Path(path) if path is not None else default_table_path()
     if not file.is_file():
-        raise MegenError(f"BLER table not found: {file} (run `python -m megen.link.mcs` to measure it)")
-    return BlerTable.from_dict(json.loads(file.read_text()))
+        raise MegenError(f"BLER table not found: {file} (run `megen mcs --rebuild` to measure it)")
+    try:
+        return BlerTable.from_dict(json.loads(file.read_text()))
+    except OSError as exc:
+        raise MegenError(f"cannot read BLER table {file}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise MegenError(
+            f"BLER table {file} is not a valid table ({exc.__class__.__name__}: {exc})"
+        ) from None
 
 
 def select_mcs(
@@ -266,7 +275,15 @@ def build_bler_table(
 
     Each point uses its own generator seeded from ``(seed, entry, channel, point)``, so points are
     reproducible on their own.
+
+    Raises:
+        MegenError: ``num_blocks`` or ``tb_bits`` below 1, or ``seed`` outside ``0..MAX_TABLE_SEED``
+            (the per-point seed mixing must stay within 64 bits).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_TABLE_SEED:
+        raise MegenError(f"seed must be an integer in 0..{MAX_TABLE_SEED}, got {seed!r}")
+    if num_blocks < 1 or tb_bits < 1:
+        raise MegenError(f"num_blocks and tb_bits must be >= 1, got {num_blocks} and {tb_bits}")
     started = time.perf_counter()
     curves: dict[str, tuple[BlerCurve, ...]] = {}
     for c, kind in enumerate(TABLE_CHANNELS):
@@ -304,7 +321,7 @@ def build_bler_table(
         curves[kind] = tuple(per_entry)
     meta = {
         "description": "BLER vs average Es/N0 per complex symbol, measured by megen.link.mcs",
-        "regenerate": "python -m megen.link.mcs  (or: megen link --build-mcs-table)",
+        "regenerate": "megen mcs --rebuild",
         "tb_bits": tb_bits,
         "blocks_per_point": num_blocks,
         "seed": seed,
@@ -320,30 +337,73 @@ def build_bler_table(
     return BlerTable(MCS_TABLE, curves, meta)
 
 
-def write_bler_table(table: BlerTable, path: Path | None = None) -> Path:
-    """Write the table as JSON (the packaged file by default) and clear the load cache."""
+def check_table_target(path: Path | None = None) -> Path:
+    """Where :func:`write_bler_table` would write; raises :class:`MegenError` if it cannot.
+
+    Call it before :func:`build_bler_table` so a bad ``--out`` fails in a second, not after minutes.
+    """
     target = Path(path) if path is not None else default_table_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(table.to_dict(), indent=1) + "\n")
-    load_bler_table.cache_clear()
+    if target.is_dir():
+        raise MegenError(f"BLER table output {target} is a folder; give a file name such as table.json")
+    folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise MegenError(f"cannot write BLER table {target}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise MegenError(f"cannot write BLER table {target}: permission denied")
     return target
+
+
+def write_bler_table(table: BlerTable, path: Path | None = None) -> Path:
+    """Write the table as JSON (the packaged file by default) and clear the load cache.
+
+    The file is written to a temporary sibling and renamed over the target, so a full disk leaves the
+    previous table intact.
+    """
+    target = check_table_target(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(table.to_dict(), indent=1) + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MegenError(f"cannot write BLER table {target}: {exc.strerror or exc}") from None
+    finally:
+        load_bler_table.cache_clear()
+    return target
+
+
+def table_rows(table: BlerTable | None = None, target_bler: float = TARGET_BLER) -> list[dict[str, Any]]:
+    """One plain-data row per MCS entry: scheme, spectral efficiency and SNR thresholds.
+
+    Args:
+        table: BLER table; the packaged one by default.
+        target_bler: BLER that defines the thresholds.
+
+    Returns:
+        Rows with ``index``, ``modulation``, ``code_rate``, ``spectral_efficiency`` (bit per complex
+        symbol), ``threshold_snr_db`` (dict channel -> dB, ``None`` when never reached) and
+        ``shannon_limit_db`` (lowest SNR at which the efficiency is below capacity).
+
+    Example:
+        >>> table_rows()[0]["modulation"], table_rows()[0]["threshold_snr_db"]["awgn"] < 0
+        ('qpsk', True)
+    """
+    table = table if table is not None else load_bler_table()
+    return [
+        {
+            "index": i,
+            "modulation": mcs.modulation,
+            "code_rate": mcs.code_rate,
+            "spectral_efficiency": mcs.spectral_efficiency,
+            "threshold_snr_db": {
+                ch: _json_float(table.curves[ch][i].threshold_snr_db(target_bler)) for ch in table.curves
+            },
+            "shannon_limit_db": shannon_snr_db(mcs.spectral_efficiency),
+        }
+        for i, mcs in enumerate(table.entries)
+    ]
 
 
 def _json_float(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m megen.link.mcs``: measure and store the BLER tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=100, help="transport blocks per SNR point")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="output JSON (default: the packaged table)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    table = build_bler_table(num_blocks=args.blocks, seed=args.seed, progress=print)
-    print(f"wrote {write_bler_table(table, args.out)} in {table.meta['seconds']} s")
-
-
-if __name__ == "__main__":
-    main()

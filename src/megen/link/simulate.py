@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,6 @@ from megen.link.channels import ChannelConfig, snr_db_to_ebno_db
 from megen.link.digital import transmit_bits
 from megen.link.modulation import Mcs
 
-MAX_SWEEP_POINTS = 1000
 MAX_SIM_BITS = 50_000_000
 
 
@@ -104,47 +101,6 @@ def simulate_link(mcs: Mcs, channel: ChannelConfig, num_bits: int, generator: to
         modulation=mcs.modulation,
         code_rate=mcs.code_rate,
     )
-
-
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def parse_snr_db(text: str) -> list[float]:
-    """SNR points from ``"7"``, ``"1,2,3"`` or ``"start:stop:step"`` (inclusive stop).
-
-    Example:
-        >>> parse_snr_db("-5:0:2.5")
-        [-5.0, -2.5, 0.0]
-    """
-    text = text.strip()
-    if not text:
-        raise MegenError("empty --snr-db")
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3 or not all(re.fullmatch(_NUMBER, p.strip()) for p in parts):
-            raise MegenError(f"SNR sweep must be start:stop:step (got {text!r})")
-        start, stop, step = (float(p) for p in parts)
-        if step <= 0:
-            raise MegenError(f"SNR sweep step must be positive, got {step:g}")
-        if stop < start:
-            raise MegenError(f"SNR sweep stop ({stop:g}) is below its start ({start:g})")
-        count = math.floor((stop - start) / step + 1e-9) + 1
-        if count > MAX_SWEEP_POINTS:
-            raise MegenError(f"SNR sweep has {count} points; at most {MAX_SWEEP_POINTS}")
-        return [round(start + i * step, 10) for i in range(count)]
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            value = float(part)
-        except ValueError as exc:
-            raise MegenError(f"not an SNR value ({part!r})") from exc
-        if not math.isfinite(value):
-            raise MegenError(f"SNR must be finite (got {part!r})")
-        values.append(value)
-    if len(values) > MAX_SWEEP_POINTS:
-        raise MegenError(f"at most {MAX_SWEEP_POINTS} SNR points")
-    return values
 
 
 def plot_sweep(stats: Sequence[LinkStats], path: Path, title: str | None = None) -> None:

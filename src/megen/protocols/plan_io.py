@@ -23,15 +23,20 @@ Layout::
 ``op`` is one of ``stage``, ``transfer``, ``tile``, ``stitch``, ``parallel_denoise``; the other keys
 are the fields of :class:`~megen.protocols.plan.Stage`, :class:`~megen.protocols.plan.Transfer`,
 :class:`~megen.protocols.plan.Tile`, :class:`~megen.protocols.plan.Stitch` and
-:class:`~megen.protocols.plan.ParallelDenoise`.
+:class:`~megen.protocols.plan.ParallelDenoise`. Each value must have its field's type: an integer
+field takes a TOML integer (not ``3.0``, ``"3"`` or ``true``), a text field a string, a flag a boolean,
+a choice one of its values. A plan holds at most :data:`MAX_PLAN_OPS` operations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from megen.errors import MegenError
 from megen.protocols.plan import ItemRef, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
@@ -44,12 +49,19 @@ OP_TYPES: dict[str, type] = {
     "parallel_denoise": ParallelDenoise,
 }
 _NAMES = {v: k for k, v in OP_TYPES.items()}
+MAX_PLAN_OPS = 10_000
+"""Most operations one plan may hold (the built-in protocols use well under 100)."""
 
 
 def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
     """Build a :class:`Plan` from plain data (see the module docstring for the layout)."""
     if not isinstance(data, dict) or not isinstance(data.get("ops"), list) or not data["ops"]:
         raise MegenError(f"plan {source}: needs a non-empty list of [[ops]]")
+    if len(data["ops"]) > MAX_PLAN_OPS:
+        raise MegenError(f"plan {source}: {len(data['ops'])} operations; at most {MAX_PLAN_OPS}")
+    for key in ("name", "result_node", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise MegenError(f"plan {source}: {key} must be a string, got {data[key]!r}")
     ops: list[Op] = []
     for i, raw in enumerate(data["ops"]):
         if not isinstance(raw, dict):
@@ -65,6 +77,14 @@ def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
         unknown = set(args) - fields
         if unknown:
             raise MegenError(f"plan {source}: op {i + 1} ({kind}) has unknown field(s) {sorted(unknown)}")
+        hints = _field_types(cls)
+        for key, value in args.items():
+            problem = _type_problem(value, hints.get(key))
+            if problem:
+                raise MegenError(f"plan {source}: op {i + 1} ({kind}) field {key!r} {problem}, got {value!r}")
+        for f in dataclasses.fields(cls):  # an optional field may be left out (TOML has no null)
+            if f.name not in args and _optional(hints.get(f.name)):
+                args.setdefault(f.name, None)
         if "nodes" in args:
             args["nodes"] = tuple(args["nodes"])
         try:
@@ -79,13 +99,58 @@ def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
     )
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved field annotations of an op dataclass (empty if they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return {}
+
+
+def _optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with ``value`` for a field annotated ``hint`` (``None`` if nothing is).
+
+    Handles ``int``, ``str``, ``bool``, ``Literal[...]``, ``tuple[str, ...]`` and their ``X | None``
+    forms; other annotations are left to the op's own checks. ``bool`` is never accepted as ``int``.
+    """
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None:
+            return None
+        return _type_problem(value, options[0]) if len(options) == 1 else None
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if typing.get_origin(hint) is Literal:
+        return None if value in args and type(value) is type(args[0]) else f"must be one of {list(args)}"
+    if typing.get_origin(hint) is tuple and args[-1:] == (Ellipsis,):
+        ok = isinstance(value, list | tuple) and all(_type_problem(v, args[0]) is None for v in value)
+        return None if ok else f"must be a list of {getattr(args[0], '__name__', args[0])}"
+    return None
+
+
 def load_plan(path: Path | str) -> Plan:
-    """Read a plan from a TOML file."""
+    """Read a plan from a TOML file.
+
+    Raises:
+        MegenError: the file is missing, a folder or unreadable, is not TOML, or is not a valid plan.
+    """
     p = Path(path)
     if not p.is_file():
-        raise MegenError(f"plan file not found: {p}")
+        raise MegenError(f"plan file not found: {p}" if not p.exists() else f"plan file {p} is a folder")
     try:
         data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise MegenError(f"cannot read plan file {p}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MegenError(f"plan file {p} is not valid TOML: {exc}") from None
     return plan_from_dict(data, str(p))
