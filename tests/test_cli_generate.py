@@ -45,6 +45,11 @@ def _one_line_error(result) -> str:
         (["--prompt", "a bag", "--model", "/nonexistent/model"], "/nonexistent/model"),
         (["--prompt", "a bag", "--image", "/nonexistent.png"], "not found"),
         (["--prompt", "a bag", "--num-images", "0"], "num-images"),
+        (["--prompt", "caf\udce9 bag"], "not valid UTF-8"),
+        (["--prompt", "a bag", "--guidance", "1e30"], "guidance"),
+        (["--prompt", "a bag", "--seed", str(2**63)], "seed"),
+        (["--prompt", "a bag", "--set", "links.*.snr_db=[/bold]"], "[/bold]"),
+        (["--prompt", "a [/bold] bag", "--protocol", "nope"], "unknown protocol"),
     ],
 )
 def test_bad_input_exits_2(app, runner, args, message):

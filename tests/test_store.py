@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from megen.cli.experiments import register
 from megen.errors import MegenError
-from megen.experiments.spec import expand, load_spec, parse_number_list, spec_from_flags
+from megen.experiments.spec import expand, load_spec, spec_from_flags
 from megen.images import decode_png, encode_png
 from megen.store import ResultsStore
 
@@ -47,13 +47,13 @@ def _invoke(*args: str):
 
 
 # ---------------------------------------------------------------------------------------------- spec
-def test_parse_number_list():
-    assert parse_number_list("-10:20:5") == [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
-    assert parse_number_list("0, 2.5 ,0") == [0.0, 2.5]
-    assert parse_number_list([3, "1:2"]) == [3.0, 1.0, 2.0]
-    for bad in ("", " , ", "5:1:1", "a", "0:10:0", "nan"):
-        with pytest.raises(MegenError):
-            parse_number_list(bad)
+def test_sweep_grid_cap_is_the_link_cap():
+    from megen.grid import MAX_GRID_POINTS
+
+    with pytest.raises(MegenError, match=f"at most {MAX_GRID_POINTS}"):
+        _spec(snr_db="-30:60:0.0001")  # 900 001 points: refused before any is built
+    with pytest.raises(MegenError, match=f"at most {MAX_GRID_POINTS}"):
+        _spec(protocols="central,EIUG,CIAG", snr_db="-30:60:0.25")  # 3 x 361 combinations
 
 
 def test_expand_canonicalises_points():

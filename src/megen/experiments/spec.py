@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from megen.config import LINKS, LinkSection, RunConfig, format_validation_error, resolve_path
 from megen.errors import MegenError
+from megen.grid import check_grid_points, parse_grid
 
 #: Keys of a grid that are not configuration keys.
 SWEEP_KEYS = ("task", "tag", "samples")
@@ -66,62 +67,6 @@ NO_CHANNEL_SNR_DB: float = LinkSection.model_fields["snr_db"].default
 SAMPLE_RULE = "class-interleaved-v1"
 #: Random-weight tiny model for fast tests of the plumbing (same architecture and cost as ``tiny``).
 RANDOM_MODEL = "tiny-random"
-
-
-def parse_number_list(text: str | float | int | list | tuple, what: str = "--snr-db") -> list[float]:
-    """Parse ``"-10:20:5"`` (inclusive range), ``"0,5,10"``, a number or a list into floats.
-
-    Args:
-        text: The value as given on the command line or in TOML.
-        what: The option's name, for error messages.
-
-    Returns:
-        The values in the order given (ranges ascending), duplicates removed.
-
-    Raises:
-        MegenError: an empty list, a malformed range, a zero step, or a non-finite value.
-
-    Example:
-        >>> parse_number_list("-10:0:5")
-        [-10.0, -5.0, 0.0]
-        >>> parse_number_list("3, 1")
-        [3.0, 1.0]
-    """
-    values: list[float] = []
-    items: list[Any]
-    if isinstance(text, list | tuple):
-        items = list(text)
-    elif isinstance(text, int | float):
-        items = [text]
-    else:
-        items = [p.strip() for p in str(text).split(",") if p.strip()]
-    for item in items:
-        if isinstance(item, str) and ":" in item.lstrip("-"):
-            parts = item.split(":")
-            try:
-                lo, hi, *rest = (float(p) for p in parts)
-            except ValueError as exc:
-                raise MegenError(
-                    f"{what}: cannot read range {item!r}; use start:stop:step, e.g. -10:20:5"
-                ) from exc
-            if len(parts) not in (2, 3):
-                raise MegenError(f"{what}: cannot read range {item!r}; use start:stop:step, e.g. -10:20:5")
-            step = rest[0] if rest else 1.0
-            if step <= 0 or not math.isfinite(step):
-                raise MegenError(f"{what}: the step of range {item!r} must be > 0")
-            n = int(math.floor((hi - lo) / step + 1e-9)) + 1
-            values.extend(round(lo + i * step, 9) for i in range(max(n, 0)))
-        else:
-            try:
-                values.append(float(item))
-            except (TypeError, ValueError) as exc:
-                raise MegenError(f"{what}: {item!r} is not a number") from exc
-    if any(not math.isfinite(v) for v in values):
-        raise MegenError(f"{what}: every value must be a finite number")
-    out = list(dict.fromkeys(values))
-    if not out:
-        raise MegenError(f"{what}: empty list of values (give e.g. -10:20:5 or 0,10,20)")
-    return out
 
 
 def split_list(text: str | list | tuple, what: str) -> list[str]:
@@ -222,7 +167,7 @@ def _grid_values(grid: dict[str, Any], defaults: dict[str, Any]) -> dict[str, li
     out: dict[str, list[Any]] = {}
     for k, v in merged.items():
         if k.endswith("snr_db"):
-            out[k] = [float(x) for x in parse_number_list(v, f"snr_db ({k})")]
+            out[k] = [float(x) for x in parse_grid(v, f"snr_db ({k})")]
         elif k == "protocol.name":
             out[k] = split_list(v, "protocol") if isinstance(v, str | list | tuple) else [v]
         elif isinstance(v, list | tuple):
@@ -297,13 +242,17 @@ def expand(spec: SweepSpec) -> list[Point]:
     """All points of a sweep, in grid order, duplicates merged (their tags joined).
 
     Raises:
-        MegenError: no grid, an unknown key, an empty list, or an invalid configuration.
+        MegenError: no grid, an unknown key, an empty list, an invalid configuration, or more than
+            :data:`~megen.grid.MAX_GRID_POINTS` combinations in all (checked before any is built).
     """
     if not spec.grids:
         raise MegenError("the sweep has no grid (give --protocols ... or a [[grid]] table)")
+    grids = [_grid_values(grid, spec.defaults) for grid in spec.grids]
+    check_grid_points(
+        sum(math.prod(len(v) for v in g.values()) for g in grids) * len(spec.seeds), "sweep grid"
+    )
     points: dict[str, Point] = {}
-    for grid in spec.grids:
-        values = _grid_values(grid, spec.defaults)
+    for values in grids:
         names = list(values)
         for combo in itertools.product(*(values[n] for n in names)):
             fields = dict(zip(names, combo, strict=True))
@@ -344,9 +293,9 @@ def spec_from_flags(
     Raises:
         MegenError: an empty list, an unknown protocol, channel or mode, or invalid numbers.
     """
-    snrs = parse_number_list(snr_db, "--snr-db")
-    seed_list = [int(s) for s in parse_number_list(seeds, "--seeds")]
-    if any(s != int(s) for s in parse_number_list(seeds, "--seeds")):
+    snrs = parse_grid(snr_db, "--snr-db")
+    seed_list = [int(s) for s in parse_grid(seeds, "--seeds")]
+    if any(s != int(s) for s in parse_grid(seeds, "--seeds")):
         raise MegenError("--seeds: seeds must be integers")
     grid: dict[str, Any] = {
         "tag": "main",

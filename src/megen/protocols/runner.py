@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from megen.config import LINKS, RunConfig
-from megen.errors import MegenError
+from megen.errors import MegenError, check_text
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
 from megen.protocols.builders import ProtocolOptions, build_plan
@@ -77,14 +77,8 @@ def check_prompts(prompts: list[str]) -> None:
     if not prompts:
         raise MegenError("no prompts given")
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not check_text(p, "the prompt").strip():
             raise MegenError("every prompt must be non-empty text")
-        try:
-            p.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MegenError("the prompt is not valid UTF-8 text") from None
-        if "\x00" in p:
-            raise MegenError("the prompt contains a NUL character")
 
 
 def make_links(cfg: RunConfig) -> LinkSet:
