@@ -53,7 +53,8 @@ def generate_images(
     check_prompts(prompts)
     if not protocol_given:
         ue_model = cfg.protocol.ue_model if cfg.protocol.ue_model != "ue" else "es"
-        cfg = RunConfig.from_paths({"protocol.name": "unsplit", "protocol.ue_model": ue_model}, base=cfg)
+        unsplit = {"protocol.name": "unsplit", "protocol.ue_model": ue_model, "links.*.channel.kind": "none"}
+        cfg = RunConfig.from_paths(unsplit, base=cfg)
     ldm = load_model(cfg.model.name)
     ref = None
     if image is not None:

@@ -129,50 +129,24 @@ def generate(**kwargs: Any) -> None:
     _generate(**kwargs, **parsed)
 
 
+def _option(name: str, annotation: Any, *decls: str, default: Any = None, help: str) -> inspect.Parameter:
+    option = typer.Option(default, *decls, help=help)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
 _FIXED = [
-    inspect.Parameter(
-        "prompt",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(..., "--prompt", "-p", help="Text prompt, e.g. 'a photo of a sneaker'."),
-        annotation=str,
-    ),
-    inspect.Parameter(
-        "image",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--image", help="Reference image (image-to-image); any size/mode."),
-        annotation=Path | None,
-    ),
-    inspect.Parameter(
-        "num_images",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(1, "--num-images", "-n", help="Images to generate (1..256)."),
-        annotation=int,
-    ),
-    inspect.Parameter(
-        "out",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(Path("out/generated.png"), help="Output PNG (a grid when --num-images > 1)."),
-        annotation=Path,
-    ),
-    inspect.Parameter(
-        "json_out",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-        annotation=bool,
-    ),
-    inspect.Parameter(
-        "config",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--config", help="Run configuration (TOML or JSON; nested sections)."),
-        annotation=Path | None,
-    ),
-    inspect.Parameter(
+    _option("prompt", str, "--prompt", "-p", default=..., help="Text prompt, e.g. 'a photo of a sneaker'."),
+    _option("image", Path | None, "--image", help="Reference image (image-to-image); any size/mode."),
+    _option("num_images", int, "--num-images", "-n", default=1, help="Images to generate (1..256)."),
+    _option("out", Path, "--out", default=Path("out/generated.png"), help="Output PNG (a grid when -n > 1)."),
+    _option("json_out", bool, "--json", default=False, help="Print a JSON summary on stdout."),
+    _option("config", Path | None, "--config", help="Run configuration (TOML or JSON; nested sections)."),
+    _option(
         "set_",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(
-            [], "--set", help="PATH=VALUE for any configuration path, e.g. links.downlink.snr_db=5."
-        ),
-        annotation=list[str],
+        list[str],
+        "--set",
+        default=[],
+        help="PATH=VALUE for any configuration path, e.g. task.steps=10.",
     ),
 ]
 generate.__signature__ = inspect.Signature([*_FIXED, *(_flag(n) for n in SHORTHANDS)])  # type: ignore[attr-defined]
