@@ -219,11 +219,11 @@ def test_profiles_naming_a_folder_exits_2(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "0"], "--steps must be an integer in 1..1000"),
+        (["--steps", "0"], "task.steps (--steps): Input should be greater than or equal to 1"),
         (["--steps", "1001"], "--steps"),
-        (["--strength", "1.5"], "--strength must be in [0, 1]"),
+        (["--strength", "1.5"], "task.strength (--strength): Input should be less than or equal to 1"),
         (["--strength", "nan"], "--strength"),
-        (["--num-es", "9"], "2..4 edge servers"),
+        (["--num-es", "9"], "protocol.num_es (--num-es)"),
     ],
 )
 def test_protocols_bad_options_exit_2(args: list[str], message: str) -> None:

@@ -17,7 +17,9 @@ MODULES = [
     "megen.protocols.memo",
     "megen.experiments.references",
     "megen.experiments.sweep",
-    "megen.experiments.spec",
+    "megen.config",
+    "megen.protocols.builders",
+    "megen.rng",
     "megen.report.markdown",
 ]
 

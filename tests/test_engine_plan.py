@@ -9,7 +9,7 @@ from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
-from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan, build_unsplit_plan
+from megen.protocols.builders import PROTOCOLS, build_plan, build_unsplit_plan
 from megen.protocols.engine import Engine, EngineConfig
 from megen.protocols.executors import LocalExecutor
 from megen.protocols.plan import (
@@ -87,7 +87,7 @@ def test_generic_validation_names_the_problem(ops, message):
 @pytest.mark.parametrize("i2i", [False, True])
 def test_every_built_plan_validates_and_round_trips(name, i2i):
     i2i = i2i and name != "local"  # the UE alone has no reference (run_protocol drops it)
-    plan = build_plan(name, ProtocolOptions(), 10, 4 if i2i else 0, i2i)
+    plan = build_plan(name, RunConfig.from_paths({"steps": 10}), 4 if i2i else 0, i2i)
     cfg = EngineConfig(num_steps=10, strength=0.6 if i2i else None)
     validate_plan(plan, cfg, image_to_image=i2i)
     assert plan_from_dict(plan_to_dict(plan)) == plan
@@ -118,7 +118,7 @@ def test_engine_dispatches_to_node_executors(random_tiny):
     links = make_links(RunConfig.from_paths(dict(steps=STEPS, channel="none", mcs="16qam-0.5")))
     engine = _RecordingEngine(random_tiny, links, load_profiles(None))
     _Recording.calls = []
-    plan = build_plan("CIAG", ProtocolOptions(), STEPS, 0, False)
+    plan = build_plan("CIAG", RunConfig.from_paths({"steps": STEPS}), 0, False)
     engine.run(plan, PROMPTS, EngineConfig(num_steps=STEPS, guidance=2.0))
     calls = _Recording.calls
     # the transmitter runs on the source, channel and receiver on the destination

@@ -10,7 +10,7 @@ import torch
 from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
-from megen.protocols.builders import ProtocolOptions, build_plan
+from megen.protocols.builders import build_plan
 from megen.protocols.engine import Engine, EngineConfig
 from megen.protocols.plan import ItemRef, Plan, Stage, Transfer
 from megen.protocols.runner import make_links
@@ -46,7 +46,7 @@ def _insert(plan: Plan, at: int, op) -> Plan:
 def test_an_extra_transfer_changes_no_other_draw(random_tiny, reference, protocol):
     cfg = EngineConfig(num_steps=STEPS, strength=0.6, guidance=3.0, seed=5)
     start = random_tiny.start_step(STEPS, 0.6)
-    plan = build_plan(protocol, ProtocolOptions(), STEPS, start, True)
+    plan = build_plan(protocol, RunConfig.from_paths({"steps": STEPS}), start, True)
     engine = _engine(random_tiny)
     base = engine.run(plan, PROMPTS, cfg, reference)
     # an analog transfer of an unrelated item, early in the plan (before every noisy transfer)
@@ -59,7 +59,9 @@ def test_an_extra_transfer_changes_no_other_draw(random_tiny, reference, protoco
 
 def test_an_extra_stage_changes_no_draw(random_tiny, reference):
     cfg = EngineConfig(num_steps=STEPS, strength=0.6, guidance=3.0, seed=5)
-    plan = build_plan("CIAG", ProtocolOptions(), STEPS, random_tiny.start_step(STEPS, 0.6), True)
+    plan = build_plan(
+        "CIAG", RunConfig.from_paths({"steps": STEPS}), random_tiny.start_step(STEPS, 0.6), True
+    )
     engine = _engine(random_tiny)
     base = engine.run(plan, PROMPTS, cfg, reference)
     more = engine.run(_insert(plan, 0, Stage("T", "UE")), PROMPTS, cfg, reference)
@@ -69,7 +71,9 @@ def test_an_extra_stage_changes_no_draw(random_tiny, reference):
 
 def test_the_transfer_streams_are_live(random_tiny, reference):
     """A different master seed changes the noisy result (the check above is not vacuous)."""
-    plan = build_plan("CIAG", ProtocolOptions(), STEPS, random_tiny.start_step(STEPS, 0.6), True)
+    plan = build_plan(
+        "CIAG", RunConfig.from_paths({"steps": STEPS}), random_tiny.start_step(STEPS, 0.6), True
+    )
     engine = _engine(random_tiny)
     a = engine.run(
         plan, PROMPTS, EngineConfig(num_steps=STEPS, strength=0.6, guidance=3.0, seed=5), reference

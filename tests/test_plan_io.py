@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from megen.config import RunConfig
 from megen.errors import MegenError
-from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
+from megen.protocols.builders import PROTOCOLS, build_plan
 from megen.protocols.plan import Stage, Transfer
 from megen.protocols.plan_io import MAX_PLAN_OPS, load_plan, plan_from_dict, plan_to_dict
 
@@ -15,7 +16,9 @@ STAGE = {"op": "stage", "kind": "D", "node": "ES1"}
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 @pytest.mark.parametrize("image_to_image", [True, False])
 def test_every_protocol_round_trips(name: str, image_to_image: bool) -> None:
-    plan = build_plan(name, ProtocolOptions(num_es=2), 20, 8 if image_to_image else 0, image_to_image)
+    plan = build_plan(
+        name, RunConfig.from_paths({"steps": 20, "num_es": 2}), 8 if image_to_image else 0, image_to_image
+    )
     assert plan_from_dict(plan_to_dict(plan), source=plan.name) == plan
 
 

@@ -11,7 +11,7 @@ from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
-from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
+from megen.protocols.builders import PROTOCOLS, build_plan
 from megen.protocols.engine import EngineConfig
 from megen.protocols.plan import Plan, Stage, Transfer
 from megen.protocols.runner import make_links, run_protocol
@@ -215,10 +215,10 @@ def test_bad_configs(random_tiny):
 
 
 def test_plans_are_plain_frozen_data():
-    plan = build_plan("CIAG", ProtocolOptions(), 25, 10, True)
+    plan = build_plan("CIAG", RunConfig.from_paths({"steps": 25}), 10, True)
     with pytest.raises(AttributeError):
         plan.name = "x"  # type: ignore[misc]
-    assert plan == build_plan("CIAG", ProtocolOptions(), 25, 10, True)
+    assert plan == build_plan("CIAG", RunConfig.from_paths({"steps": 25}), 10, True)
 
 
 def test_central_link_adaptation_spends_fewer_channel_uses_at_high_snr(random_tiny, reference):

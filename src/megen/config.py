@@ -386,7 +386,8 @@ def resolve_path(key: str) -> str:
 
 def config_paths() -> list[tuple[str, Any]]:
     """Every leaf path of :class:`RunConfig` (links expanded as ``links.*``) with its default."""
-    return [(p, _lookup(_DEFAULTS, p.replace("*", "uplink"))) for p in sorted(_ALL_PATHS) if _is_leaf(p)]
+    defaults = RunConfig().model_dump(mode="json")
+    return [(p, _lookup(defaults, p.replace("*", "uplink"))) for p in sorted(_ALL_PATHS) if _is_leaf(p)]
 
 
 def validate_config(data: Mapping[str, Any]) -> RunConfig:
@@ -531,7 +532,6 @@ def _build_paths() -> set[str]:
 
 
 _ALL_PATHS = _build_paths()
-_DEFAULTS = RunConfig().model_dump(mode="json")
 
 
 def _field_of(path: str) -> Any:

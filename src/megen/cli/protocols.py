@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from megen.cli.common import handle_errors, print_json
-from megen.errors import MegenError
-
-MAX_STEPS = 1000
-"""Longest denoising schedule (the training schedule of the shipped models)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -26,25 +20,26 @@ def describe_protocols(
     """Plain-data description of every protocol's plan (stages per node, transfers per link).
 
     Args:
-        num_es: Edge servers for the multi-ES protocols (2..4).
-        steps: Denoising steps N, ``1..MAX_STEPS``.
-        strength: Image-to-image strength in ``[0, 1]`` (ignored for text-to-image).
+        num_es: Edge servers for the multi-ES protocols (``protocol.num_es``).
+        steps: Denoising steps N (``task.steps``).
+        strength: Image-to-image strength (``task.strength``; ignored for text-to-image).
         image_to_image: Describe the plans with a reference image.
 
     Raises:
-        MegenError: ``steps`` or ``strength`` out of range, or ``num_es`` not accepted by a protocol.
+        MegenError: a value the run configuration refuses, or ``num_es`` not accepted by a protocol.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise MegenError(f"--steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-    if image_to_image and (not math.isfinite(strength) or not 0.0 <= strength <= 1.0):
-        raise MegenError(f"--strength must be in [0, 1] for image-to-image, got {strength}")
+    from megen.config import RunConfig
     from megen.models.ldm import start_step_for
-    from megen.protocols.builders import PROTOCOLS, ProtocolOptions, build_plan
+    from megen.protocols.builders import PROTOCOLS, build_plan
 
-    s = start_step_for(steps, strength if image_to_image else None)
+    values: dict[str, float | int] = {"steps": steps, "num_es": num_es}
+    if image_to_image:
+        values["strength"] = strength
+    cfg = RunConfig.from_paths(values)
+    s = start_step_for(cfg.task.steps, cfg.task.strength if image_to_image else None)
     out = []
     for name in PROTOCOLS:
-        plan = build_plan(name, ProtocolOptions(num_es=num_es), steps, s, image_to_image)
+        plan = build_plan(name, cfg, s, image_to_image)
         nodes = {n: plan.stages_on(n) for n in plan.nodes()}
         links: dict[str, list[str]] = {"uplink": [], "downlink": [], "backhaul": []}
         for t in plan.transfers():

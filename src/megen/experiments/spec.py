@@ -192,7 +192,6 @@ def _transmission_matters(cfg: RunConfig, task: str) -> bool:
     """Whether the seed transmission mode changes this configuration's plan."""
     from megen.models.ldm import start_step_for
     from megen.protocols.builders import build_plan
-    from megen.protocols.runner import protocol_options
 
     if cfg.protocol.plan is not None:
         return True  # a plan file fixes its own modes
@@ -200,8 +199,8 @@ def _transmission_matters(cfg: RunConfig, task: str) -> bool:
     start = start_step_for(cfg.task.steps, cfg.task.strength if i2i else None)
     plans = []
     for mode in ("analog", "digital"):
-        opts = protocol_options(RunConfig.from_paths({"links.*.transmission.seed": mode}, base=cfg))
-        plans.append(build_plan(cfg.protocol.name, opts, cfg.task.steps, start, i2i))
+        variant = RunConfig.from_paths({"links.*.transmission.seed": mode}, base=cfg)
+        plans.append(build_plan(cfg.protocol.name, variant, start, i2i))
     return plans[0] != plans[1]
 
 

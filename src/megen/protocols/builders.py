@@ -1,6 +1,6 @@
 """The named protocols as plan builders (DESIGN.md section 2, as this project reads it).
 
-Each builder is a pure function ``(ProtocolOptions, num_steps, start_step, image_to_image) -> Plan``;
+Each builder is a pure function ``(RunConfig, num_steps, start_step, image_to_image) -> Plan``;
 :data:`PROTOCOLS` is the plain registry. Reading of the names: the *inference* side runs the stages
 before the seed/sketch crosses a link, the *generation* side the stages after it.
 
@@ -18,59 +18,48 @@ Where this project's reading adds to the design table:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from megen.config import RunConfig
 from megen.errors import MegenError
-from megen.protocols.plan import ItemRef, Mode, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+from megen.protocols.plan import (
+    ItemRef,
+    Mode,
+    Op,
+    ParallelDenoise,
+    Plan,
+    Stage,
+    Stitch,
+    Tile,
+    Transfer,
+    link_kind,
+)
 
 PROMPT, REFERENCE, LATENT = ItemRef("prompt"), ItemRef("reference"), ItemRef("latent")
 IMAGE, SKETCH = ItemRef("image"), ItemRef("sketch")
 
 
-@dataclass(frozen=True)
-class ProtocolOptions:
-    """Options shared by the plan builders.
-
-    Attributes:
-        num_es: Edge servers for the multi-ES protocols (2..4).
-        split_step: Denoising step of the hand-over (``None`` = the protocol's default).
-        sync_every: Parallel protocols: halo exchange every this many steps (0 = never).
-        halo: Parallel protocols: halo width in latent columns.
-        seed_mode: Transmission of seeds (latents): ``analog`` or ``digital``.
-        image_mode: Transmission of images (reference, final image): ``digital`` or ``analog``.
-        sketch_mode: Transmission of sketches: ``digital`` or ``analog``.
-        ref_as_seed: EIUG/ESUC: the UE encodes the reference and sends it up as a seed (``E Z`` on the UE)
-            instead of sending the image.
-        ue_denoiser: Denoiser the UE uses (``ue`` = its own smaller one, ``es`` = the ES's).
-    """
-
-    num_es: int = 2
-    split_step: int | None = None
-    sync_every: int = 1
-    halo: int = 2
-    seed_mode: Mode = "analog"
-    image_mode: Mode = "digital"
-    sketch_mode: Mode = "digital"
-    ref_as_seed: bool = False
-    ue_denoiser: str = "ue"
+Builder = Callable[[RunConfig, int, int, bool], Plan]
 
 
-Builder = Callable[[ProtocolOptions, int, int, bool], Plan]
+def _mode(cfg: RunConfig, payload: str, src: str, dst: str) -> Mode:
+    """How ``payload`` (``seed``, ``image`` or ``sketch``) crosses the link from ``src`` to ``dst``."""
+    mode: Mode = getattr(cfg.links.of(link_kind(src, dst)).transmission, payload)
+    return mode
 
 
 def _es(i: int) -> str:
     return f"ES{i + 1}"
 
 
-def _split(o: ProtocolOptions, n: int, s: int, default: int, name: str) -> int:
-    k = default if o.split_step is None else o.split_step
+def _split(cfg: RunConfig, n: int, s: int, default: int, name: str) -> int:
+    k = default if cfg.protocol.split_step is None else cfg.protocol.split_step
     if not 0 <= k <= n:
         raise MegenError(f"{name}: --split-step must be in 0..{n}, got {k}")
     return max(k, s)
 
 
-def _no_split(o: ProtocolOptions, name: str) -> None:
-    if o.split_step is not None:
+def _no_split(cfg: RunConfig, name: str) -> None:
+    if cfg.protocol.split_step is not None:
         raise MegenError(f"protocol {name} has no split step (its hand-over is a sketch or an image)")
 
 
@@ -78,33 +67,41 @@ def _uplink_prompt(dst: str = "ES1") -> list[Op]:
     return [Transfer(PROMPT, "UE", dst, "digital")]
 
 
-def _reference_to_es1(o: ProtocolOptions, i2i: bool) -> list[Op]:
+def _reference_to_es1(cfg: RunConfig, i2i: bool) -> list[Op]:
     """The ES1's initial latent: from the reference image sent up, or the UE's seed, or pure noise."""
-    if i2i and o.ref_as_seed:
-        return [Stage("E", "UE"), Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode)]
+    if i2i and cfg.protocol.ref_as_seed:
+        return [
+            Stage("E", "UE"),
+            Stage("Z", "UE"),
+            Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
+        ]
     if i2i:
-        return [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1"), Stage("Z", "ES1")]
+        return [
+            Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")),
+            Stage("E", "ES1"),
+            Stage("Z", "ES1"),
+        ]
     return [Stage("Z", "ES1")]
 
 
-def central(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    _no_split(o, "central")
+def central(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "central")
     ops: list[Op] = _uplink_prompt()
     if i2i:
-        ops += [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1")]
+        ops += [Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")), Stage("E", "ES1")]
     ops += [Stage("T", "ES1"), Stage("Z", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("G", "ES1")]
-    ops += [Transfer(IMAGE, "ES1", "UE", o.image_mode)]
+    ops += [Transfer(IMAGE, "ES1", "UE", _mode(cfg, "image", "ES1", "UE"))]
     return Plan(
         "central", tuple(ops), "UE", "generate-and-download: the ES runs everything, the image goes down"
     )
 
 
-def local(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    _no_split(o, "local")
+def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "local")
     ops: list[Op] = [
         Stage("T", "UE"),
         Stage("Z", "UE"),
-        Stage("D", "UE", denoiser=o.ue_denoiser),
+        Stage("D", "UE", denoiser=cfg.protocol.ue_model),
         Stage("G", "UE"),
     ]
     return Plan(
@@ -115,14 +112,14 @@ def local(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _split(o, n, s, n, "EIUG")
+def eiug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _split(cfg, n, s, n, "EIUG")
     ops: list[Op] = _uplink_prompt()
-    ops += _reference_to_es1(o, i2i)
+    ops += _reference_to_es1(cfg, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
-    ops += [Transfer(LATENT, "ES1", "UE", o.seed_mode)]
+    ops += [Transfer(LATENT, "ES1", "UE", _mode(cfg, "seed", "ES1", "UE"))]
     if k < n:
-        ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser)]
+        ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=cfg.protocol.ue_model)]
     ops += [Stage("G", "UE")]
     return Plan(
         "EIUG",
@@ -132,15 +129,15 @@ def eiug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def uieg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _split(o, n, s, s, "UIEG")
+def uieg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _split(cfg, n, s, s, "UIEG")
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
     ops += [Stage("Z", "UE")]
     if k > s:
-        ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=o.ue_denoiser)]
-    ops += [Transfer(LATENT, "UE", "ES1", o.seed_mode)] + _uplink_prompt()
+        ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=cfg.protocol.ue_model)]
+    ops += [Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1"))] + _uplink_prompt()
     ops += [Stage("T", "ES1"), Stage("D", "ES1", start=k, denoiser="es"), Stage("G", "ES1")]
     return Plan(
         "UIEG",
@@ -150,94 +147,106 @@ def uieg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def ciag(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _split(o, n, s, s + (n - s) // 2, "CIAG")
+def ciag(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _split(cfg, n, s, s + (n - s) // 2, "CIAG")
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode), *_uplink_prompt()]
+    ops += [
+        Stage("Z", "UE"),
+        Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
+        *_uplink_prompt(),
+    ]
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
-    ops += [Transfer(LATENT, "ES1", "UE", o.seed_mode)]
-    ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=o.ue_denoiser), Stage("G", "UE")]
+    ops += [Transfer(LATENT, "ES1", "UE", _mode(cfg, "seed", "ES1", "UE"))]
+    ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=cfg.protocol.ue_model), Stage("G", "UE")]
     return Plan(
         "CIAG", tuple(ops), "UE", "UE seeds, ES runs the first steps, the UE finishes with its own denoiser"
     )
 
 
-def esuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    _no_split(o, "ESUC")
+def esuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "ESUC")
     ops: list[Op] = _uplink_prompt()
-    ops += _reference_to_es1(o, i2i)
+    ops += _reference_to_es1(cfg, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("K", "ES1")]
     ops += [
-        Transfer(SKETCH, "ES1", "UE", o.sketch_mode),
+        Transfer(SKETCH, "ES1", "UE", _mode(cfg, "sketch", "ES1", "UE")),
         Stage("T", "UE"),
-        Stage("C", "UE", denoiser=o.ue_denoiser),
+        Stage("C", "UE", denoiser=cfg.protocol.ue_model),
     ]
     return Plan("ESUC", tuple(ops), "UE", "ES generates and sends a sketch, the UE completes it")
 
 
 # ---------------------------------------------------------------------------- multi-ES
-def _check_k(o: ProtocolOptions, name: str) -> int:
-    if not 2 <= o.num_es <= 4:
-        raise MegenError(f"protocol {name} needs 2..4 edge servers (--num-es), got {o.num_es}")
-    return o.num_es
+def _check_k(cfg: RunConfig, name: str) -> int:
+    if not 2 <= cfg.protocol.num_es <= 4:
+        raise MegenError(f"protocol {name} needs 2..4 edge servers (--num-es), got {cfg.protocol.num_es}")
+    return cfg.protocol.num_es
 
 
-def _forward_control(k: int, i2i: bool, with_reference: bool, image_mode: Mode) -> list[Op]:
+def _forward_control(cfg: RunConfig, k: int, i2i: bool, with_reference: bool) -> list[Op]:
     """Prompt (and reference) up to ES1, then along the backhaul to ES2..ESk."""
     ops: list[Op] = _uplink_prompt()
     if i2i and with_reference:
-        ops.append(Transfer(REFERENCE, "UE", "ES1", image_mode))
+        ops.append(Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")))
     for i in range(1, k):
         ops.append(Transfer(PROMPT, "ES1", _es(i), "digital"))
         if i2i and with_reference:
-            ops.append(Transfer(REFERENCE, "ES1", _es(i), image_mode))
+            ops.append(Transfer(REFERENCE, "ES1", _es(i), _mode(cfg, "image", "ES1", _es(i))))
     return ops
 
 
-def uidg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _check_k(o, "UIDG")
-    _no_split(o, "UIDG")
+def uidg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _check_k(cfg, "UIDG")
+    _no_split(cfg, "UIDG")
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Tile("UE", LATENT, k, o.halo)]
+    ops += [Stage("Z", "UE"), Tile("UE", LATENT, k, cfg.protocol.halo)]
     for i in range(k):
         ops += [
-            Transfer(LATENT.at(i), "UE", _es(i), o.seed_mode),
+            Transfer(LATENT.at(i), "UE", _es(i), _mode(cfg, "seed", "UE", _es(i))),
             Transfer(PROMPT, "UE", _es(i), "digital"),
         ]
         ops += [Stage("T", _es(i))]
-    ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
+    ops += [
+        ParallelDenoise(
+            tuple(_es(i) for i in range(k)), None, None, "es", cfg.protocol.sync_every, cfg.protocol.halo
+        )
+    ]
     for i in range(k):
         ops += [Stage("G", _es(i), tile=i)]
     for i in range(1, k):
-        ops += [Transfer(IMAGE.at(i), _es(i), "ES1", o.image_mode, core_only=True)]
+        ops += [Transfer(IMAGE.at(i), _es(i), "ES1", _mode(cfg, "image", _es(i), "ES1"), core_only=True)]
     ops += [Stitch("ES1", IMAGE, k)]
     return Plan(
         "UIDG", tuple(ops), "ES1", "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles"
     )
 
 
-def _parallel_es_side(o: ProtocolOptions, k: int, i2i: bool) -> list[Op]:
-    ops = _forward_control(k, i2i, True, o.image_mode)
+def _parallel_es_side(cfg: RunConfig, k: int, i2i: bool) -> list[Op]:
+    ops = _forward_control(cfg, k, i2i, True)
     for i in range(k):
         node = _es(i)
         ops.append(Stage("T", node))
         if i2i:
             ops.append(Stage("E", node))
-        ops += [Stage("Z", node), Tile(node, LATENT, k, o.halo)]
-    ops += [ParallelDenoise(tuple(_es(i) for i in range(k)), None, None, "es", o.sync_every, o.halo)]
+        ops += [Stage("Z", node), Tile(node, LATENT, k, cfg.protocol.halo)]
+    ops += [
+        ParallelDenoise(
+            tuple(_es(i) for i in range(k)), None, None, "es", cfg.protocol.sync_every, cfg.protocol.halo
+        )
+    ]
     return ops
 
 
-def diug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _check_k(o, "DIUG")
-    _no_split(o, "DIUG")
-    ops = _parallel_es_side(o, k, i2i)
+def diug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _check_k(cfg, "DIUG")
+    _no_split(cfg, "DIUG")
+    ops = _parallel_es_side(cfg, k, i2i)
     for i in range(k):
-        ops += [Transfer(LATENT.at(i), _es(i), "UE", o.seed_mode, core_only=True)]
+        ops += [Transfer(LATENT.at(i), _es(i), "UE", _mode(cfg, "seed", _es(i), "UE"), core_only=True)]
     ops += [Stitch("UE", LATENT, k), Stage("G", "UE")]
     return Plan(
         "DIUG",
@@ -247,21 +256,21 @@ def diug(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def dsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _check_k(o, "DSUC")
-    _no_split(o, "DSUC")
-    ops = _parallel_es_side(o, k, i2i)
+def dsuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _check_k(cfg, "DSUC")
+    _no_split(cfg, "DSUC")
+    ops = _parallel_es_side(cfg, k, i2i)
     for i in range(k):
         ops += [Stage("K", _es(i), tile=i)]
     for i in range(k):
-        ops += [Transfer(SKETCH.at(i), _es(i), "UE", o.sketch_mode, core_only=True)]
-    ops += [Stitch("UE", SKETCH, k), Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
+        ops += [Transfer(SKETCH.at(i), _es(i), "UE", _mode(cfg, "sketch", _es(i), "UE"), core_only=True)]
+    ops += [Stitch("UE", SKETCH, k), Stage("T", "UE"), Stage("C", "UE", denoiser=cfg.protocol.ue_model)]
     return Plan("DSUC", tuple(ops), "UE", "ESs sketch tiles in parallel, the UE stitches and completes")
 
 
-def _ranges(o: ProtocolOptions, k: int, n: int, s: int, name: str) -> list[tuple[int, int]]:
-    if o.split_step is not None:
-        first = _split(o, n, s, s, name)
+def _ranges(cfg: RunConfig, k: int, n: int, s: int, name: str) -> list[tuple[int, int]]:
+    if cfg.protocol.split_step is not None:
+        first = _split(cfg, n, s, s, name)
         rest = [first + round(i * (n - first) / (k - 1)) for i in range(k)]
         bounds = [s, *rest]
     else:
@@ -269,19 +278,23 @@ def _ranges(o: ProtocolOptions, k: int, n: int, s: int, name: str) -> list[tuple
     return [(bounds[i], bounds[i + 1]) for i in range(k)]
 
 
-def uidcg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _check_k(o, "UIDCG")
-    ranges = _ranges(o, k, n, s, "UIDCG")
+def uidcg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _check_k(cfg, "UIDCG")
+    ranges = _ranges(cfg, k, n, s, "UIDCG")
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE"), Transfer(LATENT, "UE", "ES1", o.seed_mode), *_uplink_prompt()]
+    ops += [
+        Stage("Z", "UE"),
+        Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
+        *_uplink_prompt(),
+    ]
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
             ops += [
                 Transfer(PROMPT, _es(i - 1), node, "digital"),
-                Transfer(LATENT, _es(i - 1), node, o.seed_mode),
+                Transfer(LATENT, _es(i - 1), node, _mode(cfg, "seed", _es(i - 1), node)),
             ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     ops += [Stage("G", _es(k - 1))]
@@ -293,24 +306,24 @@ def uidcg(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def dcsuc(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
-    k = _check_k(o, "DCSUC")
-    ranges = _ranges(o, k, n, s, "DCSUC")
+def dcsuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _check_k(cfg, "DCSUC")
+    ranges = _ranges(cfg, k, n, s, "DCSUC")
     ops: list[Op] = _uplink_prompt()
     if i2i:
-        ops += [Transfer(REFERENCE, "UE", "ES1", o.image_mode), Stage("E", "ES1")]
+        ops += [Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")), Stage("E", "ES1")]
     ops += [Stage("Z", "ES1")]
     for i, (a, b) in enumerate(ranges):
         node = _es(i)
         if i > 0:
             ops += [
                 Transfer(PROMPT, _es(i - 1), node, "digital"),
-                Transfer(LATENT, _es(i - 1), node, o.seed_mode),
+                Transfer(LATENT, _es(i - 1), node, _mode(cfg, "seed", _es(i - 1), node)),
             ]
         ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
     last = _es(k - 1)
-    ops += [Stage("K", last), Transfer(SKETCH, last, "UE", o.sketch_mode)]
-    ops += [Stage("T", "UE"), Stage("C", "UE", denoiser=o.ue_denoiser)]
+    ops += [Stage("K", last), Transfer(SKETCH, last, "UE", _mode(cfg, "sketch", last, "UE"))]
+    ops += [Stage("T", "UE"), Stage("C", "UE", denoiser=cfg.protocol.ue_model)]
     return Plan(
         "DCSUC", tuple(ops), "UE", "ESs run consecutive step ranges, the last sketches, the UE completes"
     )
@@ -335,10 +348,10 @@ def build_unsplit_plan(image_to_image: bool, *, node: str = "UE", denoiser: str 
     return Plan("unsplit", tuple(ops), node, f"the whole pipeline on one node with the {denoiser} denoiser")
 
 
-def unsplit(o: ProtocolOptions, n: int, s: int, i2i: bool) -> Plan:
+def unsplit(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     """The unsplit pipeline on the UE with the ``ue_model`` denoiser (``megen generate`` without a protocol)."""
-    _no_split(o, "unsplit")
-    return build_unsplit_plan(i2i, denoiser=o.ue_denoiser)
+    _no_split(cfg, "unsplit")
+    return build_unsplit_plan(i2i, denoiser=cfg.protocol.ue_model)
 
 
 #: The registry: protocol name -> (builder, number of ESs is a parameter, description).
@@ -372,13 +385,20 @@ def canonical_name(name: str) -> str:
     raise MegenError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
-def build_plan(
-    name: str, options: ProtocolOptions, num_steps: int, start_step: int, image_to_image: bool
-) -> Plan:
-    """Build the plan of protocol ``name`` (case-insensitive)."""
+def build_plan(name: str, cfg: RunConfig, start_step: int, image_to_image: bool) -> Plan:
+    """Build the plan of protocol ``name`` (case-insensitive) for ``cfg``.
+
+    The builder reads ``cfg.protocol`` (edge servers, split, tiles, the UE's denoiser),
+    ``cfg.task.steps`` and each link's ``transmission`` section (how seeds, images and sketches cross
+    that link); single-ES protocols ignore ``protocol.num_es``.
+
+    Example:
+        >>> from megen.config import RunConfig
+        >>> cfg = RunConfig.from_paths({"links.downlink.transmission.seed": "digital"})
+        >>> [t.mode for t in build_plan("CIAG", cfg, 0, False).transfers()]
+        ['analog', 'digital', 'digital']
+    """
     key = canonical_name(name)
     if key in MULTI_ES:
-        _check_k(options, key)
-    elif options.num_es not in (1, 2) and key not in BASELINES:
-        pass  # single-ES protocols ignore --num-es
-    return PROTOCOLS[key](options, num_steps, start_step, image_to_image)
+        _check_k(cfg, key)
+    return PROTOCOLS[key](cfg, cfg.task.steps, start_step, image_to_image)

@@ -16,7 +16,7 @@ from megen.config import LINKS, RunConfig
 from megen.errors import MegenError, check_text
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
-from megen.protocols.builders import ProtocolOptions, build_plan
+from megen.protocols.builders import build_plan
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet, LinkSettings
 from megen.protocols.unsplit import run_unsplit
@@ -96,35 +96,6 @@ def make_links(cfg: RunConfig) -> LinkSet:
     return LinkSet(settings)
 
 
-def protocol_options(cfg: RunConfig) -> ProtocolOptions:
-    """The plan builders' options of ``cfg``.
-
-    Raises:
-        MegenError: links that disagree on a payload's transmission mode (plans take one mode per
-            payload kind).
-    """
-    modes = {}
-    for kind in ("seed", "image", "sketch"):
-        values = {getattr(cfg.links.of(link).transmission, kind) for link in LINKS}
-        if len(values) > 1:
-            raise MegenError(
-                f"links.*.transmission.{kind}: every link must use the same mode, got {sorted(values)}"
-            )
-        modes[kind] = values.pop()
-    p = cfg.protocol
-    return ProtocolOptions(
-        num_es=p.num_es,
-        split_step=p.split_step,
-        sync_every=p.sync_every,
-        halo=p.halo,
-        seed_mode=modes["seed"],
-        image_mode=modes["image"],
-        sketch_mode=modes["sketch"],
-        ref_as_seed=p.ref_as_seed,
-        ue_denoiser=p.ue_model,
-    )
-
-
 def error_free_output(
     model: StagedLDM,
     prompts: list[str],
@@ -202,7 +173,7 @@ def run_protocol(
 
         plan = load_plan(proto.plan)
     else:
-        plan = build_plan(proto.name, protocol_options(cfg), task.steps, start, run_ref is not None)
+        plan = build_plan(proto.name, cfg, start, run_ref is not None)
     engine = Engine(
         model, make_links(cfg), session.profiles(cfg.costs.profiles), session.meter, session.memo(model)
     )
