@@ -82,7 +82,7 @@ def test_sweep_plot_and_report_on_a_stable_diffusion_checkpoint(tmp_path, monkey
     from megen.experiments.stats import aggregate
     from megen.experiments.store import ResultsStore
     from megen.experiments.sweep import run_sweep
-    from megen.models.sd import save_tiny_sd_checkpoint
+    from megen.testing import save_tiny_sd_checkpoint
 
     ckpt = save_tiny_sd_checkpoint(tmp_path / "sd", seed=0)
     spec = spec_from_flags(

@@ -23,12 +23,8 @@ from megen.errors import MegenError
 from megen.models import registry
 from megen.models.ldm import StagedLDM
 from megen.models.registry import clear_model_cache, load_model
-from megen.models.sd import (
-    build_tiny_sd_components,
-    load_stable_diffusion,
-    save_tiny_sd_checkpoint,
-    staged_from_components,
-)
+from megen.models.sd import load_stable_diffusion, staged_from_components
+from megen.testing import build_tiny_sd_components, save_tiny_sd_checkpoint
 
 PROMPTS = ["a photo of a cat", "a red house"]
 STEPS = 6
