@@ -237,9 +237,13 @@ class TestErrors:
 def test_registry_routes_tiny_names_and_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[Any] = []
 
+    class FakeModel(str):
+        def to(self, device: Any, dtype: Any) -> FakeModel:  # load_model places every model on its device
+            return self
+
     def fake_load_tiny(path: Any = None) -> str:
         calls.append(path)
-        return f"tiny:{path}"
+        return FakeModel(f"tiny:{path}")
 
     monkeypatch.setattr(registry, "load_tiny", fake_load_tiny)
     assert load_model(None) == "tiny:None"
