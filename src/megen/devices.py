@@ -172,6 +172,6 @@ def draw_normal(
 def to_host(x: torch.Tensor) -> torch.Tensor:
     """``x`` as a CPU float32 tensor (what leaves a model: images for metrics, stores, PNGs).
 
-    A CPU float32 tensor is returned as it is (no copy).
+    A CPU float32 tensor is returned without copying its data (detached).
     """
     return x.detach().to(device="cpu", dtype=torch.float32)
