@@ -305,9 +305,9 @@ class StagedLDM:
         if strength is None:
             raise ValueError("strength is required to noise a reference latent")
         start = self.start_step(num_steps, strength)
+        latents = self._on_device(latents)
         if start >= num_steps:
             return latents.clone()
-        latents = self._on_device(latents)
         eps = draw_normal(latents.shape, generator, device=latents.device, dtype=latents.dtype)
         t = sched.timesteps[start : start + 1].repeat(latents.shape[0])
         return sched.add_noise(latents, eps, t)

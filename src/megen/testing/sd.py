@@ -22,6 +22,9 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from megen.models.tiny import SCHEDULER_CONFIG
+from megen.models.tiny import VAE_CONFIG as TINY_VAE_CONFIG
+
 __all__ = [
     "SD15_CONFIGS",
     "TINY_SD_CONFIGS",
@@ -84,29 +87,16 @@ def write_tiny_clip_vocab(folder: Path | str, words: tuple[str, ...] = TINY_WORD
     return vocab_path, merges_path
 
 
-# The vocabulary and schedule every fixture shares; the architectures differ only in their config dicts.
-SD_SCHEDULER_CONFIG: dict[str, Any] = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-)
-
+# Every fixture uses the Stable Diffusion schedule of the tiny model (megen.models.tiny.SCHEDULER_CONFIG).
+# The tiny model's VAE (megen.models.tiny) for RGB images, narrower.
 TINY_SD_CONFIGS: dict[str, dict[str, Any]] = {
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    ),
+    "vae": {
+        **TINY_VAE_CONFIG,
+        "in_channels": 3,
+        "out_channels": 3,
+        "block_out_channels": (8, 16, 16),
+        "norm_num_groups": 4,
+    },
     "text_encoder": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4),
     "unet": dict(
         sample_size=8,
@@ -124,18 +114,16 @@ TINY_SD_CONFIGS: dict[str, dict[str, Any]] = {
 """Toy Stable Diffusion: 32x32 RGB images, VAE factor 4, 4x8x8 latents, 32-d 2-layer CLIP text tower."""
 
 SD15_CONFIGS: dict[str, dict[str, Any]] = {
-    "vae": dict(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=512,
-        scaling_factor=0.18215,
-    ),
+    "vae": {
+        **TINY_SD_CONFIGS["vae"],
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "block_out_channels": (128, 256, 512, 512),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 512,
+        "scaling_factor": 0.18215,
+    },
     "text_encoder": dict(
         hidden_size=768,
         intermediate_size=3072,
@@ -190,7 +178,7 @@ def _build_components(
         "unet": unet.eval(),
         "text_encoder": text_encoder.eval(),
         "tokenizer": tokenizer,
-        "scheduler": DDIMScheduler(**SD_SCHEDULER_CONFIG),
+        "scheduler": DDIMScheduler(**SCHEDULER_CONFIG),
     }
 
 
