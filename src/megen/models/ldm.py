@@ -35,6 +35,7 @@ Conventions:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,20 @@ class TextCondition:
     @property
     def batch_size(self) -> int:
         return int(self.hidden.shape[0])
+
+    @functools.cached_property
+    def guided(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(hidden, pooled)`` for a classifier-free-guidance batch: unconditional rows first, ``[2B, ...]``.
+
+        Computed once per condition (a denoising run reuses it at every step).
+        """
+        hidden = torch.cat([self.hidden_uncond, self.hidden])
+        pooled = (
+            torch.cat([self.pooled_uncond, self.pooled])
+            if self.pooled is not None and self.pooled_uncond is not None
+            else None
+        )
+        return hidden, pooled
 
     def numel(self) -> int:
         """Number of real values in the conditioning (what a seed-style transfer would carry)."""
@@ -169,12 +184,13 @@ class StagedLDM:
     @property
     def device(self) -> torch.device:
         """Device of the denoisers (and of every other part; see :meth:`to`)."""
-        return next(iter(self.denoisers.values())).device
+        # the first parameter, not ``ModelMixin.device``, which walks the whole module (ms per call)
+        return next(next(iter(self.denoisers.values())).parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
         """Floating-point dtype of the denoisers (the VAE and the classifier stay float32)."""
-        return next(iter(self.denoisers.values())).dtype
+        return next(next(iter(self.denoisers.values())).parameters()).dtype
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StagedLDM:
         """Move the model's parts in place (returns ``self``), like :meth:`torch.nn.Module.to`.
@@ -185,6 +201,8 @@ class StagedLDM:
                 The VAE and the classifier stay float32: the SD VAE decoder is the part known to
                 overflow in float16, and the classifier scores images in float32.
         """
+        if dtype == self.dtype:
+            dtype = None  # diffusers warns on every dtype cast, even to the same dtype
         self.vae.to(device=device)
         for unet in dict.fromkeys(self.denoisers.values()):  # a UNet shared by two roles moves once
             unet.to(device=device, dtype=dtype)
@@ -369,12 +387,7 @@ class StagedLDM:
         if guidance > 1.0:
             x_in = torch.cat([x, x])
             t_in = torch.cat([t, t]) if t.ndim > 0 else t
-            hidden = torch.cat([cond.hidden_uncond, cond.hidden])
-            pooled = (
-                torch.cat([cond.pooled_uncond, cond.pooled])
-                if cond.pooled is not None and cond.pooled_uncond is not None
-                else None
-            )
+            hidden, pooled = cond.guided
         else:
             x_in, t_in, hidden, pooled = x, t, cond.hidden, cond.pooled
         kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
