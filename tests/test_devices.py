@@ -104,6 +104,15 @@ def test_dtypes_and_the_half_precision_rule() -> None:
     ]
 
 
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import megen.devices
+
+    result = doctest.testmod(megen.devices, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 4 and result.failed == 0
+
+
 def test_noise_comes_from_the_cpu_generator_whatever_the_target() -> None:
     a = draw_normal((3, 4), torch.Generator().manual_seed(7), dtype=torch.float64)
     b = torch.randn((3, 4), generator=torch.Generator().manual_seed(7)).double()
@@ -181,7 +190,8 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_tiny_model_on_cuda_equals_cpu() -> None:
     cpu = build_random_tiny(seed=0)
     gpu = build_random_tiny(seed=0).to("cuda")
-    assert gpu.device.type == "cuda"
+    assert gpu.device.type == "cuda" and gpu.vae.device.type == "cuda"
+    assert gpu.classifier is not None and next(gpu.classifier.parameters()).device.type == "cpu"
     z_c, img_c = cpu.generate(PROMPTS, num_steps=6, guidance=3.0, seed=2)
     z_g, img_g = gpu.generate(PROMPTS, num_steps=6, guidance=3.0, seed=2)
     assert z_g.device.type == "cuda" and img_g.device.type == "cpu" and img_g.dtype == torch.float32
@@ -194,6 +204,7 @@ def test_tiny_model_on_cuda_equals_cpu() -> None:
     assert torch.equal(noise_g.cpu(), noise_c)
     assert _max_abs(z_g, z_c) < 1e-3
     assert _max_abs(img_g, img_c) < 1e-3
+    assert torch.equal(gpu.classify(img_g), cpu.classify(img_g))
 
 
 @pytest.mark.cuda

@@ -27,9 +27,10 @@ Conventions:
     * Every random draw takes an explicit :class:`torch.Generator`; noise is drawn on the generator's
       device (a CPU generator: the same values on every device) and then moved to the model's device.
     * Devices (see :mod:`megen.devices`): the model's parts live on :attr:`StagedLDM.device`; the
-      denoisers (and a CLIP text encoder) in :attr:`StagedLDM.dtype`, the VAE and the classifier always
-      in float32. Stage inputs may come from any device; images that leave the model
-      (:meth:`StagedLDM.decode`, :meth:`StagedLDM.sketch`) are CPU float32 tensors.
+      denoisers (and a CLIP text encoder) in :attr:`StagedLDM.dtype`, the VAE always in float32; the
+      evaluation classifier scores output images with the metrics, on the CPU. Stage inputs may come
+      from any device; images that leave the model (:meth:`StagedLDM.decode`,
+      :meth:`StagedLDM.sketch`) are CPU float32 tensors.
 """
 
 from __future__ import annotations
@@ -198,16 +199,16 @@ class StagedLDM:
         Args:
             device: Target device for every part (``None``: keep).
             dtype: Dtype of the denoisers and of a text encoder that supports ``.to`` (``None``: keep).
-                The VAE and the classifier stay float32: the SD VAE decoder is the part known to
-                overflow in float16, and the classifier scores images in float32.
+                The VAE stays float32 (the SD VAE decoder is the part known to overflow in float16).
+
+        The evaluation classifier is not moved: it scores the model's output images, which are CPU
+        float32 tensors, so it stays on the CPU with the metrics that use it.
         """
         if dtype == self.dtype:
             dtype = None  # diffusers warns on every dtype cast, even to the same dtype
         self.vae.to(device=device)
         for unet in dict.fromkeys(self.denoisers.values()):  # a UNet shared by two roles moves once
             unet.to(device=device, dtype=dtype)
-        if self.classifier is not None:
-            self.classifier.to(device=device)
         move = getattr(self.text_encoder, "to", None)
         if callable(move):
             move(device=device, dtype=dtype)

@@ -55,7 +55,7 @@ def load_model(
         ue_unet_path: Stable Diffusion only: a folder with a separate, smaller UE UNet.
         device: ``"cpu"`` (default), ``"auto"``, ``"cuda"``, ``"cuda:i"`` or ``"mps"``.
         dtype: ``"float32"`` (default), or ``"float16"`` / ``"bfloat16"`` on an accelerator (denoisers and
-            CLIP text encoder; the VAE and the classifier stay float32).
+            CLIP text encoder; the VAE stays float32, the evaluation classifier on the CPU).
 
     Returns:
         The staged model (the same object on repeated calls with the same arguments).
