@@ -221,6 +221,19 @@ def staged_from_components(
     )
 
 
+def _load_ue_unet(folder: Path) -> UNet2DConditionModel:
+    """A separate UE UNet from a UNet folder (``config.json``) or a checkpoint folder (``unet/``), float32."""
+    sub = None if (folder / "config.json").is_file() else "unet"
+    if not (folder / (sub or "") / "config.json").is_file():
+        raise MegenError(f"no UNet at {folder} (expected config.json or unet/config.json)")
+    return _load(
+        "UE UNet",
+        UNet2DConditionModel.from_pretrained,
+        folder,
+        **_weights_kwargs(folder, sub, torch_dtype=torch.float32, local_files_only=True, **_LOW_MEM),
+    )
+
+
 def load_stable_diffusion(
     path_or_id: str | Path,
     *,
@@ -283,18 +296,7 @@ def load_stable_diffusion(
     )
     tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, source, subfolder="tokenizer", **common)
     sched_cfg = _load("scheduler config", DDIMScheduler.load_config, source, subfolder="scheduler", **common)
-    ue_unet = None
-    if ue_unet_path is not None:
-        folder = Path(ue_unet_path).expanduser()
-        sub = None if (folder / "config.json").is_file() else "unet"
-        if not (folder / (sub or "") / "config.json").is_file():
-            raise MegenError(f"no UNet at {folder} (expected config.json or unet/config.json)")
-        ue_unet = _load(
-            "UE UNet",
-            UNet2DConditionModel.from_pretrained,
-            folder,
-            **_weights_kwargs(folder, sub, torch_dtype=torch.float32, local_files_only=True, **_LOW_MEM),
-        )
+    ue_unet = _load_ue_unet(Path(ue_unet_path).expanduser()) if ue_unet_path is not None else None
     components = {
         "vae": vae,
         "unet": unet,
