@@ -12,10 +12,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where a CUDA GPU is present; elsewhere they are skipped."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def random_tiny():
     """The tiny model's architecture with random weights (plumbing tests)."""
-    from megen.models.tiny import build_random_tiny
+    from megen.testing import build_random_tiny
 
     return build_random_tiny(seed=0)
 

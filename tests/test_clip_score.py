@@ -14,7 +14,7 @@ from megen import clip_score as cs
 def _make_tiny_clip(folder: Path) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    from megen.models.sd import write_tiny_clip_vocab
+    from megen.testing import write_tiny_clip_vocab
 
     write_tiny_clip_vocab(folder)
     tok = CLIPTokenizer.from_pretrained(folder, model_max_length=77)

@@ -77,13 +77,12 @@ def test_auto_references_keep_older_database_keys():
 def test_sweep_plot_and_report_on_a_stable_diffusion_checkpoint(tmp_path, monkeypatch):
     """The whole case-study path on a (tiny, random-weight) SD checkpoint: photo references, no classifier."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from megen.report.markdown import threshold_metric, write_report
-
     from megen.analysis import aggregate
     from megen.experiments.sweep import run_sweep
-    from megen.models.sd import save_tiny_sd_checkpoint
+    from megen.report.markdown import threshold_metric, write_report
     from megen.report.plots import plot_all
     from megen.store import ResultsStore
+    from megen.testing import save_tiny_sd_checkpoint
 
     ckpt = save_tiny_sd_checkpoint(tmp_path / "sd", seed=0)
     spec = spec_from_flags(

@@ -23,12 +23,8 @@ from megen.errors import MegenError
 from megen.models import registry
 from megen.models.ldm import StagedLDM
 from megen.models.registry import clear_model_cache, load_model
-from megen.models.sd import (
-    build_tiny_sd_components,
-    load_stable_diffusion,
-    save_tiny_sd_checkpoint,
-    staged_from_components,
-)
+from megen.models.sd import load_stable_diffusion, staged_from_components
+from megen.testing import build_tiny_sd_components, save_tiny_sd_checkpoint
 
 PROMPTS = ["a photo of a cat", "a red house"]
 STEPS = 6
@@ -241,9 +237,13 @@ class TestErrors:
 def test_registry_routes_tiny_names_and_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[Any] = []
 
+    class FakeModel(str):
+        def to(self, device: Any, dtype: Any) -> FakeModel:  # load_model places every model on its device
+            return self
+
     def fake_load_tiny(path: Any = None) -> str:
         calls.append(path)
-        return f"tiny:{path}"
+        return FakeModel(f"tiny:{path}")
 
     monkeypatch.setattr(registry, "load_tiny", fake_load_tiny)
     assert load_model(None) == "tiny:None"

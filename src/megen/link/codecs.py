@@ -158,7 +158,13 @@ def unpack_codes(data: bytes, bits: int, count: int) -> torch.Tensor:
 
 
 def send_tensor_quantized(
-    x: torch.Tensor, bits: int, mcs: Mcs, channel: ChannelConfig, generator: torch.Generator
+    x: torch.Tensor,
+    bits: int,
+    mcs: Mcs,
+    channel: ChannelConfig,
+    generator: torch.Generator,
+    *,
+    device: str | torch.device = "cpu",
 ) -> QuantizedLinkResult:
     """Quantise each item of ``x`` to ``bits`` bits per value and send it digitally.
 
@@ -170,15 +176,16 @@ def send_tensor_quantized(
         mcs: Modulation and coding scheme.
         channel: Channel and receiver settings.
         generator: Source of randomness.
+        device: Where the link chain runs (default the CPU; see :func:`~megen.link.digital.transmit_bits`).
 
     Returns:
-        :class:`QuantizedLinkResult`.
+        :class:`QuantizedLinkResult`; ``received`` is on ``x``'s device, the flags on the CPU.
     """
     q = quantize(x, bits)
     batch, count = q.codes.shape
     payloads = [pack_codes(q.codes[b], bits) for b in range(batch)]
     headers = [struct.pack(">ff", float(q.offset[b]), float(q.step[b])) for b in range(batch)]
-    items = send_bytes_batch(payloads, mcs, channel, generator, headers=headers)
+    items = send_bytes_batch(payloads, mcs, channel, generator, headers=headers, device=device)
     values = torch.zeros(batch, count, dtype=torch.float32)
     header_ok = torch.zeros(batch, dtype=torch.bool)
     for b, item in enumerate(items):
@@ -194,7 +201,7 @@ def send_tensor_quantized(
         values[b] = recon
         header_ok[b] = True
     return QuantizedLinkResult(
-        received=values.reshape(x.shape).to(x.dtype),
+        received=values.reshape(x.shape).to(device=x.device, dtype=x.dtype),
         ok=torch.tensor([item.ok for item in items], dtype=torch.bool),
         header_ok=header_ok,
         **_totals(items),
@@ -278,6 +285,8 @@ def send_image_digital(
     mcs: Mcs,
     channel: ChannelConfig,
     generator: torch.Generator,
+    *,
+    device: str | torch.device = "cpu",
 ) -> ImageLinkResult:
     """Compress each image, send it as one transport block, and decode what arrives.
 
@@ -288,16 +297,17 @@ def send_image_digital(
         mcs: Modulation and coding scheme.
         channel: Channel and receiver settings.
         generator: Source of randomness.
+        device: Where the link chain runs (default the CPU; see :func:`~megen.link.digital.transmit_bits`).
 
     Returns:
-        :class:`ImageLinkResult`.
+        :class:`ImageLinkResult` (CPU tensors).
     """
     _check_codec(codec, quality)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise MegenError("images must be a tensor [B, C, H, W]")
     _, channels, height, width = images.shape
     payloads = [encode_image(img, codec, quality) for img in images]
-    items = send_bytes_batch(payloads, mcs, channel, generator)
+    items = send_bytes_batch(payloads, mcs, channel, generator, device=device)
     decoded_images = []
     decoded = []
     for item in items:

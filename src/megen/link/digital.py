@@ -7,6 +7,11 @@ realisations of the channel), and all code blocks that share a code are decoded 
 
 Failures are honest: a code block whose CRC fails is reported (``block_ok``), and its decoded bits are
 delivered as they are (wrong), exactly what an application without retransmission would get.
+
+Devices: the chain (CRC, LDPC, mapping, channel, demapping, decoding) runs on the link's ``device``
+(default the CPU; sionna blocks are built for it). The channel draws its randomness from the caller's
+generator on the generator's device (a CPU generator gives the same draws on every device), and results
+come back on the CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from megen.devices import resolve_device
 from megen.errors import MegenError
 from megen.link import ldpc
 from megen.link.channels import ChannelConfig, channel_uses_for, pilot_symbols_for, transmit_symbols
@@ -110,6 +116,7 @@ def transmit_bits(
     *,
     max_iterations: int = ldpc.DEFAULT_MAX_ITERATIONS,
     decoder: Backend = "nms",
+    device: str | torch.device = "cpu",
 ) -> list[TransportResult]:
     """Send a batch of transport blocks (bit vectors) over a coded or uncoded link.
 
@@ -120,25 +127,29 @@ def transmit_bits(
         generator: Source of randomness.
         max_iterations: LDPC decoder iterations (early termination per block).
         decoder: ``"nms"`` (layered normalised min-sum, default) or ``"sionna"`` (sionna's BP).
+        device: Where the chain runs (:func:`megen.devices.resolve_device`); default the CPU.
 
     Returns:
-        One :class:`TransportResult` per payload, in order.
+        One :class:`TransportResult` per payload, in order (CPU tensors).
     """
     if not isinstance(mcs, Mcs):
         raise MegenError("mcs must be a megen.link.Mcs")
     if len(payloads) == 0:
         raise MegenError("no payloads to send")
-    tbs = [_as_bits(p) for p in payloads]
+    dev = resolve_device(device)
+    tbs = [_as_bits(p).to(dev) for p in payloads]
     m = mcs.bits_per_symbol
     plans = [ldpc.plan_blocks(int(tb.numel()), m, mcs.code_rate) for tb in tbs]
     blocks = [_code_blocks(tb, plan) for tb, plan in zip(tbs, plans, strict=True)]
     coded = (
-        _encode(blocks, plans) if mcs.coded else [_frame(b, p) for b, p in zip(blocks, plans, strict=True)]
+        _encode(blocks, plans, dev)
+        if mcs.coded
+        else [_frame(b, p) for b, p in zip(blocks, plans, strict=True)]
     )
 
     symbols = [map_bits(c.reshape(1, -1), mcs.modulation)[0] for c in coded]
     num_symbols = [int(s.numel()) for s in symbols]
-    grid = torch.zeros(len(symbols), max(num_symbols), dtype=torch.complex64)
+    grid = torch.zeros(len(symbols), max(num_symbols), dtype=torch.complex64, device=dev)
     for i, s in enumerate(symbols):
         grid[i, : s.numel()] = s
     rx = transmit_symbols(grid, channel, generator)
@@ -151,7 +162,7 @@ def transmit_bits(
         for i, (n, p) in enumerate(zip(num_symbols, plans, strict=True))
     ]
     if mcs.coded:
-        info = _decode(llr_blocks, plans, float(mcs.code_rate), max_iterations, decoder)  # type: ignore[arg-type]
+        info = _decode(llr_blocks, plans, float(mcs.code_rate), max_iterations, decoder, dev)  # type: ignore[arg-type]
     else:
         info = [(lb[:, : p.block_bits] > 0).to(torch.uint8) for lb, p in zip(llr_blocks, plans, strict=True)]
 
@@ -159,12 +170,14 @@ def transmit_bits(
     for i, (bits, plan) in enumerate(zip(info, plans, strict=True)):
         payload_bits = bits[:, : plan.payload_bits]
         crc_ok = (
-            ldpc.crc24(payload_bits.to(torch.float32)).to(torch.uint8) == bits[:, plan.payload_bits :]
-        ).all(dim=1)
+            (ldpc.crc24(payload_bits.to(torch.float32)).to(torch.uint8) == bits[:, plan.payload_bits :])
+            .all(dim=1)
+            .cpu()
+        )
         mean_var = float(noise_var[i, : num_symbols[i]].to(torch.float64).mean())
         results.append(
             TransportResult(
-                bits=payload_bits.reshape(-1)[: plan.tb_bits].clone(),
+                bits=payload_bits.reshape(-1)[: plan.tb_bits].cpu().clone(),
                 block_ok=crc_ok,
                 plan=plan,
                 channel_uses=channel_uses_for(num_symbols[i], channel),
@@ -181,9 +194,11 @@ def send_bytes(
     channel: ChannelConfig,
     generator: torch.Generator,
     header: bytes = b"",
+    *,
+    device: str | torch.device = "cpu",
 ) -> DigitalResult:
     """Send one byte payload; see :func:`send_bytes_batch`."""
-    return send_bytes_batch([payload], mcs, channel, generator, headers=[header])[0]
+    return send_bytes_batch([payload], mcs, channel, generator, headers=[header], device=device)[0]
 
 
 def send_bytes_batch(
@@ -192,6 +207,8 @@ def send_bytes_batch(
     channel: ChannelConfig,
     generator: torch.Generator,
     headers: Sequence[bytes] | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> list[DigitalResult]:
     """Send byte payloads, one transport block each: ``[length uint32 | header | payload]``.
 
@@ -207,6 +224,7 @@ def send_bytes_batch(
         channel: Channel and receiver settings.
         generator: Source of randomness.
         headers: Optional extra header bytes per item (same length as ``payloads``).
+        device: Where the link chain runs (default the CPU); see :func:`transmit_bits`.
 
     Returns:
         One :class:`DigitalResult` per payload.
@@ -230,7 +248,7 @@ def send_bytes_batch(
             raise MegenError("header must be bytes")
         packed = struct.pack(">I", len(payload)) + bytes(header) + bytes(payload)
         frames.append(torch.from_numpy(np.unpackbits(np.frombuffer(packed, dtype=np.uint8))))
-    results = transmit_bits(frames, mcs, channel, generator)
+    results = transmit_bits(frames, mcs, channel, generator, device=device)
     out = []
     for payload, header, frame, res in zip(payloads, headers, frames, results, strict=True):
         received = np.packbits(res.bits.numpy()).tobytes()
@@ -292,11 +310,13 @@ def _families(plans: Sequence[BlockPlan]) -> dict[tuple[str, int], list[int]]:
     return groups
 
 
-def _encode(blocks: Sequence[torch.Tensor], plans: Sequence[BlockPlan]) -> list[torch.Tensor]:
+def _encode(
+    blocks: Sequence[torch.Tensor], plans: Sequence[BlockPlan], device: torch.device
+) -> list[torch.Tensor]:
     """Interleaved coded bits per transport block, ``[C, E]`` float32, one encoder call per code."""
     coded: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
     for (base_graph, z), members in _families(plans).items():
-        code = ldpc.qc_code(base_graph, z)
+        code = ldpc.qc_code(base_graph, z, device)
         stacked = torch.cat(
             [torch.nn.functional.pad(blocks[i], (0, code.k_enc - plans[i].block_bits)) for i in members]
         )
@@ -316,16 +336,17 @@ def _decode(
     code_rate: float,
     max_iterations: int,
     backend: Backend,
+    device: torch.device,
 ) -> list[torch.Tensor]:
     """Decoded ``[C, k]`` uint8 per transport block; one decoder call per code."""
     info: list[torch.Tensor] = [torch.empty(0)] * len(llr_blocks)
     for (base_graph, z), members in _families(plans).items():
-        code = ldpc.qc_code(base_graph, z)
+        code = ldpc.qc_code(base_graph, z, device)
         spans = [code.transmit_positions(plans[i].block_bits, plans[i].coded_bits) for i in members]
         width = max(int(p.max()) + 1 for p in spans)
         count = sum(plans[i].num_blocks for i in members)
-        llr_full = torch.zeros(count, width, dtype=torch.float32)
-        k = torch.empty(count, dtype=torch.int64)
+        llr_full = torch.zeros(count, width, dtype=torch.float32, device=device)
+        k = torch.empty(count, dtype=torch.int64, device=device)
         row = 0
         for i, positions in zip(members, spans, strict=True):
             plan = plans[i]

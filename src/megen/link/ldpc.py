@@ -17,6 +17,9 @@ instead.
 
 Internal LLR convention in this module: ``log P(b = 0) / P(b = 1)`` (positive means 0), the opposite
 sign of sionna's logits.
+
+Devices: a :class:`QcLdpcCode` lives on one device (its sionna encoder and decoder blocks are built for
+it, default the CPU; :func:`qc_code` caches one per device); the CRC runs on its input's device.
 """
 
 from __future__ import annotations
@@ -178,12 +181,12 @@ def crc24(bits: torch.Tensor) -> torch.Tensor:
     if bits.shape[-1] > width:
         raise MegenError(f"CRC input of {bits.shape[-1]} bits exceeds {width}")
     padded = torch.nn.functional.pad(bits.to(torch.float32), (width - bits.shape[-1], 0))
-    return _crc_encoder()(padded)[..., -CRC_BITS:]
+    return _crc_encoder(str(bits.device))(padded)[..., -CRC_BITS:]
 
 
-@functools.lru_cache(maxsize=1)
-def _crc_encoder() -> CRCEncoder:
-    return CRCEncoder("CRC24A", k=MAX_BLOCK_BITS["bg1"] - CRC_BITS, device="cpu")
+@functools.lru_cache(maxsize=4)
+def _crc_encoder(device: str) -> CRCEncoder:
+    return CRCEncoder("CRC24A", k=MAX_BLOCK_BITS["bg1"] - CRC_BITS, device=device)
 
 
 def interleave(bits: torch.Tensor, bits_per_symbol: int) -> torch.Tensor:
@@ -214,11 +217,13 @@ class QcLdpcCode:
     """One 5G quasi-cyclic LDPC code (base graph, lifting size ``Z``) shared by all block sizes.
 
     Blocks of any size ``k`` whose lifting is ``Z`` use this code, with bits ``k..K_ldpc`` as filler.
+    Encoding and decoding run on ``device`` (inputs are moved there; outputs stay there).
     """
 
-    def __init__(self, base_graph: str, z: int) -> None:
+    def __init__(self, base_graph: str, z: int, device: str = "cpu") -> None:
         self.base_graph = base_graph
         self.z = z
+        self.device = torch.device(device)
         self.k_enc = _encoder_size(base_graph, z)
         k_b = 22 if base_graph == "bg1" else 10
         n_cols = 68 if base_graph == "bg1" else 52
@@ -227,7 +232,7 @@ class QcLdpcCode:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.encoder = LDPC5GEncoder(
-                self.k_enc, self.n_enc, bg=base_graph, device="cpu", check_input=False
+                self.k_enc, self.n_enc, bg=base_graph, device=str(self.device), check_input=False
             )
         if self.encoder.z != z:
             raise RuntimeError(f"internal error: lifting {self.encoder.z} != {z}")
@@ -243,7 +248,12 @@ class QcLdpcCode:
             degree = (stop - start) // z
             cols = np.asarray(pcm.indices[start:stop]).reshape(z, degree).T.reshape(-1)
             self.layers.append(
-                _Layer(torch.from_numpy(cols.astype(np.int64)), degree, offset, int(cols.max()) // z)
+                _Layer(
+                    torch.from_numpy(cols.astype(np.int64)).to(self.device),
+                    degree,
+                    offset,
+                    int(cols.max()) // z,
+                )
             )
             offset += degree * z
         self._syndrome_cache: dict[int, tuple[list[_Layer], int, torch.Tensor]] = {}
@@ -260,17 +270,18 @@ class QcLdpcCode:
         if k > self.k_enc:
             raise RuntimeError(f"internal error: block of {k} bits exceeds code size {self.k_enc}")
         z = self.z
+        blocks = blocks.to(self.device)
         u = torch.nn.functional.pad(blocks.to(torch.float32), (0, self.k_enc - k))
         out = self.encoder(u)  # [C, n_enc]: u[2Z:k_enc] then parity
-        full = torch.zeros(count, self.n_ldpc, dtype=torch.float32)
+        full = torch.zeros(count, self.n_ldpc, dtype=torch.float32, device=self.device)
         full[:, :k] = blocks
         n_parity = self.n_enc - (self.k_enc - 2 * z)
         full[:, self.k_ldpc : self.k_ldpc + n_parity] = out[:, self.k_enc - 2 * z :]
         return full
 
     def transmit_positions(self, k: int, e: int) -> torch.Tensor:
-        """Codeword positions sent for a ``k``-bit block with ``E = e`` (redundancy version 0)."""
-        return _transmit_positions(self.z, self.k_ldpc, k, e)
+        """Codeword positions sent for a ``k``-bit block with ``E = e`` (redundancy version 0), on the code's device."""
+        return _transmit_positions(self.z, self.k_ldpc, k, e).to(self.device)
 
     def decode(
         self,
@@ -296,13 +307,14 @@ class QcLdpcCode:
             ``[C]`` zero-syndrome flags (always False for the sionna backend).
         """
         count = llr.shape[0]
-        bits = torch.zeros(count, self.k_ldpc, dtype=torch.uint8)
-        converged = torch.zeros(count, dtype=torch.bool)
+        llr, k = llr.to(self.device), k.to(self.device)
+        bits = torch.zeros(count, self.k_ldpc, dtype=torch.uint8, device=self.device)
+        converged = torch.zeros(count, dtype=torch.bool, device=self.device)
         for start in range(0, count, _DECODE_CHUNK_BLOCKS):
             sl = slice(start, min(start + _DECODE_CHUNK_BLOCKS, count))
             chunk = llr[sl].to(torch.float32)
             chunk = torch.nn.functional.pad(chunk, (0, max(0, self.k_ldpc + 1 - chunk.shape[1])))
-            filler = torch.arange(self.k_ldpc).unsqueeze(0) >= k[sl].unsqueeze(1)
+            filler = torch.arange(self.k_ldpc, device=self.device).unsqueeze(0) >= k[sl].unsqueeze(1)
             chunk[:, : self.k_ldpc][filler] = KNOWN_LLR
             if backend == "sionna":
                 b, c = self._decode_sionna(chunk, max_iterations)
@@ -327,14 +339,17 @@ class QcLdpcCode:
             num_vars = cols * self.z
             rows = sum(layer.degree * self.z for layer in layers)
             check_index = torch.cat(
-                [torch.arange(self.z).repeat(layer.degree) + i * self.z for i, layer in enumerate(layers)]
+                [
+                    torch.arange(self.z, device=self.device).repeat(layer.degree) + i * self.z
+                    for i, layer in enumerate(layers)
+                ]
             )
             var_index = torch.cat([layer.columns for layer in layers])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's beta-state notice for sparse CSR
                 h = torch.sparse_coo_tensor(
                     torch.stack([check_index, var_index]),
-                    torch.ones(rows),
+                    torch.ones(rows, device=self.device),
                     (len(layers) * self.z, num_vars),
                 ).to_sparse_csr()
             self._syndrome_cache[cols] = (layers, num_vars, h)
@@ -349,14 +364,15 @@ class QcLdpcCode:
         # Unsent and punctured bits start at exactly 0 (an erasure). Signs use copysign, so +0 counts as
         # positive: a check then sends 0 to every other edge (min magnitude 0) and the product of the
         # others' signs to the erased edge, as it should.
-        app = torch.zeros(num_vars, count, dtype=torch.float32)
+        dev = self.device
+        app = torch.zeros(num_vars, count, dtype=torch.float32, device=dev)
         app[:n] = llr.T + 0.0  # turns -0.0 into +0.0
-        one = torch.ones((), dtype=torch.float32)
+        one = torch.ones((), dtype=torch.float32, device=dev)
         edges = sum(layer.degree for layer in layers) * z
-        msgs = torch.zeros(edges, count, dtype=torch.float32)
-        active = torch.arange(count)
-        bits = torch.zeros(count, self.k_ldpc, dtype=torch.uint8)
-        converged = torch.zeros(count, dtype=torch.bool)
+        msgs = torch.zeros(edges, count, dtype=torch.float32, device=dev)
+        active = torch.arange(count, device=dev)
+        bits = torch.zeros(count, self.k_ldpc, dtype=torch.uint8, device=dev)
+        converged = torch.zeros(count, dtype=torch.bool, device=dev)
         for _ in range(max_iterations):
             for layer in layers:
                 d = layer.degree
@@ -390,7 +406,11 @@ class QcLdpcCode:
         z = self.z
         if max_iterations not in self._sionna_decoders:
             self._sionna_decoders[max_iterations] = LDPC5GDecoder(
-                self.encoder, num_iter=max_iterations, hard_out=True, return_infobits=True, device="cpu"
+                self.encoder,
+                num_iter=max_iterations,
+                hard_out=True,
+                return_infobits=True,
+                device=str(self.device),
             )
         decoder = self._sionna_decoders[max_iterations]
         n_parity = self.n_enc - (self.k_enc - 2 * z)
@@ -399,9 +419,9 @@ class QcLdpcCode:
             [full[:, 2 * z : self.k_enc], full[:, self.k_ldpc : self.k_ldpc + n_parity]], dim=1
         )
         info = decoder(-buffer)  # sionna takes logits log P(1)/P(0) and returns the k_enc info bits
-        bits = torch.zeros(llr.shape[0], self.k_ldpc, dtype=torch.uint8)
+        bits = torch.zeros(llr.shape[0], self.k_ldpc, dtype=torch.uint8, device=self.device)
         bits[:, : self.k_enc] = info.to(torch.uint8)
-        return bits, torch.zeros(llr.shape[0], dtype=torch.bool)
+        return bits, torch.zeros(llr.shape[0], dtype=torch.bool, device=self.device)
 
 
 def _exclusive_min(mag: torch.Tensor) -> torch.Tensor:
@@ -441,7 +461,11 @@ def _transmit_positions(z: int, k_ldpc: int, k: int, e: int) -> torch.Tensor:
     return torch.cat([systematic, parity])
 
 
+def qc_code(base_graph: str, z: int, device: str | torch.device = "cpu") -> QcLdpcCode:
+    """The cached :class:`QcLdpcCode` for a base graph, lifting size and device (default the CPU)."""
+    return _qc_code(base_graph, z, str(torch.device(device)))
+
+
 @functools.cache
-def qc_code(base_graph: str, z: int) -> QcLdpcCode:
-    """The cached :class:`QcLdpcCode` for a base graph and lifting size."""
-    return QcLdpcCode(base_graph, z)
+def _qc_code(base_graph: str, z: int, device: str) -> QcLdpcCode:
+    return QcLdpcCode(base_graph, z, device)

@@ -6,6 +6,9 @@ label sits on the real axis and bit ``2i + 1`` on the imaginary axis, so demappi
 real dimension (a ``sqrt(M)``-PAM each), which is much cheaper than over all ``M`` points.
 
 LLRs follow sionna's convention: ``llr = log(P(b = 1 | y) / P(b = 0 | y))``.
+
+Devices: mapping and demapping run on the input's device, with sionna blocks built for that device
+(one cached block per modulation and device).
 """
 
 from __future__ import annotations
@@ -104,12 +107,12 @@ def map_bits(bits: torch.Tensor, modulation: str) -> torch.Tensor:
         modulation: Modulation name.
 
     Returns:
-        complex64 ``[..., n / bits_per_symbol]`` on the CPU.
+        complex64 ``[..., n / bits_per_symbol]`` on the bits' device.
     """
     m = bits_per_symbol(modulation)
     if bits.shape[-1] % m:
         raise MegenError(f"number of bits ({bits.shape[-1]}) is not a multiple of {m} for {modulation}")
-    return _mapper(modulation)(bits.cpu())
+    return _mapper(modulation, str(bits.device))(bits)
 
 
 def demap_llr(
@@ -124,17 +127,20 @@ def demap_llr(
         method: ``"app"`` (exact) or ``"maxlog"`` (its sign is the nearest-point decision).
 
     Returns:
-        float32 ``[B, n * bits_per_symbol]``, ``log P(b=1)/P(b=0)``, clipped to ``+-LLR_CLIP``.
+        float32 ``[B, n * bits_per_symbol]`` on ``y``'s device, ``log P(b=1)/P(b=0)``, clipped to
+        ``+-LLR_CLIP``.
     """
     m = bits_per_symbol(modulation)
-    y = y.cpu().to(torch.complex64)
+    y = y.to(torch.complex64)
     noise_var = (
-        torch.as_tensor(noise_var, dtype=torch.float32).cpu().expand(y.shape).clamp_min(_MIN_NOISE_VAR)
+        torch.as_tensor(noise_var, dtype=torch.float32, device=y.device)
+        .expand(y.shape)
+        .clamp_min(_MIN_NOISE_VAR)
     )
     batch, n = y.shape
     y_flat = y.reshape(-1)
     nv_flat = noise_var.reshape(-1)
-    out = torch.empty(batch * n * m, dtype=torch.float32)
+    out = torch.empty(batch * n * m, dtype=torch.float32, device=y.device)
     for start in range(0, batch * n, _DEMAP_CHUNK_SYMBOLS):
         stop = min(start + _DEMAP_CHUNK_SYMBOLS, batch * n)
         out[start * m : stop * m] = _demap_chunk(y_flat[start:stop], nv_flat[start:stop], m, method)
@@ -142,14 +148,15 @@ def demap_llr(
 
 
 def _demap_chunk(y: torch.Tensor, noise_var: torch.Tensor, m: int, method: str) -> torch.Tensor:
+    device = str(y.device)
     if m == 1:
-        return _pam_demapper(1, method)(y, noise_var)
+        return _pam_demapper(1, method, device)(y, noise_var)
     half = m // 2
     # Real and imaginary parts are sqrt(M)-PAMs scaled by 1/sqrt(2); rescale to sionna's unit-energy PAM.
     # Per real dimension the rescaled noise has variance N0, i.e. exp(-d^2 / (2 N0)): sionna's ``no`` = 2 N0.
     scale = math.sqrt(2.0)
     no = 2.0 * noise_var
-    demapper = _pam_demapper(half, method)
+    demapper = _pam_demapper(half, method, device)
     zeros = torch.zeros_like(y.real)
     llr_re = demapper(torch.complex(y.real * scale, zeros), no).view(-1, half)
     llr_im = demapper(torch.complex(y.imag * scale, zeros), no).view(-1, half)
@@ -157,12 +164,12 @@ def _demap_chunk(y: torch.Tensor, noise_var: torch.Tensor, m: int, method: str) 
 
 
 @functools.cache
-def _mapper(modulation: str) -> Mapper:
+def _mapper(modulation: str, device: str) -> Mapper:
     m = MODULATIONS[modulation]
     kind = "pam" if m == 1 else "qam"
-    return Mapper(kind, m, device="cpu")
+    return Mapper(kind, m, device=device)
 
 
 @functools.cache
-def _pam_demapper(bits: int, method: str) -> Demapper:
-    return Demapper(method, "pam", bits, device="cpu")
+def _pam_demapper(bits: int, method: str, device: str) -> Demapper:
+    return Demapper(method, "pam", bits, device=device)

@@ -67,14 +67,22 @@ class LinkStats:
         }
 
 
-def simulate_link(mcs: Mcs, channel: ChannelConfig, num_bits: int, generator: torch.Generator) -> LinkStats:
+def simulate_link(
+    mcs: Mcs,
+    channel: ChannelConfig,
+    num_bits: int,
+    generator: torch.Generator,
+    *,
+    device: str | torch.device = "cpu",
+) -> LinkStats:
     """Send ``num_bits`` uniformly random bits as one transport block and count errors.
 
     Args:
         mcs: Modulation and coding scheme.
         channel: Channel (its ``snr_db`` is the simulated point).
         num_bits: Information bits, ``1..MAX_SIM_BITS``.
-        generator: Source of randomness (payload bits and channel).
+        generator: Source of randomness (payload bits and channel), drawn on its own device.
+        device: Where the link chain runs (default the CPU; see :func:`~megen.link.digital.transmit_bits`).
 
     Returns:
         :class:`LinkStats`.
@@ -83,8 +91,9 @@ def simulate_link(mcs: Mcs, channel: ChannelConfig, num_bits: int, generator: to
         raise MegenError(f"number of bits must be a positive integer (got {num_bits!r})")
     if num_bits > MAX_SIM_BITS:
         raise MegenError(f"number of bits must be at most {MAX_SIM_BITS}, got {num_bits}")
-    bits = torch.randint(0, 2, (num_bits,), generator=generator, dtype=torch.uint8)
-    result = transmit_bits([bits], mcs, channel, generator)[0]
+    bits = torch.randint(0, 2, (num_bits,), generator=generator, dtype=torch.uint8, device=generator.device)
+    result = transmit_bits([bits], mcs, channel, generator, device=device)[0]
+    bits = bits.cpu()
     bit_errors = int((result.bits != bits).sum())
     rate = mcs.code_rate if mcs.code_rate is not None else 1.0
     return LinkStats(

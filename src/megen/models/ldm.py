@@ -24,12 +24,19 @@ Conventions:
     * Denoising steps are indexed ``0..N`` over the full schedule of ``N`` steps. With a reference
       image and strength ``s`` the run starts at step :meth:`StagedLDM.start_step` ``= N - int(N*s)``
       (the SDEdit / diffusers img2img rule); text-to-image starts at 0 from pure noise.
-    * Every random draw takes an explicit :class:`torch.Generator`.
+    * Every random draw takes an explicit :class:`torch.Generator`; noise is drawn on the generator's
+      device (a CPU generator: the same values on every device) and then moved to the model's device.
+    * Devices (see :mod:`megen.devices`): the model's parts live on :attr:`StagedLDM.device`; the
+      denoisers (and a CLIP text encoder) in :attr:`StagedLDM.dtype`, the VAE always in float32; the
+      evaluation classifier scores output images with the metrics, on the CPU. Stage inputs may come
+      from any device; images that leave the model (:meth:`StagedLDM.decode`,
+      :meth:`StagedLDM.sketch`) are CPU float32 tensors.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +44,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+from megen.devices import draw_normal, to_host
 
 __all__ = ["NoisyEntry", "StagedLDM", "TextCondition", "TextEncoderFn", "start_step_for"]
 
@@ -62,6 +71,20 @@ class TextCondition:
     @property
     def batch_size(self) -> int:
         return int(self.hidden.shape[0])
+
+    @functools.cached_property
+    def guided(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(hidden, pooled)`` for a classifier-free-guidance batch: unconditional rows first, ``[2B, ...]``.
+
+        Computed once per condition (a denoising run reuses it at every step).
+        """
+        hidden = torch.cat([self.hidden_uncond, self.hidden])
+        pooled = (
+            torch.cat([self.pooled_uncond, self.pooled])
+            if self.pooled is not None and self.pooled_uncond is not None
+            else None
+        )
+        return hidden, pooled
 
     def numel(self) -> int:
         """Number of real values in the conditioning (what a seed-style transfer would carry)."""
@@ -175,6 +198,42 @@ class StagedLDM:
             yield from self.classifier.parameters()
 
     @property
+    def device(self) -> torch.device:
+        """Device of the denoisers (and of every other part; see :meth:`to`)."""
+        # the first parameter, not ``ModelMixin.device``, which walks the whole module (ms per call)
+        return next(next(iter(self.denoisers.values())).parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point dtype of the denoisers (the VAE and the classifier stay float32)."""
+        return next(next(iter(self.denoisers.values())).parameters()).dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StagedLDM:
+        """Move the model's parts in place (returns ``self``), like :meth:`torch.nn.Module.to`.
+
+        Args:
+            device: Target device for every part (``None``: keep).
+            dtype: Dtype of the denoisers and of a text encoder that supports ``.to`` (``None``: keep).
+                The VAE stays float32 (the SD VAE decoder is the part known to overflow in float16).
+
+        The evaluation classifier is not moved: it scores the model's output images, which are CPU
+        float32 tensors, so it stays on the CPU with the metrics that use it.
+        """
+        if dtype == self.dtype:
+            dtype = None  # diffusers warns on every dtype cast, even to the same dtype
+        self.vae.to(device=device)
+        for unet in dict.fromkeys(self.denoisers.values()):  # a UNet shared by two roles moves once
+            unet.to(device=device, dtype=dtype)
+        move = getattr(self.text_encoder, "to", None)
+        if callable(move):
+            move(device=device, dtype=dtype)
+        return self
+
+    def _on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the model's device in the denoisers' dtype (no copy when it already is)."""
+        return x.to(device=self.device, dtype=self.dtype)
+
+    @property
     def scaling_factor(self) -> float:
         return float(self.vae.config.scaling_factor)
 
@@ -229,9 +288,15 @@ class StagedLDM:
             enc = enc.uncached
         hidden, pooled = enc(prompts)
         h_u, p_u = enc([""] * len(prompts))
-        if not self.use_pooled:
-            pooled = p_u = None
-        return TextCondition(tuple(prompts), hidden, h_u, pooled, p_u)
+        if not self.use_pooled or pooled is None or p_u is None:
+            return TextCondition(tuple(prompts), self._on_device(hidden), self._on_device(h_u))
+        return TextCondition(
+            tuple(prompts),
+            self._on_device(hidden),
+            self._on_device(h_u),
+            self._on_device(pooled),
+            self._on_device(p_u),
+        )
 
     @torch.no_grad()
     def encode_image(
@@ -242,9 +307,11 @@ class StagedLDM:
         Uses the posterior mean unless ``sample`` (then draws from it with ``generator``).
         """
         self._check_images(images)
-        dist = self.vae.encode(images * 2.0 - 1.0).latent_dist
+        vae_in = images.to(device=self.vae.device, dtype=self.vae.dtype)
+        dist = self.vae.encode(vae_in * 2.0 - 1.0).latent_dist
+        # diffusers draws the posterior sample on a CPU generator's device, then moves it: device-independent
         z = dist.sample(generator) if sample else dist.mode()
-        return z * self.scaling_factor
+        return self._on_device(z * self.scaling_factor)
 
     @torch.no_grad()
     def noise(
@@ -259,20 +326,23 @@ class StagedLDM:
         """Stage ``Z``: take ``latents`` to the strength's first step, or draw pure noise.
 
         With ``latents is None`` (text-to-image) returns ``randn * init_noise_sigma`` of shape
-        ``[batch_size, c, h, w]``. Otherwise adds noise at timestep ``timesteps[start_step]``.
+        ``[batch_size, c, h, w]``. Otherwise adds noise at timestep ``timesteps[start_step]``. The noise
+        is drawn on ``generator``'s device and moved to the model's (same values on every device for a
+        CPU generator).
         """
         sched = self.scheduler(num_steps)
         if latents is None:
             if batch_size is None:
                 raise ValueError("batch_size is required for text-to-image noise")
             shape = (batch_size, *self.latent_shape)
-            return torch.randn(shape, generator=generator) * sched.init_noise_sigma
+            return self._on_device(draw_normal(shape, generator) * sched.init_noise_sigma)
         if strength is None:
             raise ValueError("strength is required to noise a reference latent")
         start = self.start_step(num_steps, strength)
+        latents = self._on_device(latents)
         if start >= num_steps:
             return latents.clone()
-        eps = torch.randn(latents.shape, generator=generator, dtype=latents.dtype)
+        eps = draw_normal(latents.shape, generator, device=latents.device, dtype=latents.dtype)
         t = sched.timesteps[start : start + 1].repeat(latents.shape[0])
         return sched.add_noise(latents, eps, t)
 
@@ -311,7 +381,7 @@ class StagedLDM:
             raise ValueError(f"batch mismatch: {latents.shape[0]} latents, {cond.batch_size} prompts")
         unet = self.denoisers[denoiser]
         sched = self.scheduler(num_steps)
-        x = latents
+        x = self._on_device(latents)
         for i in range(start, stop):
             t = sched.timesteps[i]
             eps = self._guided_eps(unet, sched.scale_model_input(x, t), t, cond, guidance)
@@ -329,15 +399,11 @@ class StagedLDM:
         guidance: float,
     ) -> torch.Tensor:
         """Noise prediction at timestep(s) ``t`` with classifier-free guidance (``guidance <= 1``: none)."""
+        t = t.to(x.device)
         if guidance > 1.0:
             x_in = torch.cat([x, x])
             t_in = torch.cat([t, t]) if t.ndim > 0 else t
-            hidden = torch.cat([cond.hidden_uncond, cond.hidden])
-            pooled = (
-                torch.cat([cond.pooled_uncond, cond.pooled])
-                if cond.pooled is not None and cond.pooled_uncond is not None
-                else None
-            )
+            hidden, pooled = cond.guided
         else:
             x_in, t_in, hidden, pooled = x, t, cond.hidden, cond.pooled
         kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
@@ -369,8 +435,9 @@ class StagedLDM:
         ``to_step == num_steps``), exactly as a DDIM step with ``eta = 0`` does.
         """
         unet = self.denoisers[denoiser]
-        abar = self.alphas_cumprod.to(latents.dtype)
-        t = timesteps_from.long()
+        latents = self._on_device(latents)
+        abar = self.alphas_cumprod.to(device=latents.device, dtype=latents.dtype)
+        t = timesteps_from.to(latents.device).long()
         eps = self._guided_eps(unet, latents, t, cond, guidance)
         shape = (-1,) + (1,) * (latents.ndim - 1)
         a_t = abar[t].view(shape)
@@ -496,9 +563,10 @@ class StagedLDM:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Stage ``G``: scaled latents -> images ``[B, C, H, W]`` in ``[0, 1]``."""
-        img = self.vae.decode(latents / self.scaling_factor).sample
-        return (img / 2 + 0.5).clamp(0, 1)
+        """Stage ``G``: scaled latents -> CPU float32 images ``[B, C, H, W]`` in ``[0, 1]``."""
+        z = latents.to(device=self.vae.device, dtype=self.vae.dtype)
+        img = self.vae.decode(z / self.scaling_factor).sample
+        return to_host((img / 2 + 0.5).clamp(0, 1))
 
     @torch.no_grad()
     def sketch(self, latents: torch.Tensor) -> torch.Tensor:
@@ -515,10 +583,11 @@ class StagedLDM:
     # ------------------------------------------------------------------ evaluation helpers
     @torch.no_grad()
     def classify(self, images: torch.Tensor) -> torch.Tensor:
-        """Class index per image from the evaluation classifier (tiny model only)."""
+        """Class index per image (CPU int64 ``[B]``) from the evaluation classifier (tiny model only)."""
         if self.classifier is None:
             raise RuntimeError(f"model {self.name!r} has no evaluation classifier")
-        return self.classifier(images).argmax(dim=1)
+        device = next(self.classifier.parameters()).device
+        return self.classifier(images.to(device=device, dtype=torch.float32)).argmax(dim=1).cpu()
 
     def prompt_class(self, prompt: str) -> int | None:
         """Index of the class named in ``prompt`` (longest match), or ``None``."""

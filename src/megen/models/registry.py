@@ -8,13 +8,18 @@
   local cache (never downloaded), through :func:`~megen.models.sd.load_stable_diffusion`.
 
 Loaded models are kept for the life of the process (models are read-only: the stages never change their
-weights), so repeated calls with the same name are cheap.
+weights), so repeated calls with the same name, device and dtype are cheap. Devices and dtypes follow
+:mod:`megen.devices` (``"auto"``, ``"cpu"``, ``"cuda[:i]"``, ``"mps"``; float16/bfloat16 only on an
+accelerator).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from megen.devices import dtype_name, resolve_device, resolve_dtype
 from megen.errors import MegenError
 from megen.models.ldm import StagedLDM
 from megen.models.sd import CheckpointNotFoundError, load_stable_diffusion
@@ -24,7 +29,7 @@ __all__ = ["DEFAULT_MODEL", "clear_model_cache", "load_model"]
 
 DEFAULT_MODEL = "tiny"
 
-_CACHE: dict[tuple[str, str | None], StagedLDM] = {}
+_CACHE: dict[tuple[str, str | None, str, str], StagedLDM] = {}
 
 
 def _key(name_or_path: str | None) -> str:
@@ -35,19 +40,29 @@ def _key(name_or_path: str | None) -> str:
     return str(path.resolve()) if path.exists() else name_or_path
 
 
-def load_model(name_or_path: str | None = None, *, ue_unet_path: str | None = None) -> StagedLDM:
-    """Load a model by name, folder or Hub id (cached per process).
+def load_model(
+    name_or_path: str | None = None,
+    *,
+    ue_unet_path: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+) -> StagedLDM:
+    """Load a model by name, folder or Hub id onto a device (cached per process).
 
     Args:
         name_or_path: ``None`` or ``"tiny"`` (default model), a tiny model folder (with ``megen_tiny.json``),
             a diffusers Stable Diffusion folder, or a Hub id in the local Hugging Face cache.
         ue_unet_path: Stable Diffusion only: a folder with a separate, smaller UE UNet.
+        device: ``"cpu"`` (default), ``"auto"``, ``"cuda"``, ``"cuda:i"`` or ``"mps"``.
+        dtype: ``"float32"`` (default), or ``"float16"`` / ``"bfloat16"`` on an accelerator (denoisers and
+            CLIP text encoder; the VAE stays float32, the evaluation classifier on the CPU).
 
     Returns:
         The staged model (the same object on repeated calls with the same arguments).
 
     Raises:
-        MegenError: An unknown name, a missing path, or a checkpoint that does not load (one line).
+        MegenError: An unknown name, a missing path, a checkpoint that does not load, a device this
+            machine lacks, or half precision on the CPU (one line).
 
     Example:
         >>> load_model("no/such-model")  # doctest: +ELLIPSIS
@@ -57,7 +72,14 @@ def load_model(name_or_path: str | None = None, *, ue_unet_path: str | None = No
     """
     if name_or_path is not None and not str(name_or_path).strip():
         raise MegenError("empty model name; give 'tiny', a model folder or a Hugging Face id")
-    key = (_key(name_or_path), str(Path(ue_unet_path).expanduser().resolve()) if ue_unet_path else None)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    key = (
+        _key(name_or_path),
+        str(Path(ue_unet_path).expanduser().resolve()) if ue_unet_path else None,
+        str(dev),
+        dtype_name(torch_dtype),
+    )
     if key in _CACHE:
         return _CACHE[key]
     if key[0] == DEFAULT_MODEL:
@@ -76,7 +98,7 @@ def load_model(name_or_path: str | None = None, *, ue_unet_path: str | None = No
                 f"unknown model {name_or_path!r}: not 'tiny', not a model folder (megen_tiny.json or "
                 "model_index.json), and not a Hugging Face id in the local cache"
             ) from exc
-    _CACHE[key] = model
+    _CACHE[key] = model.to(dev, torch_dtype)
     return model
 
 

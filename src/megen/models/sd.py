@@ -15,17 +15,16 @@ that running the stages in order gives exactly the pipelines' images for the sam
   state ``[B, L, D]`` is the cross-attention condition; classifier-free guidance uses the empty prompt.
 * ``image_channels = vae.config.in_channels`` and
   ``image_size = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)``.
-* Everything is loaded in float32; no device is chosen here.
+* Weights are read in float32 and then moved to the requested device and dtype
+  (:meth:`~megen.models.ldm.StagedLDM.to`; the VAE stays float32).
 
-The tiny random-weight components of :func:`build_tiny_sd_components` have the Stable Diffusion
-architecture at toy sizes (32x32 RGB images, 4x8x8 latents) for offline tests.
+Random-weight Stable Diffusion components for tests and benchmarks live in :mod:`megen.testing`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,17 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.utils import is_accelerate_available
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
 
+from megen.devices import resolve_device, resolve_dtype
 from megen.errors import MegenError
 from megen.models.ldm import StagedLDM
 from megen.models.text import CLIPTextEncoderFn
 
 __all__ = [
     "CheckpointNotFoundError",
-    "build_tiny_sd_components",
     "load_stable_diffusion",
     "resolve_checkpoint",
-    "save_tiny_sd_checkpoint",
     "staged_from_components",
 ]
 
@@ -223,6 +221,19 @@ def staged_from_components(
     )
 
 
+def _load_ue_unet(folder: Path) -> UNet2DConditionModel:
+    """A separate UE UNet from a UNet folder (``config.json``) or a checkpoint folder (``unet/``), float32."""
+    sub = None if (folder / "config.json").is_file() else "unet"
+    if not (folder / (sub or "") / "config.json").is_file():
+        raise MegenError(f"no UNet at {folder} (expected config.json or unet/config.json)")
+    return _load(
+        "UE UNet",
+        UNet2DConditionModel.from_pretrained,
+        folder,
+        **_weights_kwargs(folder, sub, torch_dtype=torch.float32, local_files_only=True, **_LOW_MEM),
+    )
+
+
 def load_stable_diffusion(
     path_or_id: str | Path,
     *,
@@ -230,8 +241,10 @@ def load_stable_diffusion(
     ue_unet_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     sketch_factor: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
 ) -> StagedLDM:
-    """Load a diffusers Stable Diffusion checkpoint as a :class:`StagedLDM` (float32).
+    """Load a diffusers Stable Diffusion checkpoint as a :class:`StagedLDM` on a device.
 
     Args:
         path_or_id: A checkpoint folder (diffusers layout) or a Hub id already in the local cache.
@@ -241,6 +254,9 @@ def load_stable_diffusion(
             checkpoint folder with ``unet/``); default: the UE uses the ES UNet.
         cache_dir: Hugging Face cache folder (default: the user's).
         sketch_factor: Sketch downsampling factor (default: the VAE's factor).
+        device: Device spec (:func:`megen.devices.resolve_device`), default the CPU.
+        dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` (accelerators only) for the UNets
+            and the text encoder; the VAE stays float32.
 
     Returns:
         The staged model with denoisers ``"es"`` and ``"ue"``.
@@ -253,6 +269,8 @@ def load_stable_diffusion(
         >>> model.image_shape  # doctest: +SKIP
         (3, 512, 512)
     """
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
     source = resolve_checkpoint(path_or_id, local_files_only=local_files_only, cache_dir=cache_dir)
     common: dict[str, Any] = {"local_files_only": local_files_only}
     if cache_dir is not None and isinstance(source, str):
@@ -278,18 +296,7 @@ def load_stable_diffusion(
     )
     tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, source, subfolder="tokenizer", **common)
     sched_cfg = _load("scheduler config", DDIMScheduler.load_config, source, subfolder="scheduler", **common)
-    ue_unet = None
-    if ue_unet_path is not None:
-        folder = Path(ue_unet_path).expanduser()
-        sub = None if (folder / "config.json").is_file() else "unet"
-        if not (folder / (sub or "") / "config.json").is_file():
-            raise MegenError(f"no UNet at {folder} (expected config.json or unet/config.json)")
-        ue_unet = _load(
-            "UE UNet",
-            UNet2DConditionModel.from_pretrained,
-            folder,
-            **_weights_kwargs(folder, sub, torch_dtype=torch.float32, local_files_only=True, **_LOW_MEM),
-        )
+    ue_unet = _load_ue_unet(Path(ue_unet_path).expanduser()) if ue_unet_path is not None else None
     components = {
         "vae": vae,
         "unet": unet,
@@ -299,155 +306,5 @@ def load_stable_diffusion(
     }
     local = isinstance(source, Path) and Path(str(path_or_id)).expanduser().is_dir()
     name = Path(source).name if local else str(path_or_id)  # a Hub id names itself, not its snapshot hash
-    return staged_from_components(components, name=name, ue_unet=ue_unet, sketch_factor=sketch_factor)
-
-
-# ---------------------------------------------------------------------------------------------- tiny test components
-TINY_WORDS = ("photo", "of", "the", "cat", "dog", "sneaker", "painting", "red", "blue", "house")
-
-
-def _bytes_to_unicode() -> list[str]:
-    """The 256 printable characters that byte-level BPE (GPT-2, CLIP) uses for the bytes 0..255."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    chars = list(printable)
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
-
-
-def write_tiny_clip_vocab(folder: Path | str, words: tuple[str, ...] = TINY_WORDS) -> tuple[Path, Path]:
-    """Write a small CLIP BPE vocabulary (``vocab.json``, ``merges.txt``) to ``folder``.
-
-    The vocabulary holds the two special tokens, every byte symbol with and without the end-of-word mark
-    ``</w>``, and the merges that spell each of ``words`` as one token (so every string tokenises, and the
-    listed words to single tokens as in a real CLIP vocabulary).
-
-    Returns:
-        The paths ``(vocab.json, merges.txt)``.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
-    vocab: dict[str, int] = {}
-    for token in ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]:
-        vocab[token] = len(vocab)
-    merges: list[str] = []
-    for word in words:
-        current = word[0]
-        for i, ch in enumerate(word[1:]):
-            nxt = ch + ("</w>" if i == len(word) - 2 else "")
-            merge = f"{current} {nxt}"
-            current += nxt
-            if current not in vocab:
-                merges.append(merge)
-                vocab[current] = len(vocab)
-    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    return vocab_path, merges_path
-
-
-def build_tiny_sd_components(seed: int = 0) -> dict[str, Any]:
-    """Tiny random-weight components with the Stable Diffusion architecture (for offline tests).
-
-    32x32 RGB images, a 3-level ``AutoencoderKL`` (factor 4, latent ``4 x 8 x 8``), a 2-level
-    ``UNet2DConditionModel`` with cross-attention on a 2-layer, 32-d ``CLIPTextModel``, a ``CLIPTokenizer``
-    built from a small BPE vocabulary (written to a temporary folder, 77 tokens per prompt), and the
-    Stable Diffusion DDIM schedule. The same ``seed`` gives the same weights; the global torch RNG is left
-    as it was.
-
-    Args:
-        seed: Seed of the weight initialisation.
-
-    Returns:
-        ``{"vae", "unet", "text_encoder", "tokenizer", "scheduler"}``, ready for
-        ``StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)`` or :func:`staged_from_components`.
-    """
-    with tempfile.TemporaryDirectory(prefix="megen-tiny-clip-") as tmp:
-        write_tiny_clip_vocab(tmp)
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            block_out_channels=(8, 16, 16),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=32,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            block_out_channels=(16, 32),
-            layers_per_block=1,
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=8,
-        )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    return {
-        "vae": vae.eval(),
-        "unet": unet.eval(),
-        "text_encoder": text_encoder.eval(),
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-    }
-
-
-def save_tiny_sd_checkpoint(folder: Path | str, seed: int = 0) -> Path:
-    """Write the tiny components of :func:`build_tiny_sd_components` as a diffusers checkpoint folder.
-
-    The folder (``model_index.json``, ``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``,
-    ``scheduler/``, safetensors weights) loads offline with :func:`load_stable_diffusion` or diffusers'
-    ``StableDiffusionPipeline.from_pretrained``.
-
-    Returns:
-        The folder.
-    """
-    from diffusers import StableDiffusionPipeline
-
-    folder = Path(folder)
-    pipe = StableDiffusionPipeline(
-        **build_tiny_sd_components(seed),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder, safe_serialization=True)
-    return folder
+    staged = staged_from_components(components, name=name, ue_unet=ue_unet, sketch_factor=sketch_factor)
+    return staged.to(dev, torch_dtype)

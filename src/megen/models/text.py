@@ -32,7 +32,12 @@ def quiet_hf_loading() -> Iterator[None]:
 
 
 class MiniLMTextEncoder:
-    """all-MiniLM-L6-v2 token states (``[B, 16, 384]``) and mean-pooled, L2-normalised embedding."""
+    """all-MiniLM-L6-v2 token states (``[B, 16, 384]``) and mean-pooled, L2-normalised embedding.
+
+    One instance is shared by every tiny model of the process (with its prompt cache), so it has no
+    ``to``: it stays on the CPU in float32 (16 tokens, a negligible cost) and the model moves its
+    outputs to its own device.
+    """
 
     def __init__(self, max_tokens: int = MINILM_MAX_TOKENS) -> None:
         try:
@@ -82,11 +87,21 @@ class MiniLMTextEncoder:
 
 
 class CLIPTextEncoderFn:
-    """CLIP text encoder of a Stable Diffusion checkpoint, padded to the tokenizer's max length."""
+    """CLIP text encoder of a Stable Diffusion checkpoint, padded to the tokenizer's max length.
+
+    The encoder runs where its weights are (:meth:`to` moves them); token ids follow it.
+    """
 
     def __init__(self, tokenizer, text_encoder) -> None:
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder.eval()
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> CLIPTextEncoderFn:
+        """Move the encoder's weights (in place; returns ``self``)."""
+        self.text_encoder.to(device=device, dtype=dtype)
+        return self
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, None]:
@@ -97,4 +112,4 @@ class CLIPTextEncoderFn:
             truncation=True,
             return_tensors="pt",
         ).input_ids
-        return self.text_encoder(ids)[0], None
+        return self.text_encoder(ids.to(self.text_encoder.device))[0], None

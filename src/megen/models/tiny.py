@@ -135,7 +135,10 @@ def load_tiny(path: Path | str | None = None) -> StagedLDM:
 
 
 def build_random_tiny(seed: int = 0) -> StagedLDM:
-    """A tiny model with random weights (for tests of the plumbing; no training, no files)."""
+    """A tiny model with random weights (for tests of the plumbing; no training, no files).
+
+    Also the sweeps' ``tiny-random`` model; tests import it from :mod:`megen.testing`.
+    """
     torch.manual_seed(seed)
     vae = AutoencoderKL(**VAE_CONFIG)
     return StagedLDM(
