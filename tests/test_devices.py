@@ -255,3 +255,48 @@ def test_digital_link_on_cuda_decodes_like_cpu() -> None:
     r_g = transmit_bits([bits], mcs, noisy, torch.Generator().manual_seed(1), device="cuda")[0]
     assert r_g.bits.device.type == "cpu"
     assert abs(int((r_g.bits != bits).sum()) - int((r_c.bits != bits).sum())) <= 20
+
+
+# ---------------------------------------------------------------------------------------------- per node
+def test_nodes_share_the_model_object_when_their_devices_match(random_tiny):
+    """``device.ue``/``device.es`` naming the model's own device place no copy (CPU runs unchanged)."""
+    from megen.session import Session
+
+    session = Session()
+    assert session.placed(random_tiny, "cpu", "float32") is random_tiny
+    assert session.placed(random_tiny, "auto", "float32") is random_tiny or torch.cuda.is_available()
+
+
+@pytest.mark.cli
+def test_generate_refuses_an_absent_device(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from megen.cli import generate as gen_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    app = typer.Typer()
+    gen_cli.register(app)
+    app.command("x")(lambda: None)
+    for flags in (["--device", "cuda"], ["--es-device", "cuda:0"], ["--device", "cpu", "--dtype", "float16"]):
+        res = CliRunner().invoke(
+            app, ["generate", "--prompt", "a bag", "--steps", "2", "--out", str(tmp_path / "o.png"), *flags]
+        )
+        assert res.exit_code == 2 and "Error:" in res.output, (flags, res.output)
+
+
+@pytest.mark.cuda
+def test_es_on_cuda_ue_on_cpu_equals_all_cpu(random_tiny):
+    """A split run with the edge server on the GPU and the UE on the CPU matches the all-CPU run."""
+    from megen.config import RunConfig
+    from megen.protocols.runner import run_protocol
+
+    base = {"protocol": "CIAG", "steps": 6, "channel": "awgn", "snr_db": 5.0}
+    cpu = run_protocol(RunConfig.from_paths(base), ["a photo of a bag"] * 2, model=random_tiny)
+    split = run_protocol(
+        RunConfig.from_paths({**base, "es_device": "cuda"}), ["a photo of a bag"] * 2, model=random_tiny
+    )
+    assert split.images.device.type == "cpu"
+    assert torch.allclose(split.images, cpu.images, atol=2e-3)
+    assert split.output.channel_uses() == cpu.output.channel_uses()

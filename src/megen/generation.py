@@ -46,8 +46,8 @@ def generate_images(
         MegenError: bad prompts, images or configurations.
     """
     from megen.images import load_image, save_image
-    from megen.models.registry import load_model
     from megen.protocols.runner import check_prompts, run_protocol
+    from megen.session import Session
 
     prompts = [prompt] * num_images
     check_prompts(prompts)
@@ -55,7 +55,8 @@ def generate_images(
         ue_model = cfg.protocol.ue_model if cfg.protocol.ue_model != "ue" else "es"
         unsplit = {"protocol.name": "unsplit", "protocol.ue_model": ue_model, "links.*.channel.kind": "none"}
         cfg = RunConfig.from_paths(unsplit, base=cfg)
-    ldm = load_model(cfg.model.name)
+    session = Session()
+    ldm = session.model(cfg.model.name, device=cfg.device.of("ES1"), dtype=cfg.device.dtype)
     ref = None
     if image is not None:
         ref, notes = load_image(image, channels=ldm.image_channels, size=ldm.image_size)
@@ -63,7 +64,7 @@ def generate_images(
             log(f"reference image: {note}")
         ref = ref.expand(num_images, -1, -1, -1).contiguous()
     t0 = time.perf_counter()
-    result = run_protocol(cfg, prompts, ref, model=ldm)
+    result = run_protocol(cfg, prompts, ref, model=ldm, session=session)
     seconds = time.perf_counter() - t0
     save_image(result.images, out)
     summary = result.summary()

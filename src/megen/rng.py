@@ -74,7 +74,7 @@ def generator(seed: int, *names: str | int) -> torch.Generator:
         >>> torch.equal(a, torch.randn(3, generator=generator(5, "Z")))
         True
     """
-    return torch.Generator(device="cpu").manual_seed(derive(seed, *names))
+    return torch.Generator().manual_seed(derive(seed, *names))
 
 
 __all__ = ["SEED_BITS", "derive", "generator"]

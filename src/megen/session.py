@@ -50,15 +50,44 @@ class Session:
             self._profiles[key] = load_profiles(path)
         return self._profiles[key]
 
-    def model(self, name: str, load: Callable[[str], StagedLDM] | None = None) -> StagedLDM:
-        """The model ``name``, loaded once with ``load`` (default :func:`megen.models.registry.load_model`)."""
-        if name not in self._models:
+    def model(
+        self,
+        name: str,
+        load: Callable[[str], StagedLDM] | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> StagedLDM:
+        """The model ``name`` on ``device`` in ``dtype``, loaded once (default loader:
+        :func:`megen.models.registry.load_model`)."""
+        from megen.devices import resolve_device
+
+        key = f"{name}|{resolve_device(device)}|{dtype}"
+        if key not in self._models:
             if load is None:
                 from megen.models.registry import load_model
 
-                load = load_model
-            self._models[name] = load(name)
-        return self._models[name]
+                self._models[key] = load_model(name, device=device, dtype=dtype)
+            else:
+                from megen.devices import resolve_dtype
+
+                self._models[key] = load(name).to(resolve_device(device), resolve_dtype(dtype, device))
+        return self._models[key]
+
+    def placed(self, model: StagedLDM, device: str, dtype: str) -> StagedLDM:
+        """``model`` itself when it already sits on ``device`` in ``dtype``, else a copy moved there
+        (made once per session)."""
+        from megen.devices import resolve_device, resolve_dtype
+
+        dev, dt = resolve_device(device), resolve_dtype(dtype, device)
+        if model.device == dev and model.dtype == dt:
+            return model
+        key = f"{id(model)}|{dev}|{dtype}"
+        if key not in self._models:
+            import copy
+
+            self._models[key] = copy.deepcopy(model).to(dev, dt)
+        return self._models[key]
 
 
 __all__ = ["Session"]

@@ -219,14 +219,16 @@ class StagedLDM:
         The evaluation classifier is not moved: it scores the model's output images, which are CPU
         float32 tensors, so it stays on the CPU with the metrics that use it.
         """
-        if dtype == self.dtype:
-            dtype = None  # diffusers warns on every dtype cast, even to the same dtype
+        # diffusers warns on any dtype argument, even the current dtype: pass it only to change it
+        moves: dict[str, Any] = (
+            {"device": device} if dtype is None or dtype == self.dtype else {"device": device, "dtype": dtype}
+        )
         self.vae.to(device=device)
         for unet in dict.fromkeys(self.denoisers.values()):  # a UNet shared by two roles moves once
-            unet.to(device=device, dtype=dtype)
+            unet.to(**moves)
         move = getattr(self.text_encoder, "to", None)
         if callable(move):
-            move(device=device, dtype=dtype)
+            move(**moves)
         return self
 
     def _on_device(self, x: torch.Tensor) -> torch.Tensor:

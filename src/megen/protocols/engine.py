@@ -21,7 +21,7 @@ other operation's draws.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,16 +92,24 @@ class Engine:
         profiles: Profiles,
         flop_meter: FlopMeter | None = None,
         memo: StageMemo | None = None,
+        *,
+        node_models: Mapping[str, StagedLDM] | None = None,
     ) -> None:
         self.model = model
         self.links = links
         self.profiles = profiles
         self.meter = flop_meter or FlopMeter()
         self.memo = memo
+        self.node_models = dict(node_models or {})
+
+    def model_of(self, node: str) -> StagedLDM:
+        """The model object (and so the device) ``node`` runs on: ``node_models["UE"]`` for the UE,
+        ``node_models["ES"]`` for every edge server, else the engine's ``model``."""
+        return self.node_models.get("UE" if node == "UE" else "ES", self.model)
 
     def executor(self, node: str, cfg: EngineConfig) -> NodeExecutor:
         """The executor of ``node`` for one run (override to place nodes elsewhere)."""
-        return LocalExecutor(node, self.model, cfg.parts(node), self.links, self.meter, self.memo)
+        return LocalExecutor(node, self.model_of(node), cfg.parts(node), self.links, self.meter, self.memo)
 
     def run(
         self,

@@ -349,7 +349,8 @@ class LocalExecutor:
         if self.links is None:
             raise MegenError(f"internal: node {self.node} has no links to receive {item} over")
         gen = torch.Generator().manual_seed(stream_seed)
-        sent = self.links.send(item.base, out.value, mode, link, gen)
+        value = out.value.cpu() if isinstance(out.value, torch.Tensor) else out.value  # the wire is host data
+        sent = self.links.send(item.base, value, mode, link, gen)
         if into is None:
             self.put(item, sent.value, out.meta.after_link(sent.noise_var, sent.unbiased))
         else:

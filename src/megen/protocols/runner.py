@@ -148,7 +148,8 @@ def run_protocol(
     """
     check_prompts(prompts)
     session = session or Session()
-    model = model or session.model(cfg.model.name)
+    if model is None:
+        model = session.model(cfg.model.name, device=cfg.device.of("ES1"), dtype=cfg.device.dtype)
     if reference is not None:
         want = (len(prompts), *model.image_shape)
         if tuple(reference.shape) != want:
@@ -174,8 +175,14 @@ def run_protocol(
         plan = load_plan(proto.plan)
     else:
         plan = build_plan(proto.name, cfg, start, run_ref is not None)
+    placed = {n: session.placed(model, cfg.device.of(n), cfg.device.dtype) for n in ("UE", "ES1")}
     engine = Engine(
-        model, make_links(cfg), session.profiles(cfg.costs.profiles), session.meter, session.memo(model)
+        model,
+        make_links(cfg),
+        session.profiles(cfg.costs.profiles),
+        session.meter,
+        session.memo(model),
+        node_models={"UE": placed["UE"], "ES": placed["ES1"]},
     )
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
