@@ -76,6 +76,7 @@ def sweep(
         1, "--workers", "-j", help="Processes; each loads the model once, 1 thread each."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda[:i] | mps: where the model runs."),
 ) -> None:
     """Run a sweep (protocols x channels x SNRs x modes x samples x seeds) into a SQLite database.
 
@@ -96,7 +97,7 @@ def sweep(
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
-    result = run_sweep(spec, db, workers=workers, progress=progress, log=_say)
+    result = run_sweep(spec, db, workers=workers, progress=progress, log=_say, device=device)
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
         _say(
@@ -209,6 +210,7 @@ def reproduce(
         "--report-only",
         help="Write the report from the rows already in OUT/results.sqlite (e.g. of a stopped --full run).",
     ),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda[:i] | mps: where the model runs."),
 ) -> None:
     """Run the whole case study (embedded model by default) and write report/report.md with figures and tables."""
     from megen.experiments.reproduce import reproduce as run_reproduce
@@ -218,7 +220,14 @@ def reproduce(
             raise MegenError(f"--full and --preset {preset} contradict each other")
         preset = "full"
     result = run_reproduce(
-        out, preset=preset, workers=workers, model=model, progress=progress, log=_say, report_only=report_only
+        out,
+        preset=preset,
+        workers=workers,
+        model=model,
+        progress=progress,
+        log=_say,
+        report_only=report_only,
+        device=device,
     )
     if result.interrupted:
         _say("interrupted; run the same command again to continue the sweep")

@@ -45,6 +45,7 @@ def reproduce(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     report_only: bool = False,
+    device: str = "cpu",
 ) -> ReproduceResult:
     """Run a preset's sweep into ``out/results.sqlite`` and write ``out/report.md`` with figures and tables.
 
@@ -73,7 +74,7 @@ def reproduce(
                 raise MegenError(f"{db} holds another sweep than preset {preset!r} with model {model!r}")
         return ReproduceResult(write_report(out, preset=preset, workers=workers, sweep_s=None, log=say))
     t0 = time.perf_counter()
-    res = run_sweep(spec, out / "results.sqlite", workers=workers, progress=progress, log=say)
+    res = run_sweep(spec, out / "results.sqlite", workers=workers, progress=progress, log=say, device=device)
     if res.interrupted:
         return ReproduceResult(out / "report.md", True, res.signal_name)
     sweep_s = time.perf_counter() - t0

@@ -78,6 +78,8 @@ class BatchTask:
         samples: Sample indices of the batch (all of them, even if some are already stored).
         run_seed: The seed the batch runs with (:func:`batch_seed`).
         prompt_shift: See :class:`~megen.experiments.spec.SweepSpec`.
+        device: Where the batch runs (``device.default`` of the run; not part of the point: results do
+            not depend on it).
     """
 
     key: str
@@ -87,6 +89,7 @@ class BatchTask:
     samples: tuple[int, ...]
     run_seed: int
     prompt_shift: int
+    device: str = "cpu"
 
 
 @dataclass
@@ -183,17 +186,21 @@ def interleaved_order(labels: torch.Tensor) -> list[int]:
 _RANDOM_MODELS: dict[str, Any] = {}
 
 
-def load_sweep_model(name: str):
-    """The model of a sweep (cached per process): ``tiny-random`` is the random-weight tiny model (tests)."""
+def load_sweep_model(name: str, device: str = "cpu"):
+    """The model of a sweep on ``device`` (cached per process): ``tiny-random`` is the random-weight tiny
+    model (tests)."""
+    from megen.devices import resolve_device
+
     if name == RANDOM_MODEL:
         from megen.models.tiny import build_random_tiny
 
-        if name not in _RANDOM_MODELS:
-            _RANDOM_MODELS[name] = build_random_tiny(seed=0)
-        return _RANDOM_MODELS[name]
+        key = f"{name}|{resolve_device(device)}"
+        if key not in _RANDOM_MODELS:
+            _RANDOM_MODELS[key] = build_random_tiny(seed=0).to(resolve_device(device))
+        return _RANDOM_MODELS[key]
     from megen.models.registry import load_model
 
-    return load_model(name)
+    return load_model(name, device=device)
 
 
 # ---------------------------------------------------------------------------------------------- trial
@@ -206,7 +213,8 @@ def compute_batch(task: BatchTask, model, references, session: Session | None = 
     from megen.protocols.runner import run_protocol
 
     t0 = time.perf_counter()
-    cfg = RunConfig.model_validate_json(task.config_json).with_seed(task.run_seed)
+    stored = RunConfig.model_validate_json(task.config_json)
+    cfg = RunConfig.from_paths({"task.seed": task.run_seed, "device.default": task.device}, base=stored)
     prompts, reference, ref_idx, classes = sample_inputs(
         task.task, task.samples, task.prompt_shift, references, tuple(model.image_shape)
     )
@@ -294,13 +302,13 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)  # the driver died (SIGKILL): do not linger as an orphan
 
 
-def _init_worker(model_name: str, references: str, parent_pid: int, results: Any) -> None:
+def _init_worker(model_name: str, device: str, references: str, parent_pid: int, results: Any) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    _WORKER["model"] = load_sweep_model(model_name)
+    _WORKER["model"] = load_sweep_model(model_name, device)
     _WORKER["references"] = load_references(references)
     _WORKER["results"] = results
     _WORKER["session"] = Session()
@@ -351,7 +359,9 @@ def _console():
     return Console(stderr=True)
 
 
-def plan_tasks(spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int]]) -> list[BatchTask]:
+def plan_tasks(
+    spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int]], device: str = "cpu"
+) -> list[BatchTask]:
     """The batches still missing, ordered batch by batch across points (partial results stay balanced)."""
     n_batches = (max(p.samples for p in points) + spec.batch_size - 1) // spec.batch_size
     tasks = []
@@ -372,6 +382,7 @@ def plan_tasks(spec: SweepSpec, points: Sequence[Point], done: dict[str, set[int
                     samples=samples,
                     run_seed=batch_seed(p.config.task.seed, b),
                     prompt_shift=spec.prompt_shift,
+                    device=device,
                 )
             )
     return tasks
@@ -385,6 +396,7 @@ def run_sweep(
     progress: bool = True,
     model=None,
     log: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> SweepResult:
     """Run (or continue) a sweep into the SQLite database ``db``.
 
@@ -395,6 +407,8 @@ def run_sweep(
         progress: Show a rich progress bar with ETA on stderr.
         model: In-process only: an already loaded model to use instead of ``spec.model`` (tests).
         log: Where one-line messages go (default: stderr console).
+        device: Where every node runs (``auto``, ``cpu``, ``cuda[:i]``, ``mps``); not part of the
+            results' keys (a sweep continued on another device adds rows to the same points).
 
     Returns:
         What was done; ``interrupted`` is True when SIGTERM/Ctrl-C stopped it (rerun to continue).
@@ -416,15 +430,21 @@ def run_sweep(
     t_start = time.perf_counter()
     # everything that can fail at the start fails before the database is touched
     refs_name = resolve_references(spec.references, spec.model)
+    from megen.devices import resolve_device
+
+    device = str(model.device) if model is not None else str(resolve_device(device))
     inline = None
     if workers == 1:
-        inline = (model if model is not None else load_sweep_model(spec.model), load_references(refs_name))
+        inline = (
+            model if model is not None else load_sweep_model(spec.model, device),
+            load_references(refs_name),
+        )
     store = ResultsStore.create_or_resume(db, spec, points)
     try:
         done = store.done_samples()
         existing = sum(len(v) for v in done.values())
         result = SweepResult(Path(db), len(points), sum(p.samples for p in points), existing)
-        tasks = plan_tasks(spec, points, done)
+        tasks = plan_tasks(spec, points, done, device)
         if not tasks:
             say(f"{db}: all {result.expected_rows} rows already there; nothing to run")
         else:
@@ -562,7 +582,13 @@ def _run_pool(
         max_workers=workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(spec.model, resolve_references(spec.references, spec.model), os.getpid(), results),
+        initargs=(
+            spec.model,
+            tasks[0].device,
+            resolve_references(spec.references, spec.model),
+            os.getpid(),
+            results,
+        ),
     )
     chunks = chunk_tasks(tasks, workers)
     pending = list(reversed(chunks))
