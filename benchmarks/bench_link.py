@@ -17,7 +17,10 @@ from pathlib import Path
 
 import torch
 
-from megen.link import ChannelConfig, Mcs, transmit_analog, transmit_bits
+from megen.link.analog import transmit_analog
+from megen.link.channels import ChannelConfig
+from megen.link.digital import transmit_bits
+from megen.link.modulation import Mcs
 
 ANALOG_TARGET = 5e7
 CODED_TARGET = 1e6

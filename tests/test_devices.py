@@ -12,9 +12,9 @@ import torch
 
 from megen.devices import draw_normal, dtype_name, resolve_device, resolve_dtype, to_host
 from megen.errors import MegenError
-from megen.link import ChannelConfig, Mcs
-from megen.link.channels import transmit_symbols
+from megen.link.channels import ChannelConfig, transmit_symbols
 from megen.link.digital import send_bytes, transmit_bits
+from megen.link.modulation import Mcs
 from megen.models.registry import clear_model_cache, load_model
 from megen.models.sd import load_stable_diffusion, staged_from_components
 from megen.testing import build_random_tiny, build_tiny_sd_components, save_tiny_sd_checkpoint

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from megen.errors import MegenError
-from megen.link import SIDE_INFO_BITS_PER_ITEM, ChannelConfig, analog_channel_uses, transmit_analog
+from megen.link.analog import SIDE_INFO_BITS_PER_ITEM, analog_channel_uses, transmit_analog
+from megen.link.channels import ChannelConfig
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 7), (1, 3, 5, 5)])

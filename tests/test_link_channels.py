@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from megen.errors import MegenError
-from megen.link import ChannelConfig, channel_uses_for, ebno_db_to_snr_db, pilot_symbols_for, transmit_symbols
-from megen.link.channels import draw_fading, snr_db_to_ebno_db
+from megen.link.channels import (
+    ChannelConfig,
+    channel_uses_for,
+    draw_fading,
+    ebno_db_to_snr_db,
+    pilot_symbols_for,
+    snr_db_to_ebno_db,
+    transmit_symbols,
+)
 
 
 def _qpsk(batch: int, n: int, generator: torch.Generator) -> torch.Tensor:

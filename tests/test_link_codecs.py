@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from megen.errors import MegenError
-from megen.link import ChannelConfig, Mcs
+from megen.link.channels import ChannelConfig
 from megen.link.codecs import (
     FALLBACK_PIXEL,
     IMAGE_CODECS,
@@ -18,6 +18,7 @@ from megen.link.codecs import (
     send_tensor_quantized,
     unpack_codes,
 )
+from megen.link.modulation import Mcs
 
 
 def _images(batch: int, channels: int, size: int = 32, seed: int = 0) -> torch.Tensor:

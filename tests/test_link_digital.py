@@ -10,8 +10,10 @@ import torch
 from sionna.phy.mapping import Demapper
 
 from megen.errors import MegenError
-from megen.link import ChannelConfig, Mcs, ldpc, send_bytes, send_bytes_batch, transmit_bits
-from megen.link.modulation import MODULATIONS, demap_llr, map_bits
+from megen.link import ldpc
+from megen.link.channels import ChannelConfig
+from megen.link.digital import send_bytes, send_bytes_batch, transmit_bits
+from megen.link.modulation import MODULATIONS, Mcs, demap_llr, map_bits
 from megen.link.simulate import simulate_link
 from megen.link.theory import ber_awgn, ber_bpsk_rayleigh, q_function
 

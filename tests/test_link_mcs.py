@@ -7,7 +7,7 @@ import math
 import pytest
 
 from megen.errors import MegenError
-from megen.link import ChannelConfig
+from megen.link.channels import ChannelConfig
 from megen.link.mcs import MCS_TABLE, TARGET_BLER, load_bler_table, select_mcs
 
 

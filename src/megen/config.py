@@ -43,6 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from megen.errors import MegenError
+from megen.images import ImageCodec
 from megen.link.channels import ChannelConfig, ChannelKind, Csi, Equalizer
 
 #: SNR bounds of every link (dB). Outside them the link model means nothing useful.
@@ -178,7 +179,7 @@ class CodecSection(_Section):
         seed_bits: Bits per latent value of digital seeds.
     """
 
-    image: Literal["jpeg", "webp", "png"] = "jpeg"
+    image: ImageCodec = "jpeg"
     image_quality: int = Field(90, ge=1, le=100)
     seed_bits: int = Field(8, ge=1, le=16)
 

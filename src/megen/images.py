@@ -5,12 +5,16 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from megen.errors import MegenError
+
+ImageCodec = Literal["jpeg", "webp", "png"]
+"""Image codecs of digital image transfers (:mod:`megen.link.codecs`)."""
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest reference image accepted (width x height); larger files are refused before decoding."""

@@ -67,7 +67,8 @@ def transmit_analog(x: torch.Tensor, channel: ChannelConfig, generator: torch.Ge
 
     Example:
         >>> import torch
-        >>> from megen.link import ChannelConfig, transmit_analog
+        >>> from megen.link.channels import ChannelConfig
+        >>> from megen.link.analog import transmit_analog
         >>> x = torch.arange(6.0).reshape(2, 3)
         >>> out = transmit_analog(x, ChannelConfig(kind="none"), torch.Generator().manual_seed(0))
         >>> bool(torch.equal(out.received, x)), out.channel_uses, out.side_info_bits

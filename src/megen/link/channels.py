@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -38,7 +38,7 @@ ChannelKind = Literal["none", "awgn", "rayleigh", "rician"]
 Equalizer = Literal["zf", "mmse"]
 Csi = Literal["perfect", "estimated"]
 
-CHANNEL_KINDS: tuple[str, ...] = ("none", "awgn", "rayleigh", "rician")
+CHANNEL_KINDS: tuple[str, ...] = get_args(ChannelKind)
 FADING_KINDS: tuple[str, ...] = ("rayleigh", "rician")
 EQUALIZERS: tuple[str, ...] = ("zf", "mmse")
 CSI_MODES: tuple[str, ...] = ("perfect", "estimated")

@@ -14,18 +14,19 @@ import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
 from megen.errors import MegenError
+from megen.images import ImageCodec
 from megen.link.channels import ChannelConfig
 from megen.link.digital import DigitalResult, send_bytes_batch
 from megen.link.modulation import Mcs
 
-IMAGE_CODECS: tuple[str, ...] = ("jpeg", "webp", "png")
+IMAGE_CODECS: tuple[str, ...] = get_args(ImageCodec)
 FALLBACK_PIXEL = 0.5
 """Value of every pixel of the fallback image (mid-grey)."""
 QUANTIZER_HEADER_BYTES = 8

@@ -231,7 +231,9 @@ def send_bytes_batch(
 
     Example:
         >>> import torch
-        >>> from megen.link import ChannelConfig, Mcs, send_bytes
+        >>> from megen.link.channels import ChannelConfig
+        >>> from megen.link.modulation import Mcs
+        >>> from megen.link.digital import send_bytes
         >>> r = send_bytes(b"hello", Mcs("qpsk", 0.5), ChannelConfig(kind="none"), torch.Generator())
         >>> r.bytes_received, r.ok, r.info_bits, r.header_bits
         (b'hello', True, 40, 32)
