@@ -143,3 +143,15 @@ def test_unsplit_is_a_one_node_plan_run_by_the_engine(random_tiny):
     assert torch.equal(out.image, again.image)
     other = run_unsplit(random_tiny, PROMPTS, **{**kw, "seed": 4})
     assert not torch.equal(out.image, other.image)
+
+
+def test_a_plan_of_too_many_operations_is_refused_before_running():
+    """A Python-built plan of 10^5 operations is refused at validation, not run (the TOML loader caps too)."""
+    from megen.errors import MegenError
+    from megen.protocols.engine import EngineConfig
+    from megen.protocols.plan import MAX_PLAN_OPS, Plan, Stage
+    from megen.protocols.validate import validate_plan
+
+    huge = Plan("huge", tuple(Stage("T", "UE") for _ in range(100_000)), "UE")
+    with pytest.raises(MegenError, match=f"at most {MAX_PLAN_OPS}"):
+        validate_plan(huge, EngineConfig(num_steps=4), image_to_image=False)

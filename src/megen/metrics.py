@@ -1,4 +1,4 @@
-"""Image quality metrics (DESIGN.md section 6), all offline.
+"""Image quality metrics, all offline: quality against the error-free run and against the reference.
 
 * Per image: PSNR (dB), SSIM, MS-SSIM from torchmetrics, on images in ``[0, 1]`` (data range 1).
   MS-SSIM needs images larger than ``(kernel - 1) * 2**(scales - 1)``; for small images (the tiny

@@ -1,6 +1,6 @@
 """The staged latent diffusion model: one interface for every backend.
 
-A :class:`StagedLDM` exposes the stages of DESIGN.md section 1 as separate, pure methods so that
+A :class:`StagedLDM` exposes the stages of docs/architecture.md ("Stages and the staged model") as separate, pure methods so that
 the plan engine can run each one on a different node:
 
 ============  =====================================  ======================================

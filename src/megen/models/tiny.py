@@ -1,6 +1,6 @@
 """The embedded default model ``tiny``: a text-conditioned LDM trained on Fashion-MNIST.
 
-Parts (DESIGN.md section 5), each a diffusers component built from a config recorded below and saved
+Parts (docs/models.md, the tiny model card), each a diffusers component built from a config recorded below and saved
 next to its weights:
 
 * VAE: ``AutoencoderKL`` 1x32x32 -> 4x8x8 (downsampling 4), ``scaling_factor`` = 1/std of the

@@ -1,4 +1,4 @@
-"""The named protocols as plan builders (DESIGN.md section 2, as this project reads it).
+"""The named protocols as plan builders (docs/protocols.md: this project's reading of the protocol names).
 
 Each builder is a pure function ``(RunConfig, num_steps, start_step, image_to_image) -> Plan``;
 :data:`PROTOCOLS` is the plain registry. Reading of the names: the *inference* side runs the stages

@@ -50,6 +50,8 @@ Mode = Literal["analog", "digital"]
 LinkKind = Literal["uplink", "downlink", "backhaul"]
 
 NODES = ("UE", "ES1", "ES2", "ES3", "ES4")
+MAX_PLAN_OPS = 10_000
+"""Most operations one plan may hold (the built-in protocols use well under 100)."""
 
 #: Item names (bases); the tileable ones can be cut into tiles ``x@i``.
 ITEMS = ("prompt", "reference", "cond", "z_ref", "latent", "image", "sketch")

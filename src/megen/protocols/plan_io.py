@@ -39,7 +39,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from megen.errors import MegenError
-from megen.protocols.plan import ItemRef, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+from megen.protocols.plan import (
+    MAX_PLAN_OPS,
+    ItemRef,
+    Op,
+    ParallelDenoise,
+    Plan,
+    Stage,
+    Stitch,
+    Tile,
+    Transfer,
+)
 
 OP_TYPES: dict[str, type] = {
     "stage": Stage,
@@ -49,8 +59,6 @@ OP_TYPES: dict[str, type] = {
     "parallel_denoise": ParallelDenoise,
 }
 _NAMES = {v: k for k, v in OP_TYPES.items()}
-MAX_PLAN_OPS = 10_000
-"""Most operations one plan may hold (the built-in protocols use well under 100)."""
 
 
 def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from megen.errors import MegenError
-from megen.protocols.plan import NODES, Access, ItemRef, Plan, Stage, op_nodes
+from megen.protocols.plan import MAX_PLAN_OPS, NODES, Access, ItemRef, Plan, Stage, op_nodes
 
 if TYPE_CHECKING:
     from megen.protocols.engine import EngineConfig
@@ -63,6 +63,8 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
         held["UE"].add(ItemRef("reference"))
     if not plan.ops:
         raise MegenError(f"plan {plan.name!r} has no operations")
+    if len(plan.ops) > MAX_PLAN_OPS:
+        raise MegenError(f"plan {plan.name!r}: {len(plan.ops)} operations; at most {MAX_PLAN_OPS}")
     if plan.result_node not in NODES:
         raise MegenError(f"plan {plan.name!r}: unknown result node {plan.result_node!r}")
     for idx, op in enumerate(plan.ops):
