@@ -75,7 +75,7 @@ def test_profiles_default_loads() -> None:
 
 
 def test_profiles_path_errors(tmp_path) -> None:
-    with pytest.raises(MegenError, match="is a folder, not a TOML file"):
+    with pytest.raises(MegenError, match="profile file .* is a folder"):
         load_profiles(tmp_path)
     with pytest.raises(MegenError, match="not found"):
         load_profiles(tmp_path / "nope.toml")

@@ -35,7 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -405,18 +404,9 @@ def load_config(path: Path | str, overrides: Mapping[str, Any] | None = None) ->
     Raises:
         MegenError: a missing or unreadable file, bad syntax, or an invalid configuration.
     """
-    import json
+    from megen.files import read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise MegenError(f"configuration file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MegenError(f"cannot read configuration file {path}: {exc}") from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise MegenError(f"configuration file {path} is not valid: {exc}") from None
+    data = read_table(path, "configuration file")
     base = validate_config(_expand_link_wildcards(data))
     return RunConfig.from_paths(overrides or {}, base=base)
 

@@ -13,6 +13,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from megen.errors import MegenError
 
@@ -125,3 +126,32 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if tmp.exists():
                 tmp.unlink()
+
+
+def read_table(path: Path | str, what: str) -> dict[str, Any]:
+    """The table in a TOML file (or a JSON file, by its ``.json`` suffix), as plain data.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (``"plan file"``, ``"experiment file"`` ...).
+
+    Raises:
+        MegenError: the file is missing, a folder, unreadable, or not valid TOML/JSON (one line).
+    """
+    import json
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise MegenError(f"{what} not found: {p}" if not p.exists() else f"{what} {p} is a folder")
+    kind = "JSON" if p.suffix == ".json" else "TOML"
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except OSError as exc:
+        raise MegenError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MegenError(f"{what} {p} is not valid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise MegenError(f"{what} {p} does not hold a table")
+    return data

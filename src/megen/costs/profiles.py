@@ -7,7 +7,6 @@ Units: ``peak_flops`` in FLOP/s, ``efficiency`` in (0, 1], ``power_w`` and ``tx_
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -130,14 +129,7 @@ def load_profiles(path: Path | str | None = None) -> Profiles:
         MegenError: the path is missing, a folder or unreadable, or the TOML is invalid.
     """
     p = Path(path) if path is not None else default_profiles_path()
-    if not p.exists():
-        raise MegenError(f"profile file not found: {p}")
-    if not p.is_file():
-        raise MegenError(f"profile file {p} is a folder, not a TOML file")
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise MegenError(f"cannot read profile file {p}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MegenError(f"profile file {p} is not valid TOML: {exc}") from exc
+    from megen.files import read_table
+
+    data = read_table(p, "profile file")
     return parse_profiles(data, str(p) if path is not None else "default")

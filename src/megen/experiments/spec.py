@@ -44,7 +44,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -342,13 +341,7 @@ def load_spec(path: Path | str) -> SweepSpec:
     Raises:
         MegenError: a missing or unreadable file, bad TOML, or an invalid specification.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MegenError(f"experiment file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MegenError(f"cannot read experiment file {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise MegenError(f"experiment file {path} is not valid TOML: {exc}") from exc
+    from megen.files import read_table
+
+    data = read_table(path, "experiment file")
     return make_spec(data)

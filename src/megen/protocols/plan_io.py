@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 import types
 import typing
 from pathlib import Path
@@ -152,16 +151,10 @@ def load_plan(path: Path | str) -> Plan:
     Raises:
         MegenError: the file is missing, a folder or unreadable, is not TOML, or is not a valid plan.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise MegenError(f"plan file not found: {p}" if not p.exists() else f"plan file {p} is a folder")
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise MegenError(f"cannot read plan file {p}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MegenError(f"plan file {p} is not valid TOML: {exc}") from None
-    return plan_from_dict(data, str(p))
+    from megen.files import read_table
+
+    data = read_table(path, "plan file")
+    return plan_from_dict(data, str(path))
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
