@@ -47,6 +47,10 @@ def _mode(cfg: RunConfig, payload: str, src: str, dst: str) -> Mode:
     return mode
 
 
+def _plan(name: str, ops: list[Op], description: str, result: str = "UE") -> Plan:
+    return Plan(name, tuple(ops), result, description)
+
+
 def _es(i: int) -> str:
     return f"ES{i + 1}"
 
@@ -91,9 +95,7 @@ def central(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
         ops += [Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")), Stage("E", "ES1")]
     ops += [Stage("T", "ES1"), Stage("Z", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("G", "ES1")]
     ops += [Transfer(IMAGE, "ES1", "UE", _mode(cfg, "image", "ES1", "UE"))]
-    return Plan(
-        "central", tuple(ops), "UE", "generate-and-download: the ES runs everything, the image goes down"
-    )
+    return _plan("central", ops, "generate-and-download: the ES runs everything, the image goes down")
 
 
 def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -104,12 +106,7 @@ def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
         Stage("D", "UE", denoiser=cfg.protocol.ue_model),
         Stage("G", "UE"),
     ]
-    return Plan(
-        "local",
-        tuple(ops),
-        "UE",
-        "the UE alone, prompt only, its own model, no link (a bound, not a protocol)",
-    )
+    return _plan("local", ops, "the UE alone, prompt only, its own model, no link (a bound, not a protocol)")
 
 
 def eiug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -121,11 +118,8 @@ def eiug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     if k < n:
         ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=cfg.protocol.ue_model)]
     ops += [Stage("G", "UE")]
-    return Plan(
-        "EIUG",
-        tuple(ops),
-        "UE",
-        "ES infers the seed (T E Z D), the UE generates (G); the final latent goes down",
+    return _plan(
+        "EIUG", ops, "ES infers the seed (T E Z D), the UE generates (G); the final latent goes down"
     )
 
 
@@ -139,11 +133,11 @@ def uieg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
         ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=cfg.protocol.ue_model)]
     ops += [Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1"))] + _uplink_prompt()
     ops += [Stage("T", "ES1"), Stage("D", "ES1", start=k, denoiser="es"), Stage("G", "ES1")]
-    return Plan(
+    return _plan(
         "UIEG",
-        tuple(ops),
-        "ES1",
+        ops,
         "UE infers the seed (E Z [+ first steps]), the ES generates; the image lands at the ES",
+        result="ES1",
     )
 
 
@@ -160,9 +154,7 @@ def ciag(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
     ops += [Transfer(LATENT, "ES1", "UE", _mode(cfg, "seed", "ES1", "UE"))]
     ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=cfg.protocol.ue_model), Stage("G", "UE")]
-    return Plan(
-        "CIAG", tuple(ops), "UE", "UE seeds, ES runs the first steps, the UE finishes with its own denoiser"
-    )
+    return _plan("CIAG", ops, "UE seeds, ES runs the first steps, the UE finishes with its own denoiser")
 
 
 def esuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -175,7 +167,7 @@ def esuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
         Stage("T", "UE"),
         Stage("C", "UE", denoiser=cfg.protocol.ue_model),
     ]
-    return Plan("ESUC", tuple(ops), "UE", "ES generates and sends a sketch, the UE completes it")
+    return _plan("ESUC", ops, "ES generates and sends a sketch, the UE completes it")
 
 
 # ---------------------------------------------------------------------------- multi-ES
@@ -220,8 +212,8 @@ def uidg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     for i in range(1, k):
         ops += [Transfer(IMAGE.at(i), _es(i), "ES1", _mode(cfg, "image", _es(i), "ES1"), core_only=True)]
     ops += [Stitch("ES1", IMAGE, k)]
-    return Plan(
-        "UIDG", tuple(ops), "ES1", "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles"
+    return _plan(
+        "UIDG", ops, "UE seeds tiles, ESs denoise and decode them in parallel, ES1 assembles", result="ES1"
     )
 
 
@@ -248,11 +240,8 @@ def diug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     for i in range(k):
         ops += [Transfer(LATENT.at(i), _es(i), "UE", _mode(cfg, "seed", _es(i), "UE"), core_only=True)]
     ops += [Stitch("UE", LATENT, k), Stage("G", "UE")]
-    return Plan(
-        "DIUG",
-        tuple(ops),
-        "UE",
-        "ESs denoise latent tiles in parallel, tiles go down, the UE stitches and decodes",
+    return _plan(
+        "DIUG", ops, "ESs denoise latent tiles in parallel, tiles go down, the UE stitches and decodes"
     )
 
 
@@ -265,7 +254,7 @@ def dsuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     for i in range(k):
         ops += [Transfer(SKETCH.at(i), _es(i), "UE", _mode(cfg, "sketch", _es(i), "UE"), core_only=True)]
     ops += [Stitch("UE", SKETCH, k), Stage("T", "UE"), Stage("C", "UE", denoiser=cfg.protocol.ue_model)]
-    return Plan("DSUC", tuple(ops), "UE", "ESs sketch tiles in parallel, the UE stitches and completes")
+    return _plan("DSUC", ops, "ESs sketch tiles in parallel, the UE stitches and completes")
 
 
 def _ranges(cfg: RunConfig, k: int, n: int, s: int, name: str) -> list[tuple[int, int]]:
@@ -276,6 +265,20 @@ def _ranges(cfg: RunConfig, k: int, n: int, s: int, name: str) -> list[tuple[int
     else:
         bounds = [s + round(i * (n - s) / k) for i in range(k + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+def _cooperative_chain(cfg: RunConfig, ranges: list[tuple[int, int]]) -> list[Op]:
+    """ES1, ES2 ... each denoise their step range; prompt and latent go along the backhaul in between."""
+    ops: list[Op] = []
+    for i, (a, b) in enumerate(ranges):
+        node = _es(i)
+        if i > 0:
+            ops += [
+                Transfer(PROMPT, _es(i - 1), node, "digital"),
+                Transfer(LATENT, _es(i - 1), node, _mode(cfg, "seed", _es(i - 1), node)),
+            ]
+        ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
+    return ops
 
 
 def uidcg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -289,21 +292,10 @@ def uidcg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
         Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
         *_uplink_prompt(),
     ]
-    for i, (a, b) in enumerate(ranges):
-        node = _es(i)
-        if i > 0:
-            ops += [
-                Transfer(PROMPT, _es(i - 1), node, "digital"),
-                Transfer(LATENT, _es(i - 1), node, _mode(cfg, "seed", _es(i - 1), node)),
-            ]
-        ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
+    ops += _cooperative_chain(cfg, ranges)
     ops += [Stage("G", _es(k - 1))]
-    return Plan(
-        "UIDCG",
-        tuple(ops),
-        _es(k - 1),
-        "UE seeds, ESs run consecutive step ranges over the backhaul, the last decodes",
-    )
+    desc = "UE seeds, ESs run consecutive step ranges over the backhaul, the last decodes"
+    return _plan("UIDCG", ops, desc, result=_es(k - 1))
 
 
 def dcsuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -313,20 +305,11 @@ def dcsuc(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     if i2i:
         ops += [Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")), Stage("E", "ES1")]
     ops += [Stage("Z", "ES1")]
-    for i, (a, b) in enumerate(ranges):
-        node = _es(i)
-        if i > 0:
-            ops += [
-                Transfer(PROMPT, _es(i - 1), node, "digital"),
-                Transfer(LATENT, _es(i - 1), node, _mode(cfg, "seed", _es(i - 1), node)),
-            ]
-        ops += [Stage("T", node), Stage("D", node, start=a, stop=b, denoiser="es")]
+    ops += _cooperative_chain(cfg, ranges)
     last = _es(k - 1)
     ops += [Stage("K", last), Transfer(SKETCH, last, "UE", _mode(cfg, "sketch", last, "UE"))]
     ops += [Stage("T", "UE"), Stage("C", "UE", denoiser=cfg.protocol.ue_model)]
-    return Plan(
-        "DCSUC", tuple(ops), "UE", "ESs run consecutive step ranges, the last sketches, the UE completes"
-    )
+    return _plan("DCSUC", ops, "ESs run consecutive step ranges, the last sketches, the UE completes")
 
 
 def build_unsplit_plan(image_to_image: bool, *, node: str = "UE", denoiser: str = "es") -> Plan:
@@ -345,7 +328,7 @@ def build_unsplit_plan(image_to_image: bool, *, node: str = "UE", denoiser: str 
         raise MegenError(f"the unsplit plan runs where the prompt is (the UE), not on {node}")
     ops: list[Op] = [Stage("E", node)] if image_to_image else []
     ops += [Stage("T", node), Stage("Z", node), Stage("D", node, denoiser=denoiser), Stage("G", node)]
-    return Plan("unsplit", tuple(ops), node, f"the whole pipeline on one node with the {denoiser} denoiser")
+    return _plan("unsplit", ops, f"the whole pipeline on one node with the {denoiser} denoiser", result=node)
 
 
 def unsplit(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
