@@ -141,16 +141,20 @@ def uieg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     )
 
 
-def ciag(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
-    k = _split(cfg, n, s, s + (n - s) // 2, "CIAG")
-    ops: list[Op] = []
-    if i2i:
-        ops += [Stage("E", "UE")]
+def _ue_seed_up(cfg: RunConfig, i2i: bool) -> list[Op]:
+    """The UE makes the seed (``[E] Z``) and sends it and the prompt up to ES1."""
+    ops: list[Op] = [Stage("E", "UE")] if i2i else []
     ops += [
         Stage("Z", "UE"),
         Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
         *_uplink_prompt(),
     ]
+    return ops
+
+
+def ciag(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    k = _split(cfg, n, s, s + (n - s) // 2, "CIAG")
+    ops = _ue_seed_up(cfg, i2i)
     ops += [Stage("T", "ES1"), Stage("D", "ES1", stop=k, denoiser="es")]
     ops += [Transfer(LATENT, "ES1", "UE", _mode(cfg, "seed", "ES1", "UE"))]
     ops += [Stage("T", "UE"), Stage("D", "UE", start=k, denoiser=cfg.protocol.ue_model), Stage("G", "UE")]
@@ -284,14 +288,7 @@ def _cooperative_chain(cfg: RunConfig, ranges: list[tuple[int, int]]) -> list[Op
 def uidcg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     k = _check_k(cfg, "UIDCG")
     ranges = _ranges(cfg, k, n, s, "UIDCG")
-    ops: list[Op] = []
-    if i2i:
-        ops += [Stage("E", "UE")]
-    ops += [
-        Stage("Z", "UE"),
-        Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
-        *_uplink_prompt(),
-    ]
+    ops = _ue_seed_up(cfg, i2i)
     ops += _cooperative_chain(cfg, ranges)
     ops += [Stage("G", _es(k - 1))]
     desc = "UE seeds, ESs run consecutive step ranges over the backhaul, the last decodes"
