@@ -15,7 +15,7 @@ from megen.errors import MegenError
 from megen.link.channels import ChannelConfig, transmit_symbols
 from megen.link.digital import send_bytes, transmit_bits
 from megen.link.modulation import Mcs
-from megen.models.registry import clear_model_cache, load_model
+from megen.models.registry import load_model
 from megen.models.sd import load_stable_diffusion, staged_from_components
 from megen.testing import build_random_tiny, build_tiny_sd_components, save_tiny_sd_checkpoint
 
@@ -137,10 +137,14 @@ def test_no_hard_coded_device_in_the_library() -> None:
 
 # ---------------------------------------------------------------------------------------------- models
 def test_loading_tiny_on_cpu_explicitly_equals_the_default() -> None:
-    clear_model_cache()
-    default = load_model("tiny")
-    explicit = load_model("tiny", device="cpu", dtype="float32")
-    assert explicit is default  # one cache entry: same device, same dtype
+    from megen.models.registry import model_key
+    from megen.session import Session
+
+    session = Session()
+    default = session.model("tiny")
+    explicit = session.model("tiny", device="cpu", dtype="float32")
+    assert explicit is default  # one session entry: same device, same dtype
+    assert model_key("tiny") == model_key("tiny", device="cpu", dtype="float32")
     assert default.device == torch.device("cpu") and default.dtype == torch.float32
     _, img = default.generate(PROMPTS, num_steps=3, guidance=3.0, seed=1)
     assert img.device.type == "cpu" and img.dtype == torch.float32

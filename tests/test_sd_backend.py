@@ -22,7 +22,7 @@ from diffusers import (
 from megen.errors import MegenError
 from megen.models import registry
 from megen.models.ldm import StagedLDM
-from megen.models.registry import clear_model_cache, load_model
+from megen.models.registry import load_model
 from megen.models.sd import load_stable_diffusion, staged_from_components
 from megen.testing import build_tiny_sd_components, save_tiny_sd_checkpoint
 
@@ -35,9 +35,7 @@ SEED = 3
 def _offline(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    clear_model_cache()
     yield
-    clear_model_cache()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -156,8 +154,12 @@ def test_split_denoising_equals_unsplit_exactly(model: StagedLDM, k: int) -> Non
 @pytest.mark.equivalence
 def test_saved_checkpoint_reloads_to_the_same_image(model: StagedLDM, checkpoint: Path) -> None:
     assert (checkpoint / "model_index.json").is_file()
-    loaded = load_model(str(checkpoint))
-    assert load_model(str(checkpoint)) is loaded  # cached per process
+    from megen.session import Session
+
+    session = Session()
+    loaded = session.model(str(checkpoint))
+    assert session.model(str(checkpoint)) is loaded  # kept by the session
+    assert load_model(str(checkpoint)) is not loaded  # the registry itself keeps nothing
     assert loaded.image_shape == model.image_shape and loaded.latent_shape == model.latent_shape
     assert loaded.name == checkpoint.name
     assert torch.equal(_ours_txt2img(loaded, 7.5), _ours_txt2img(model, 7.5))
@@ -247,7 +249,9 @@ def test_registry_routes_tiny_names_and_folders(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(registry, "load_tiny", fake_load_tiny)
     assert load_model(None) == "tiny:None"
-    assert load_model("tiny") == "tiny:None"  # cached: same key as None
+    assert load_model("tiny") == "tiny:None"
+    assert registry.model_key(None) == registry.model_key("tiny")  # one model, one session cache entry
     (tmp_path / "megen_tiny.json").write_text(json.dumps({"name": "tiny"}))
     assert load_model(str(tmp_path)) == f"tiny:{tmp_path.resolve()}"
-    assert calls == [None, str(tmp_path.resolve())]
+    assert registry.model_key(str(tmp_path / ".." / tmp_path.name)) == registry.model_key(str(tmp_path))
+    assert calls == [None, None, str(tmp_path.resolve())]

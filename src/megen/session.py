@@ -60,17 +60,17 @@ class Session:
     ) -> StagedLDM:
         """The model ``name`` on ``device`` in ``dtype``, loaded once (default loader:
         :func:`megen.models.registry.load_model`)."""
-        from megen.devices import resolve_device
+        from megen.devices import resolve_device, resolve_dtype
+        from megen.models.registry import load_model, model_key
 
-        key = f"{name}|{resolve_device(device)}|{dtype}"
+        if load is None:
+            key = model_key(name, device=device, dtype=dtype)
+        else:
+            key = f"{name}|{load.__qualname__}|{resolve_device(device)}|{resolve_dtype(dtype, device)}"
         if key not in self._models:
             if load is None:
-                from megen.models.registry import load_model
-
                 self._models[key] = load_model(name, device=device, dtype=dtype)
             else:
-                from megen.devices import resolve_dtype
-
                 self._models[key] = load(name).to(resolve_device(device), resolve_dtype(dtype, device))
         return self._models[key]
 

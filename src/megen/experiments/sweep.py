@@ -183,24 +183,19 @@ def interleaved_order(labels: torch.Tensor) -> list[int]:
     return [i for _, _, i in sorted(keys)]
 
 
-_RANDOM_MODELS: dict[str, Any] = {}
-
-
-def load_sweep_model(name: str, device: str = "cpu"):
-    """The model of a sweep on ``device`` (cached per process): ``tiny-random`` is the random-weight tiny
+def load_sweep_model(name: str, device: str = "cpu", session: Session | None = None):
+    """The model of a sweep on ``device``, kept in ``session``: ``tiny-random`` is the random-weight tiny
     model (tests)."""
-    from megen.devices import resolve_device
-
+    session = session or Session()
     if name == RANDOM_MODEL:
-        from megen.models.tiny import build_random_tiny
+        return session.model(name, _random_tiny, device=device)
+    return session.model(name, device=device)
 
-        key = f"{name}|{resolve_device(device)}"
-        if key not in _RANDOM_MODELS:
-            _RANDOM_MODELS[key] = build_random_tiny(seed=0).to(resolve_device(device))
-        return _RANDOM_MODELS[key]
-    from megen.models.registry import load_model
 
-    return load_model(name, device=device)
+def _random_tiny(_name: str):
+    from megen.models.tiny import build_random_tiny
+
+    return build_random_tiny(seed=0)
 
 
 # ---------------------------------------------------------------------------------------------- trial
@@ -308,10 +303,10 @@ def _init_worker(model_name: str, device: str, references: str, parent_pid: int,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    _WORKER["model"] = load_sweep_model(model_name, device)
+    _WORKER["session"] = Session()
+    _WORKER["model"] = load_sweep_model(model_name, device, _WORKER["session"])
     _WORKER["references"] = load_references(references)
     _WORKER["results"] = results
-    _WORKER["session"] = Session()
 
 
 def _worker_chunk(tasks: list[BatchTask]) -> int:
@@ -435,9 +430,11 @@ def run_sweep(
     device = str(model.device) if model is not None else str(resolve_device(device))
     inline = None
     if workers == 1:
+        session = Session()
         inline = (
-            model if model is not None else load_sweep_model(spec.model, device),
+            model if model is not None else load_sweep_model(spec.model, device, session),
             load_references(refs_name),
+            session,
         )
     store = ResultsStore.create_or_resume(db, spec, points)
     try:
@@ -472,7 +469,7 @@ def _run_tasks(
     *,
     workers: int,
     progress: bool,
-    inline: tuple[Any, ReferenceSet] | None,
+    inline: tuple[Any, ReferenceSet, Session] | None,
     todo: int,
 ) -> None:
     from rich.progress import (
@@ -558,12 +555,11 @@ def _progress_line(done: int, todo: int, elapsed_s: float) -> str:
 
 
 def _run_inline(
-    tasks: list[BatchTask], model, refs: ReferenceSet, write: Callable[[list[Row]], None]
+    tasks: list[BatchTask], model, refs: ReferenceSet, session: Session, write: Callable[[list[Row]], None]
 ) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        session = Session()
         for t in tasks:
             write(compute_batch(t, model, refs, session))
     finally:

@@ -25,11 +25,29 @@ from megen.models.ldm import StagedLDM
 from megen.models.sd import CheckpointNotFoundError, load_stable_diffusion
 from megen.models.tiny import is_tiny_folder, load_tiny
 
-__all__ = ["DEFAULT_MODEL", "clear_model_cache", "load_model"]
+__all__ = ["DEFAULT_MODEL", "load_model", "model_key"]
 
 DEFAULT_MODEL = "tiny"
 
-_CACHE: dict[tuple[str, str | None, str, str], StagedLDM] = {}
+
+def model_key(
+    name_or_path: str | None,
+    *,
+    ue_unet_path: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+) -> str:
+    """What identifies a loaded model: canonical name or folder, UE UNet folder, device and dtype.
+
+    Two arguments with the same key load the same model (``None`` and ``"tiny"``; a folder given by
+    two paths). :class:`megen.session.Session` caches loaded models under it.
+
+    Raises:
+        MegenError: a device this machine lacks, or half precision on the CPU.
+    """
+    dev = resolve_device(device)
+    unet = str(Path(ue_unet_path).expanduser().resolve()) if ue_unet_path else None
+    return f"{_key(name_or_path)}|{unet}|{dev}|{dtype_name(resolve_dtype(dtype, dev))}"
 
 
 def _key(name_or_path: str | None) -> str:
@@ -47,7 +65,8 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = "float32",
 ) -> StagedLDM:
-    """Load a model by name, folder or Hub id onto a device (cached per process).
+    """Load a model by name, folder or Hub id onto a device (a new object each call: a
+    :class:`~megen.session.Session` keeps the loaded ones).
 
     Args:
         name_or_path: ``None`` or ``"tiny"`` (default model), a tiny model folder (with ``megen_tiny.json``),
@@ -58,7 +77,7 @@ def load_model(
             CLIP text encoder; the VAE stays float32, the evaluation classifier on the CPU).
 
     Returns:
-        The staged model (the same object on repeated calls with the same arguments).
+        The staged model.
 
     Raises:
         MegenError: An unknown name, a missing path, a checkpoint that does not load, a device this
@@ -74,14 +93,7 @@ def load_model(
         raise MegenError("empty model name; give 'tiny', a model folder or a Hugging Face id")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    key = (
-        _key(name_or_path),
-        str(Path(ue_unet_path).expanduser().resolve()) if ue_unet_path else None,
-        str(dev),
-        dtype_name(torch_dtype),
-    )
-    if key in _CACHE:
-        return _CACHE[key]
+    key = (_key(name_or_path),)
     if key[0] == DEFAULT_MODEL:
         if ue_unet_path is not None:
             raise MegenError("a separate UE UNet (ue_unet_path) applies to Stable Diffusion checkpoints only")
@@ -98,10 +110,4 @@ def load_model(
                 f"unknown model {name_or_path!r}: not 'tiny', not a model folder (megen_tiny.json or "
                 "model_index.json), and not a Hugging Face id in the local cache"
             ) from exc
-    _CACHE[key] = model.to(dev, torch_dtype)
-    return model
-
-
-def clear_model_cache() -> None:
-    """Forget every loaded model (tests; or to free memory)."""
-    _CACHE.clear()
+    return model.to(dev, torch_dtype)
