@@ -98,6 +98,6 @@ def test_central_generation_is_reused_across_downlink_snrs(random_tiny, referenc
     hits = memo.hits
     # downlink at another SNR, uplink kept at 30 dB (the reference arrives with the same bytes)
     cfg = RunConfig.from_paths(dict(snr_db=30.0, dl_snr_db=12.0, **kw))
-    assert make_links(cfg).settings["downlink"].channel.snr_db == 12.0
+    assert make_links(cfg).channel("downlink").snr_db == 12.0
     run_protocol(cfg, PROMPTS, reference, model=random_tiny, session=session)
     assert memo.hits - hits >= 4  # E, Z, D and G on the ES

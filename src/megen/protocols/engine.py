@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from megen import rng
+from megen.config import RunConfig
 from megen.costs.flops import FlopMeter
 from megen.costs.profiles import Profiles
 from megen.errors import MegenError
@@ -71,6 +72,22 @@ class EngineConfig:
     def parts(self, node: str) -> frozenset[str]:
         """Model parts ``node`` holds."""
         return self.ue_parts if node == "UE" else self.es_parts
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> EngineConfig:
+        """The engine's view of a run configuration (``task`` and the receiver options of ``protocol``;
+        the UE also holds the ES denoiser when ``protocol.ue_model`` is ``es``)."""
+        task, proto = cfg.task, cfg.protocol
+        ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if proto.ue_model == "es" else set())
+        return cls(
+            num_steps=task.steps,
+            strength=task.strength,
+            guidance=task.guidance,
+            seed=task.seed,
+            snr_aware=proto.snr_aware,
+            completion_strength=proto.completion_strength,
+            ue_parts=frozenset(ue_parts),
+        )
 
 
 class Engine:

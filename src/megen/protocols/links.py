@@ -3,7 +3,7 @@
 * Seeds (``latent``, ``z_ref``) and sketches/images can go **analog** (per-item power
   normalisation, 2 reals per channel use, :func:`megen.link.analog.transmit_analog`) or **digital**
   (seeds quantised to ``seed_bits`` bits; images compressed with a codec; then 5G LDPC + QAM).
-* Digital links use the MCS given in :class:`LinkSettings` or, by default, the link adaptation's
+* Digital links use the MCS of the link's ``transmission`` section (:class:`~megen.config.LinkSection`) or, by default, the link adaptation's
   choice for the link's SNR and channel kind (the highest rate with BLER <= 10%).
 * The prompt (and the few control values with it: seed, steps, strength, guidance = 64 bits) is
   control data: sent digitally with the same MCS and counted, and assumed delivered (control
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from megen.config import LINKS, LinksSection
 from megen.errors import MegenError
 from megen.link.analog import transmit_analog
 from megen.link.channels import ChannelConfig
@@ -31,17 +32,6 @@ from megen.link.modulation import MODULATIONS, Mcs
 CONTROL_BITS_PER_PROMPT = 64
 IMAGE_ITEMS = ("reference", "image", "sketch")
 TENSOR_ITEMS = ("latent", "z_ref")
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    """Channel and digital settings of one link kind."""
-
-    channel: ChannelConfig
-    image_codec: str = "jpeg"
-    image_quality: int = 90
-    seed_bits: int = 8
-    mcs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,32 +63,34 @@ class Sent:
 class LinkSet:
     """The three link kinds of a run (``uplink``, ``downlink``, ``backhaul``)."""
 
-    def __init__(self, settings: dict[str, LinkSettings]) -> None:
-        missing = {"uplink", "downlink", "backhaul"} - set(settings)
-        if missing:
-            raise MegenError(f"link settings missing for {sorted(missing)}")
-        self.settings = settings
+    def __init__(self, links: LinksSection) -> None:
+        self.settings = {link: links.of(link) for link in LINKS}
+        self._channels = {link: sec.channel_config() for link, sec in self.settings.items()}
         self._mcs_cache: dict[str, Any] = {}
+
+    def channel(self, link: str) -> ChannelConfig:
+        """The link layer's channel configuration of ``link``."""
+        return self._channels[link]
 
     def mcs_for(self, link: str) -> Mcs:
         """The MCS of a link: the fixed one, or the link adaptation's choice for its SNR."""
         if link not in self._mcs_cache:
-            self._mcs_cache[link] = resolve_mcs(self.settings[link].mcs, self.settings[link].channel)
+            self._mcs_cache[link] = resolve_mcs(self.settings[link].transmission.mcs, self._channels[link])
         return self._mcs_cache[link]
 
     def send(self, kind: str, value: Any, mode: str, link: str, gen: torch.Generator) -> Sent:
         """Send item ``kind`` (``prompt``, ``latent``, ``z_ref``, ``reference``, ``image``, ``sketch``)."""
-        s = self.settings[link]
+        s, ch = self.settings[link], self._channels[link]
         if kind == "prompt":
             return self._send_prompt(value, link, gen)
         if mode == "analog":
-            return self._send_analog(kind, value, s.channel, gen)
+            return self._send_analog(kind, value, ch, gen)
         if mode != "digital":
             raise MegenError(f"unknown transmission mode {mode!r}")
         mcs = self.mcs_for(link)
-        snr = None if s.channel.kind == "none" else s.channel.snr_db
+        snr = None if ch.kind == "none" else ch.snr_db
         if kind in IMAGE_ITEMS:
-            ri = send_image_digital(value, s.image_codec, s.image_quality, mcs, s.channel, gen)
+            ri = send_image_digital(value, s.codec.image, s.codec.image_quality, mcs, ch, gen)
             return Sent(
                 value=ri.images,
                 channel_uses=ri.channel_uses,
@@ -108,7 +100,7 @@ class LinkSet:
                 effective_snr_db=snr,
             )
         if kind in TENSOR_ITEMS:
-            rq = send_tensor_quantized(value, s.seed_bits, mcs, s.channel, gen)
+            rq = send_tensor_quantized(value, s.codec.seed_bits, mcs, ch, gen)
             return Sent(
                 value=rq.received,
                 channel_uses=rq.channel_uses,
@@ -121,9 +113,8 @@ class LinkSet:
 
     def _send_prompt(self, prompts: list[str], link: str, gen: torch.Generator) -> Sent:
         """Prompts + control values, really sent (so pilots and coding are counted), assumed delivered."""
-        s = self.settings[link]
         payloads = [p.encode("utf-8") + bytes(CONTROL_BITS_PER_PROMPT // 8) for p in prompts]
-        results = send_bytes_batch(payloads, self.mcs_for(link), s.channel, gen)
+        results = send_bytes_batch(payloads, self.mcs_for(link), self._channels[link], gen)
         uses = sum(r.channel_uses for r in results)
         bits = sum(r.info_bits + r.header_bits for r in results)
         return Sent(value=list(prompts), channel_uses=uses, payload_bits=bits)

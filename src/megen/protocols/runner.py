@@ -18,7 +18,7 @@ from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
 from megen.protocols.builders import build_plan
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
-from megen.protocols.links import LinkSet, LinkSettings
+from megen.protocols.links import LinkSet
 from megen.protocols.unsplit import run_unsplit
 from megen.session import Session
 
@@ -83,17 +83,7 @@ def check_prompts(prompts: list[str]) -> None:
 
 def make_links(cfg: RunConfig) -> LinkSet:
     """The links of a run, one per link section of ``cfg``."""
-    settings = {}
-    for link in LINKS:
-        sec = cfg.links.of(link)
-        settings[link] = LinkSettings(
-            channel=sec.channel_config(),
-            image_codec=sec.codec.image,
-            image_quality=sec.codec.image_quality,
-            seed_bits=sec.codec.seed_bits,
-            mcs=sec.transmission.mcs,
-        )
-    return LinkSet(settings)
+    return LinkSet(cfg.links)
 
 
 def error_free_output(
@@ -157,16 +147,7 @@ def run_protocol(
         if not torch.isfinite(reference).all():
             raise MegenError("reference images contain NaN or infinite values")
     task, proto = cfg.task, cfg.protocol
-    ue_parts = {"text", "vae", "unet_ue"} | ({"unet_es"} if proto.ue_model == "es" else set())
-    ecfg = EngineConfig(
-        num_steps=task.steps,
-        strength=task.strength,
-        guidance=task.guidance,
-        seed=task.seed,
-        snr_aware=proto.snr_aware,
-        completion_strength=proto.completion_strength,
-        ue_parts=frozenset(ue_parts),
-    )
+    ecfg = EngineConfig.of(cfg)
     run_ref = None if proto.name == "local" else reference
     start = model.start_step(task.steps, task.strength if run_ref is not None else None)
     if proto.plan is not None:
