@@ -165,3 +165,29 @@ def test_generate_set_and_config_file(tmp_path, monkeypatch):
     cfg = seen["cfg"]
     assert cfg.task.steps == 5 and cfg.links.uplink.snr_db == 3 and cfg.links.downlink.snr_db == 7
     assert cfg.protocol.snr_aware is False and seen["given"] is True
+
+
+def test_sweep_grid_flags_are_configuration_shorthands():
+    """``megen sweep --protocols/--channels/--snr-db/--transmission/--steps/...`` are grid axes over paths."""
+    from megen.experiments.spec import SWEEP_KEYS, spec_from_flags
+
+    spec = spec_from_flags(
+        protocols="central",
+        channels="awgn",
+        snr_db="0",
+        transmissions="analog",
+        samples=1,
+        seeds="0",
+        model="tiny-random",
+        extra={"steps": 3, "strength": 0.5, "num_es": 2},
+    )
+    paths = {resolve_path(k) for k in spec.grids[0] if k not in SWEEP_KEYS}
+    assert paths == {
+        "protocol.name",
+        "links.*.channel.kind",
+        "links.*.snr_db",
+        "links.*.transmission.seed",
+        "task.steps",
+        "task.strength",
+        "protocol.num_es",
+    }
