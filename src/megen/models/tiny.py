@@ -137,22 +137,25 @@ def load_tiny(path: Path | str | None = None) -> StagedLDM:
 def build_random_tiny(seed: int = 0) -> StagedLDM:
     """A tiny model with random weights (for tests of the plumbing; no training, no files).
 
-    Also the sweeps' ``tiny-random`` model; tests import it from :mod:`megen.testing`.
+    Also the sweeps' ``tiny-random`` model; tests import it from :mod:`megen.testing`. The weights are
+    drawn from torch's global generator seeded with ``seed`` inside ``fork_rng``, so the caller's global
+    random state is left as it was (diffusers modules take no generator).
     """
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
-    return StagedLDM(
-        vae,
-        {"es": UNet2DConditionModel(**ES_UNET_CONFIG), "ue": UNet2DConditionModel(**UE_UNET_CONFIG)},
-        shared_text_encoder(),
-        DDIMScheduler(**SCHEDULER_CONFIG),
-        name="tiny-random",
-        image_channels=1,
-        image_size=32,
-        use_pooled=True,
-        classifier=FashionClassifier(),
-        class_names=FASHION_CLASSES,
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(**VAE_CONFIG)
+        return StagedLDM(
+            vae,
+            {"es": UNet2DConditionModel(**ES_UNET_CONFIG), "ue": UNet2DConditionModel(**UE_UNET_CONFIG)},
+            shared_text_encoder(),
+            DDIMScheduler(**SCHEDULER_CONFIG),
+            name="tiny-random",
+            image_channels=1,
+            image_size=32,
+            use_pooled=True,
+            classifier=FashionClassifier(),
+            class_names=FASHION_CLASSES,
+        )
 
 
 def load_reference_images(path: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
