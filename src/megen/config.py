@@ -297,27 +297,31 @@ class RunConfig(_Section):
         """This configuration with another master seed."""
         return self.from_paths({"task.seed": seed}, base=self)
 
-    def canonical_json(self) -> str:
-        """Compact JSON with sorted keys (what the results store saves beside each point)."""
-        import json
-
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-
     def flat(self) -> dict[str, Any]:
         """One value per shorthand (analysis columns and labels).
 
         A wildcard shorthand (``snr_db``) holds the value its links share; where they differ it is
         ``None`` and the per-link shorthands (``ul_snr_db`` ...) hold each link's value (``None`` where
-        the links agree).
+        the links agree). A wildcard shorthand without per-link shorthands (``channel``) gets one key per
+        link where the links differ (``uplink.channel`` ...), so the flat view loses nothing.
+
+        Example:
+            >>> flat = RunConfig.from_paths({"links.downlink.channel.kind": "rayleigh"}).flat()
+            >>> flat["channel"], flat["uplink.channel"], flat["downlink.channel"]
+            (None, 'awgn', 'rayleigh')
         """
         data = self.model_dump(mode="json")
         out: dict[str, Any] = {}
+        refined = set(_PER_LINK_OF.values())
         for name, path in SHORTHANDS.items():
-            if "*" in path:
-                values = {_lookup(data, path.replace("*", link)) for link in LINKS}
-                out[name] = values.pop() if len(values) == 1 else None
-            else:
+            if "*" not in path:
                 out[name] = _lookup(data, path)
+                continue
+            per_link = {link: _lookup(data, path.replace("*", link)) for link in LINKS}
+            shared = set(per_link.values())
+            out[name] = shared.pop() if len(shared) == 1 else None
+            if len(shared) > 1 and name not in refined:
+                out.update({f"{link}.{name}": v for link, v in per_link.items()})
         for name, wildcard in _PER_LINK_OF.items():
             if out[wildcard] is not None:
                 out[name] = None
