@@ -216,11 +216,44 @@ class QueueResult:
     relative_error_vs_theory: dict[str, float] | None
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (tuples become lists, ``theory`` a nested dict)."""
-        out = asdict(self)
-        for key in ("mean_wait_ci_s", "mean_time_in_system_ci_s"):
-            out[key] = list(out[key]) if out[key] is not None else None
-        return out
+        """One JSON-ready object: ``inputs``, the estimates, ``L``, ``throughput``, ``theory`` ...
+
+        Keys: ``inputs`` (arrival, service, servers, requests, replications, seed, warmup_fraction),
+        ``offered_load``, ``stable``, ``requests_simulated``, ``mean_wait_s``, ``mean_wait_ci_s``,
+        ``mean_time_in_system_s``, ``mean_time_in_system_ci_s``, ``L`` (requests), ``throughput``
+        (requests per second), ``utilisation``, ``littles_law_relative_error``,
+        ``backlog_growth_per_s``, ``theory`` (``mean_wait_s``, ``mean_time_in_system_s``,
+        ``formula``; or null) and ``relative_error_vs_theory`` (or null).
+        """
+        return {
+            "inputs": {
+                "arrival": self.arrival,
+                "service": self.service,
+                "servers": self.servers,
+                "requests": self.requests,
+                "replications": self.replications,
+                "seed": self.seed,
+                "warmup_fraction": self.warmup_fraction,
+            },
+            "offered_load": self.offered_load,
+            "stable": self.stable,
+            "requests_simulated": self.requests_simulated,
+            "mean_wait_s": self.mean_wait_s,
+            "mean_wait_ci_s": _pair(self.mean_wait_ci_s),
+            "mean_time_in_system_s": self.mean_time_in_system_s,
+            "mean_time_in_system_ci_s": _pair(self.mean_time_in_system_ci_s),
+            "L": self.mean_in_system,
+            "throughput": self.throughput_per_s,
+            "utilisation": self.utilisation,
+            "littles_law_relative_error": self.littles_law_relative_error,
+            "backlog_growth_per_s": self.backlog_growth_per_s,
+            "theory": asdict(self.theory) if self.theory is not None else None,
+            "relative_error_vs_theory": self.relative_error_vs_theory,
+        }
+
+
+def _pair(ci: tuple[float, float] | None) -> list[float] | None:
+    return list(ci) if ci is not None else None
 
 
 def check_queue_inputs(servers: int, requests: int, replications: int, seed: int, warmup: float) -> None:
