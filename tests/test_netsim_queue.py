@@ -308,3 +308,12 @@ def test_cli_text_output_and_unstable():
     )
     obj = json.loads(bad.output)
     assert bad.exit_code == 0 and obj["stable"] is False and obj["backlog_growth_per_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["megen.netsim.distributions", "megen.netsim.theory", "megen.netsim.queue"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
