@@ -21,6 +21,7 @@ from megen.cli import experiments as _experiments  # noqa: E402
 from megen.cli import generate as _generate  # noqa: E402
 from megen.cli import link as _link  # noqa: E402
 from megen.cli import mcs as _mcs  # noqa: E402
+from megen.cli import netsim as _netsim  # noqa: E402
 from megen.cli import protocols as _protocols  # noqa: E402
 from megen.cli import train as _train  # noqa: E402
 from megen.cli.common import DEBUG_ENV, debug_enabled, error_boundary  # noqa: E402
@@ -50,6 +51,7 @@ _link.register(app)
 _mcs.register(app)
 _protocols.register(app)
 _experiments.register(app)
+_netsim.register(app)
 
 
 def main() -> None:
