@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -52,7 +52,9 @@ MAX_SNR_DB = 60.0
 MAX_GUIDANCE = 100.0
 #: Largest master seed (seeds are stored as signed 64-bit integers).
 MAX_SEED = 2**63 - 1
-LINKS = ("uplink", "downlink", "backhaul")
+LinkKind = Literal["uplink", "downlink", "backhaul"]
+"""The links of a plan: UE -> ES uplink, ES -> UE downlink, ES -> ES backhaul."""
+LINKS: tuple[str, ...] = get_args(LinkKind)
 Mode = Literal["analog", "digital"]
 
 

@@ -12,11 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from megen.config import LINKS
 from megen.errors import MegenError
 
 NODE_FIELDS = ("peak_flops", "efficiency", "power_w")
 LINK_FIELDS = ("bandwidth_hz", "tx_power_w")
-LINKS = ("uplink", "downlink", "backhaul")
 
 
 @dataclass(frozen=True)

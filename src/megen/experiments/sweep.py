@@ -49,13 +49,14 @@ from typing import Any
 
 import torch
 
+from megen.config import LINKS
 from megen.errors import MegenError
 from megen.experiments.references import ReferenceSet, fit_to_model, load_references, resolve_references
 from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
 from megen.images import encode_png
 from megen.rng import derive
 from megen.session import Session
-from megen.store import LINKS, METRIC_COLUMNS, ResultsStore, Row, RowSchemaError
+from megen.store import METRIC_COLUMNS, ResultsStore, Row, RowSchemaError
 
 MAX_WORKERS = 64
 #: Seconds between progress lines when stderr is not a terminal.

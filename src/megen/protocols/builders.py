@@ -350,7 +350,6 @@ PROTOCOLS: dict[str, Builder] = {
     "DCSUC": dcsuc,
 }
 MULTI_ES = ("UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC")
-BASELINES = ("central", "local", "unsplit")
 
 
 def protocol_names() -> list[str]:

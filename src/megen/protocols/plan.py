@@ -43,11 +43,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from megen.config import LinkKind
 from megen.errors import MegenError
 
 StageKind = Literal["T", "E", "Z", "D", "G", "K", "C"]
 Mode = Literal["analog", "digital"]
-LinkKind = Literal["uplink", "downlink", "backhaul"]
 
 NODES = ("UE", "ES1", "ES2", "ES3", "ES4")
 MAX_PLAN_OPS = 10_000

@@ -4,7 +4,6 @@ from megen.store.export import check_outputs, export
 from megen.store.results import ResultsStore
 from megen.store.schema import (
     COST_COLUMNS,
-    LINKS,
     METRIC_COLUMNS,
     ROW_COLUMNS,
     SCHEMA,
@@ -16,7 +15,6 @@ from megen.store.schema import (
 
 __all__ = [
     "COST_COLUMNS",
-    "LINKS",
     "METRIC_COLUMNS",
     "ROW_COLUMNS",
     "SCHEMA",

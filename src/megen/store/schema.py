@@ -37,7 +37,6 @@ from megen.experiments.spec import Point
 
 SCHEMA = "megen-sweep"
 SCHEMA_VERSION = 1
-LINKS = ("uplink", "downlink", "backhaul")
 #: Largest integer SQLite stores (signed 64 bit).
 SQLITE_MAX_INT = 2**63 - 1
 
