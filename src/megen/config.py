@@ -295,10 +295,6 @@ class RunConfig(_Section):
             _assign(data, path, value)
         return validate_config(data)
 
-    def with_seed(self, seed: int) -> RunConfig:
-        """This configuration with another master seed."""
-        return self.from_paths({"task.seed": seed}, base=self)
-
     def flat(self) -> dict[str, Any]:
         """One value per shorthand (analysis columns and labels).
 

@@ -156,14 +156,13 @@ def run_protocol(
         plan = load_plan(proto.plan)
     else:
         plan = build_plan(proto.name, cfg, start, run_ref is not None)
-    placed = {n: session.placed(model, cfg.device.of(n), cfg.device.dtype) for n in ("UE", "ES1")}
     engine = Engine(
         model,
         make_links(cfg),
         session.profiles(cfg.costs.profiles),
         session.meter,
         session.memo(model),
-        node_models={"UE": placed["UE"], "ES": placed["ES1"]},
+        node_models={n: session.placed(model, cfg.device.of(n), cfg.device.dtype) for n in ("UE", "ES")},
     )
     out = engine.run(plan, prompts, ecfg, run_ref)
     images = out.image
