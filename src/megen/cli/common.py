@@ -129,6 +129,11 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def say(message: str) -> None:
+    """Print a progress or status message on stderr (plain text: user paths and prompts print as given)."""
+    console.print(message)
+
+
 def echo(line: str) -> None:
     """Print one line to stdout (results, not messages); a full stdout is a one-line error, exit 2.
 

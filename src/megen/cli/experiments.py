@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from megen.cli.common import console, handle_errors
+from megen.cli.common import handle_errors, say
 from megen.config import parse_assignments
 from megen.errors import MegenError
 
@@ -20,10 +20,6 @@ def register(app: typer.Typer) -> None:
     app.command("plot")(plot)
     app.command("export")(export)
     app.command("reproduce")(reproduce)
-
-
-def _say(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 @handle_errors
@@ -97,15 +93,15 @@ def sweep(
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
-    result = run_sweep(spec, db, workers=workers, progress=progress, log=_say, device=device)
+    result = run_sweep(spec, db, workers=workers, progress=progress, log=say, device=device)
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
-        _say(
+        say(
             f"interrupted by {result.signal_name}: {result.written_rows} new rows written, {stored}/{result.expected_rows} "
             "stored; run the same command again to continue"
         )
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
-    _say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
+    say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
 
 
 def _sweep_spec(
@@ -153,10 +149,10 @@ def plot(
     from megen.store import ResultsStore
 
     with ResultsStore.open(db) as store:
-        paths = plot_all(store, out, snr_db=snr_db, log=_say)
+        paths = plot_all(store, out, snr_db=snr_db, log=say)
     if not paths:
         raise MegenError(f"no figure could be drawn from {db}")
-    _say(f"{len(paths)} files in {out}: " + ", ".join(sorted({p.stem for p in paths})))
+    say(f"{len(paths)} files in {out}: " + ", ".join(sorted({p.stem for p in paths})))
 
 
 @handle_errors
@@ -181,12 +177,12 @@ def export(
         check_outputs(store, [csv, parquet, summary], need_rows=summary is not None)
         if csv is not None or parquet is not None:
             n = export_rows(store, csv=csv, parquet=parquet)
-            _say(f"{n} rows -> " + ", ".join(str(p) for p in (csv, parquet) if p is not None))
+            say(f"{n} rows -> " + ", ".join(str(p) for p in (csv, parquet) if p is not None))
         if summary is not None:
-            agg = aggregate(store, fid=fid, log=_say)
+            agg = aggregate(store, fid=fid, log=say)
             with atomic_output(summary) as tmp:
                 agg.to_csv(tmp, index=False)
-            _say(f"{len(agg)} configurations -> {summary}")
+            say(f"{len(agg)} configurations -> {summary}")
 
 
 @handle_errors
@@ -225,11 +221,11 @@ def reproduce(
         workers=workers,
         model=model,
         progress=progress,
-        log=_say,
+        log=say,
         report_only=report_only,
         device=device,
     )
     if result.interrupted:
-        _say("interrupted; run the same command again to continue the sweep")
+        say("interrupted; run the same command again to continue the sweep")
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
-    _say(f"report: {result.report}")
+    say(f"report: {result.report}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from megen.cli.common import console, handle_errors, print_json
+from megen.cli.common import handle_errors, print_json, say
 from megen.config import SHORTHANDS, RunConfig, load_config, parse_assignments, parse_for, resolve_path
 from megen.errors import MegenError
 
@@ -86,8 +86,6 @@ def _generate(
 
     if not 1 <= num_images <= 256:
         raise MegenError(f"--num-images must be in 1..256, got {num_images}")
-    if not prompt.strip():
-        raise MegenError("the prompt is empty; give --prompt 'a photo of a sneaker'")
     if image is not None and not image.exists():
         raise MegenError(f"image file not found: {image}")
     cfg = run_config(config, flags, set_)
@@ -97,15 +95,11 @@ def _generate(
         or config is not None
         or any(resolve_path(s.partition("=")[0]).startswith("protocol.") for s in set_)
     )
-    summary = generate_images(cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=_say)
+    summary = generate_images(cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say)
     if json_out:
         print_json(summary)
     else:
-        _say(summary["message"])
-
-
-def _say(message: str) -> None:
-    console.print(message, highlight=False, markup=False, soft_wrap=True)
+        say(summary["message"])
 
 
 def _flag(name: str) -> inspect.Parameter:
@@ -162,4 +156,4 @@ def demo(
     """The main job of `make demo` on the embedded model (see README)."""
     from megen.experiments.demo import run_demo
 
-    run_demo(out, seed=seed, steps=steps, guidance=guidance, log=_say)
+    run_demo(out, seed=seed, steps=steps, guidance=guidance, log=say)

@@ -78,7 +78,7 @@ def check_prompts(prompts: list[str]) -> None:
         raise MegenError("no prompts given")
     for p in prompts:
         if not check_text(p, "the prompt").strip():
-            raise MegenError("every prompt must be non-empty text")
+            raise MegenError("the prompt is empty; give a prompt such as 'a photo of a sneaker'")
 
 
 def make_links(cfg: RunConfig) -> LinkSet:
