@@ -68,7 +68,7 @@ def resolve_references(references: str, model: str) -> str:
         raise MegenError(f"unknown reference set {references!r}; choose one of {', '.join(REFERENCE_SETS)}")
     if references != "auto":
         return references
-    from megen.experiments.spec import RANDOM_MODEL
+    from megen.models.fingerprint import RANDOM_MODEL
     from megen.models.tiny import is_tiny_folder
 
     if model in ("tiny", RANDOM_MODEL) or is_tiny_folder(Path(model).expanduser()):

@@ -64,8 +64,6 @@ NO_CHANNEL_SNR_DB: float = LinkSection.model_fields["snr_db"].default
 #: Version of the rule that maps a sample index to a prompt and reference (part of every point key, so
 #: a database written under another rule is never continued).
 SAMPLE_RULE = "class-interleaved-v1"
-#: Random-weight tiny model for fast tests of the plumbing (same architecture and cost as ``tiny``).
-RANDOM_MODEL = "tiny-random"
 
 
 def split_list(text: str | list | tuple, what: str) -> list[str]:

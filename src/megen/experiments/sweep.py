@@ -52,8 +52,9 @@ import torch
 from megen.config import LINKS
 from megen.errors import MegenError
 from megen.experiments.references import ReferenceSet, fit_to_model, load_references, resolve_references
-from megen.experiments.spec import RANDOM_MODEL, Point, SweepSpec, expand
+from megen.experiments.spec import Point, SweepSpec, expand
 from megen.images import encode_png
+from megen.models.fingerprint import RANDOM_MODEL
 from megen.rng import derive
 from megen.session import Session
 from megen.store import METRIC_COLUMNS, ResultsStore, Row, RowSchemaError
