@@ -236,7 +236,7 @@ def test_headers_travel_with_payload() -> None:
         (lambda: Mcs("qpsk", 1.0), r"\(0, 1\)"),
         (lambda: Mcs("qpsk", 0.0), r"\(0, 1\)"),
         (lambda: Mcs("qpsk", -0.5), r"\(0, 1\)"),
-        (lambda: Mcs("qpsk", 0.1), "5G LDPC range"),
+        (lambda: Mcs("qpsk", 0.02), "5G LDPC range"),
         (lambda: transmit_bits([torch.tensor([0, 2])], Mcs(), ChannelConfig(), torch.Generator()), "0 or 1"),
         (lambda: transmit_bits([], Mcs(), ChannelConfig(), torch.Generator()), "no payloads"),
         (lambda: simulate_link(Mcs(), ChannelConfig(), -10, torch.Generator()), "positive"),

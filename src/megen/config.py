@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from megen.errors import MegenError
 from megen.images import ImageCodec
 from megen.link.channels import ChannelConfig, ChannelKind, Csi, Equalizer
+from megen.link.mcs_tables import parse_entry
 
 #: SNR bounds of every link (dB). Outside them the link model means nothing useful.
 MIN_SNR_DB = -30.0
@@ -157,18 +158,28 @@ class TransmissionSection(_Section):
         seed: Seeds (latents): ``analog`` or ``digital`` (quantised, LDPC + QAM).
         image: Images (reference, final image): ``digital`` or ``analog``.
         sketch: Sketches: ``digital`` or ``analog``.
-        mcs: A fixed MCS name for digital payloads; ``None``: link adaptation.
+        mcs: A fixed MCS for digital payloads (``16qam-0.5`` or a 38.214 entry ``TABLE:INDEX`` such as
+            ``qam64lowse:0``); ``None``: link adaptation.
+        harq: Retransmissions of failed transport blocks: ``off``, ``chase`` or ``ir``
+            (incremental redundancy, RV 0, 2, 3, 1); see :mod:`megen.link.harq`.
+        max_transmissions: Most transmissions per transport block (HARQ), first one included.
     """
 
     seed: Mode = "analog"
     image: Mode = "digital"
     sketch: Mode = "digital"
     mcs: str | None = None
+    harq: Literal["off", "chase", "ir"] = "ir"
+    max_transmissions: int = Field(4, ge=1, le=16)
 
     @field_validator("mcs")
     @classmethod
     def _auto_is_adaptation(cls, v: str | None) -> str | None:
-        return None if v is None or v.strip().lower() in ("auto", "none", "") else v
+        if v is None or v.strip().lower() in ("auto", "none", ""):
+            return None
+        if ":" in v:
+            parse_entry(v)  # unknown table or index: one-line MegenError
+        return v
 
 
 class CodecSection(_Section):
@@ -354,6 +365,8 @@ SHORTHANDS: dict[str, str] = {
     "image_transmission": "links.*.transmission.image",
     "sketch_transmission": "links.*.transmission.sketch",
     "mcs": "links.*.transmission.mcs",
+    "harq": "links.*.transmission.harq",
+    "max_transmissions": "links.*.transmission.max_transmissions",
     "image_codec": "links.*.codec.image",
     "image_quality": "links.*.codec.image_quality",
     "seed_bits": "links.*.codec.seed_bits",

@@ -15,9 +15,10 @@ def register(app: typer.Typer) -> None:
     app.command(
         "mcs",
         help=(
-            "Print the link-adaptation MCS table: each entry's spectral efficiency and the SNR "
-            "(Es/N0 per complex symbol) from which its measured BLER stays at or below 10% on AWGN and "
-            "block-Rayleigh channels. --rebuild re-measures the BLER curves (minutes)."
+            "Print the 5G NR MCS tables (38.214 qam64, qam256, qam64lowse): each entry's spectral "
+            "efficiency and the SNR (Es/N0 per complex symbol) from which its first-transmission BLER "
+            "stays at or below 10% on AWGN and block Rayleigh (perfect and estimated CSI), next to the "
+            "Shannon SNR. --rebuild re-measures the BLER curves (about 20 minutes)."
         ),
     )(mcs)
 
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def mcs(
     table: Path | None = typer.Option(None, "--table", help="BLER table JSON to read (default: packaged)."),
-    json_output: bool = typer.Option(False, "--json", help="One JSON object per MCS entry."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per MCS table entry."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-measure the BLER curves first (minutes)."),
     blocks: int = typer.Option(100, "--blocks", help="With --rebuild: transport blocks per SNR point."),
     seed: int = typer.Option(0, "--seed", help="With --rebuild: random seed of the measurement."),
@@ -53,17 +54,18 @@ def mcs(
         for row in rows:
             print_json(row)
         return
-    channels = list(rows[0]["threshold_snr_db"])
+    channels = list(rows[0]["snr_db_at_10pct_bler"])
     echo(
-        f"{'#':>2}  {'modulation':10s} {'code rate':>9s} {'bit/sym':>7s}  "
+        f"{'entry':13s} {'modulation':10s} {'R x1024':>7s} {'bit/sym':>7s}  "
         + " ".join(f"{ch + ' [dB]':>13s}" for ch in channels)
         + f"  {'Shannon [dB]':>12s}"
     )
     for r in rows:
-        thresholds = " ".join(_db(r["threshold_snr_db"][ch]) for ch in channels)
+        thresholds = " ".join(_db(r["snr_db_at_10pct_bler"][ch]) for ch in channels)
+        entry = f"{r['table']}:{r['index']}"
         echo(
-            f"{r['index']:>2}  {r['modulation']:10s} {r['code_rate']:9.4f} {r['spectral_efficiency']:7.3f}  "
-            f"{thresholds}  {r['shannon_limit_db']:12.2f}"
+            f"{entry:13s} {r['modulation']:10s} {r['code_rate_x1024']:7.1f} {r['spectral_efficiency']:7.3f}  "
+            f"{thresholds}  {r['shannon_snr_db']:12.2f}"
         )
 
 

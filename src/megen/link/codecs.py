@@ -24,6 +24,7 @@ from megen.errors import MegenError
 from megen.images import ImageCodec
 from megen.link.channels import ChannelConfig
 from megen.link.digital import DigitalResult, send_bytes_batch
+from megen.link.harq import NO_HARQ, Harq
 from megen.link.modulation import Mcs
 
 IMAGE_CODECS: tuple[str, ...] = get_args(ImageCodec)
@@ -165,6 +166,7 @@ def send_tensor_quantized(
     channel: ChannelConfig,
     generator: torch.Generator,
     *,
+    harq: Harq = NO_HARQ,
     device: str | torch.device = "cpu",
 ) -> QuantizedLinkResult:
     """Quantise each item of ``x`` to ``bits`` bits per value and send it digitally.
@@ -177,6 +179,7 @@ def send_tensor_quantized(
         mcs: Modulation and coding scheme.
         channel: Channel and receiver settings.
         generator: Source of randomness.
+        harq: Retransmission policy of each transport block (default: one transmission).
         device: Where the link chain runs (default the CPU; see :func:`~megen.link.digital.transmit_bits`).
 
     Returns:
@@ -186,7 +189,7 @@ def send_tensor_quantized(
     batch, count = q.codes.shape
     payloads = [pack_codes(q.codes[b], bits) for b in range(batch)]
     headers = [struct.pack(">ff", float(q.offset[b]), float(q.step[b])) for b in range(batch)]
-    items = send_bytes_batch(payloads, mcs, channel, generator, headers=headers, device=device)
+    items = send_bytes_batch(payloads, mcs, channel, generator, headers=headers, harq=harq, device=device)
     values = torch.zeros(batch, count, dtype=torch.float32)
     header_ok = torch.zeros(batch, dtype=torch.bool)
     for b, item in enumerate(items):
@@ -287,6 +290,7 @@ def send_image_digital(
     channel: ChannelConfig,
     generator: torch.Generator,
     *,
+    harq: Harq = NO_HARQ,
     device: str | torch.device = "cpu",
 ) -> ImageLinkResult:
     """Compress each image, send it as one transport block, and decode what arrives.
@@ -298,6 +302,7 @@ def send_image_digital(
         mcs: Modulation and coding scheme.
         channel: Channel and receiver settings.
         generator: Source of randomness.
+        harq: Retransmission policy of each transport block (default: one transmission).
         device: Where the link chain runs (default the CPU; see :func:`~megen.link.digital.transmit_bits`).
 
     Returns:
@@ -308,7 +313,7 @@ def send_image_digital(
         raise MegenError("images must be a tensor [B, C, H, W]")
     _, channels, height, width = images.shape
     payloads = [encode_image(img, codec, quality) for img in images]
-    items = send_bytes_batch(payloads, mcs, channel, generator, device=device)
+    items = send_bytes_batch(payloads, mcs, channel, generator, harq=harq, device=device)
     decoded_images = []
     decoded = []
     for item in items:

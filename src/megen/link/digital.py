@@ -28,6 +28,7 @@ from megen.devices import resolve_device
 from megen.errors import MegenError
 from megen.link import ldpc
 from megen.link.channels import ChannelConfig, channel_uses_for, pilot_symbols_for, transmit_symbols
+from megen.link.harq import NO_HARQ, Harq
 from megen.link.ldpc import Backend, BlockPlan
 from megen.link.modulation import DemapMethod, Mcs, demap_llr, map_bits
 
@@ -43,10 +44,12 @@ class TransportResult:
         bits: uint8 ``[L]``, the received bits (hard decisions; wrong where blocks failed).
         block_ok: bool ``[C]``, CRC check per code block.
         plan: How the block was segmented and coded.
-        channel_uses: Complex channel uses of this transport block (data + pilots).
+        channel_uses: Complex channel uses of this transport block (data + pilots), all
+            transmissions together.
         pilot_symbols: Pilots among ``channel_uses``.
-        effective_snr_db: Post-equalisation SNR averaged over the block's symbols
-            (``10 log10(1 / mean noise_var)``).
+        effective_snr_db: Post-equalisation SNR averaged over the block's symbols of every
+            transmission (``10 log10(1 / mean noise_var)``).
+        transmissions: Times the block was sent (HARQ; 1 without retransmission).
     """
 
     bits: torch.Tensor
@@ -55,6 +58,7 @@ class TransportResult:
     channel_uses: int
     pilot_symbols: int
     effective_snr_db: float
+    transmissions: int = 1
 
     @property
     def ok(self) -> bool:
@@ -91,6 +95,7 @@ class DigitalResult:
         coded_bits: Bits on the air (after coding and rate matching).
         bit_errors: Wrong payload bits (simulation-side count; a real receiver does not know it).
         effective_snr_db: Post-equalisation SNR averaged over the payload's symbols.
+        transmissions: Times the transport block was sent (HARQ; 1 without retransmission).
     """
 
     bytes_received: bytes
@@ -106,6 +111,7 @@ class DigitalResult:
     coded_bits: int
     bit_errors: int
     effective_snr_db: float
+    transmissions: int = 1
 
 
 def transmit_bits(
@@ -114,17 +120,23 @@ def transmit_bits(
     channel: ChannelConfig,
     generator: torch.Generator,
     *,
+    harq: Harq = NO_HARQ,
     max_iterations: int = ldpc.DEFAULT_MAX_ITERATIONS,
     decoder: Backend = "nms",
     device: str | torch.device = "cpu",
 ) -> list[TransportResult]:
-    """Send a batch of transport blocks (bit vectors) over a coded or uncoded link.
+    """Send a batch of transport blocks (bit vectors) over a coded or uncoded link, with HARQ.
+
+    Each transmission round sends every transport block still failing (one channel call for the batch);
+    the receiver adds the new LLRs to those of earlier transmissions per codeword position and decodes
+    again (see :mod:`megen.link.harq`). Every round's channel uses are counted.
 
     Args:
         payloads: One 1-D tensor of 0/1 values per item (any integer or float dtype), each non-empty.
         mcs: Modulation and code rate (``code_rate=None`` for uncoded; CRC frames still detect errors).
         channel: Channel and receiver settings.
         generator: Source of randomness.
+        harq: Retransmission policy (default: one transmission).
         max_iterations: LDPC decoder iterations (early termination per block).
         decoder: ``"nms"`` (layered normalised min-sum, default) or ``"sionna"`` (sionna's BP).
         device: Where the chain runs (:func:`megen.devices.resolve_device`); default the CPU.
@@ -134,58 +146,144 @@ def transmit_bits(
     """
     if not isinstance(mcs, Mcs):
         raise MegenError("mcs must be a megen.link.Mcs")
+    if not isinstance(harq, Harq):
+        raise MegenError("harq must be a megen.link.harq.Harq")
     if len(payloads) == 0:
         raise MegenError("no payloads to send")
     dev = resolve_device(device)
     tbs = [_as_bits(p).to(dev) for p in payloads]
-    m = mcs.bits_per_symbol
-    plans = [ldpc.plan_blocks(int(tb.numel()), m, mcs.code_rate) for tb in tbs]
+    plans = [ldpc.plan_blocks(int(tb.numel()), mcs.bits_per_symbol, mcs.code_rate) for tb in tbs]
     blocks = [_code_blocks(tb, plan) for tb, plan in zip(tbs, plans, strict=True)]
-    coded = (
+    words = (
         _encode(blocks, plans, dev)
         if mcs.coded
         else [_frame(b, p) for b, p in zip(blocks, plans, strict=True)]
     )
+    state = _HarqState.start(plans)
+    active = list(range(len(tbs)))
+    for attempt in range(harq.attempts):
+        rv = harq.redundancy_version(attempt)
+        sent = [_rate_match(words[i], plans[i], rv, mcs.coded, dev) for i in active]
+        llrs, noise = _over_the_air([c for c, _ in sent], mcs, channel, generator, dev)
+        for j, i in enumerate(active):
+            state.receive(i, llrs[j], sent[j][1], noise[j], channel)
+        if mcs.coded:
+            decoded = _decode(
+                [state.llr[i] for i in active], [plans[i] for i in active], mcs, max_iterations, decoder, dev
+            )
+        else:
+            decoded = [(state.llr[i][:, : plans[i].block_bits] > 0).to(torch.uint8) for i in active]
+        for i, bits in zip(active, decoded, strict=True):
+            state.check(i, bits)
+        active = [i for i in active if not bool(state.block_ok[i].all())]
+        if not active:
+            break
+    return [state.result(i) for i in range(len(tbs))]
 
+
+@dataclass
+class _HarqState:
+    """Receiver state per transport block across transmissions (combined LLRs and counters)."""
+
+    plans: list[BlockPlan]
+    llr: list[torch.Tensor]
+    bits: list[torch.Tensor]
+    block_ok: list[torch.Tensor]
+    uses: list[int]
+    pilots: list[int]
+    transmissions: list[int]
+    noise_sum: list[float]
+    symbols: list[int]
+
+    @classmethod
+    def start(cls, plans: Sequence[BlockPlan]) -> _HarqState:
+        n = len(plans)
+        empty = torch.empty(0)
+        return cls(
+            list(plans), [empty] * n, [empty] * n, [empty] * n, [0] * n, [0] * n, [0] * n, [0.0] * n, [0] * n
+        )
+
+    def receive(
+        self,
+        i: int,
+        llr: torch.Tensor,
+        positions: torch.Tensor | None,
+        noise: tuple[float, int],
+        channel: ChannelConfig,
+    ) -> None:
+        """Combine one transmission's LLRs ``[C, E]`` (sionna sign) of transport block ``i``."""
+        plan = self.plans[i]
+        llr = ldpc.deinterleave(llr, plan.bits_per_symbol) if positions is not None else llr
+        if positions is None:  # uncoded frames: same bits every time
+            combined = llr
+        else:
+            code = ldpc.qc_code(plan.base_graph, plan.lifting, llr.device)
+            combined = ldpc.combine_llrs(-llr, positions, code.n_ldpc)  # sionna logits -> log P0/P1
+        self.llr[i] = combined if self.llr[i].numel() == 0 else self.llr[i] + combined
+        num_symbols = noise[1]
+        self.uses[i] += channel_uses_for(num_symbols, channel)
+        self.pilots[i] += pilot_symbols_for(num_symbols, channel)
+        self.transmissions[i] += 1
+        self.noise_sum[i] += noise[0] * num_symbols
+        self.symbols[i] += num_symbols
+
+    def check(self, i: int, bits: torch.Tensor) -> None:
+        """CRC check of transport block ``i``'s decoded ``[C, k]`` bits."""
+        plan = self.plans[i]
+        payload_bits = bits[:, : plan.payload_bits]
+        crc = ldpc.crc24(payload_bits.to(torch.float32)).to(torch.uint8)
+        self.block_ok[i] = (crc == bits[:, plan.payload_bits :]).all(dim=1).cpu()
+        self.bits[i] = payload_bits.reshape(-1)[: plan.tb_bits].cpu().clone()
+
+    def result(self, i: int) -> TransportResult:
+        mean_var = self.noise_sum[i] / max(self.symbols[i], 1)
+        return TransportResult(
+            bits=self.bits[i],
+            block_ok=self.block_ok[i],
+            plan=self.plans[i],
+            channel_uses=self.uses[i],
+            pilot_symbols=self.pilots[i],
+            effective_snr_db=math.inf if mean_var == 0 else -10.0 * math.log10(mean_var),
+            transmissions=self.transmissions[i],
+        )
+
+
+def _rate_match(
+    word: torch.Tensor, plan: BlockPlan, rv: int, coded: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Interleaved ``[C, E]`` bits of one transmission and the codeword positions sent (``None`` uncoded)."""
+    if not coded:
+        return word, None
+    code = ldpc.qc_code(plan.base_graph, plan.lifting, device)
+    positions = code.transmit_positions(plan.block_bits, plan.coded_bits, rv)
+    return ldpc.interleave(word[:, positions], plan.bits_per_symbol), positions
+
+
+def _over_the_air(
+    coded: Sequence[torch.Tensor],
+    mcs: Mcs,
+    channel: ChannelConfig,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[list[torch.Tensor], list[tuple[float, int]]]:
+    """Map, send (one channel call, row ``i`` = item ``i``) and demap; LLRs ``[C, E]`` in sionna's sign.
+
+    Returns:
+        ``(llrs, noise)``: per item its LLRs and ``(mean post-equalisation noise variance, data symbols)``.
+    """
+    m = mcs.bits_per_symbol
     symbols = [map_bits(c.reshape(1, -1), mcs.modulation)[0] for c in coded]
     num_symbols = [int(s.numel()) for s in symbols]
-    grid = torch.zeros(len(symbols), max(num_symbols), dtype=torch.complex64, device=dev)
+    grid = torch.zeros(len(symbols), max(num_symbols), dtype=torch.complex64, device=device)
     for i, s in enumerate(symbols):
         grid[i, : s.numel()] = s
     rx = transmit_symbols(grid, channel, generator)
     method: DemapMethod = "app" if mcs.coded else "maxlog"
     llr = demap_llr(rx.unbiased, rx.noise_var, mcs.modulation, method)
     noise_var = rx.noise_var.expand(grid.shape)
-
-    llr_blocks = [
-        llr[i, : n * m].reshape(p.num_blocks, p.coded_bits)
-        for i, (n, p) in enumerate(zip(num_symbols, plans, strict=True))
-    ]
-    if mcs.coded:
-        info = _decode(llr_blocks, plans, float(mcs.code_rate), max_iterations, decoder, dev)  # type: ignore[arg-type]
-    else:
-        info = [(lb[:, : p.block_bits] > 0).to(torch.uint8) for lb, p in zip(llr_blocks, plans, strict=True)]
-
-    results = []
-    for i, (bits, plan) in enumerate(zip(info, plans, strict=True)):
-        payload_bits = bits[:, : plan.payload_bits]
-        crc_ok = (
-            (ldpc.crc24(payload_bits.to(torch.float32)).to(torch.uint8) == bits[:, plan.payload_bits :])
-            .all(dim=1)
-            .cpu()
-        )
-        mean_var = float(noise_var[i, : num_symbols[i]].to(torch.float64).mean())
-        results.append(
-            TransportResult(
-                bits=payload_bits.reshape(-1)[: plan.tb_bits].cpu().clone(),
-                block_ok=crc_ok,
-                plan=plan,
-                channel_uses=channel_uses_for(num_symbols[i], channel),
-                pilot_symbols=pilot_symbols_for(num_symbols[i], channel),
-                effective_snr_db=math.inf if mean_var == 0 else -10.0 * math.log10(mean_var),
-            )
-        )
-    return results
+    llrs = [llr[i, : n * m].reshape(c.shape) for i, (n, c) in enumerate(zip(num_symbols, coded, strict=True))]
+    noise = [(float(noise_var[i, :n].to(torch.float64).mean()), n) for i, n in enumerate(num_symbols)]
+    return llrs, noise
 
 
 def send_bytes(
@@ -195,10 +293,11 @@ def send_bytes(
     generator: torch.Generator,
     header: bytes = b"",
     *,
+    harq: Harq = NO_HARQ,
     device: str | torch.device = "cpu",
 ) -> DigitalResult:
     """Send one byte payload; see :func:`send_bytes_batch`."""
-    return send_bytes_batch([payload], mcs, channel, generator, headers=[header], device=device)[0]
+    return send_bytes_batch([payload], mcs, channel, generator, headers=[header], harq=harq, device=device)[0]
 
 
 def send_bytes_batch(
@@ -208,6 +307,7 @@ def send_bytes_batch(
     generator: torch.Generator,
     headers: Sequence[bytes] | None = None,
     *,
+    harq: Harq = NO_HARQ,
     device: str | torch.device = "cpu",
 ) -> list[DigitalResult]:
     """Send byte payloads, one transport block each: ``[length uint32 | header | payload]``.
@@ -224,6 +324,7 @@ def send_bytes_batch(
         channel: Channel and receiver settings.
         generator: Source of randomness.
         headers: Optional extra header bytes per item (same length as ``payloads``).
+        harq: Retransmission policy (default: one transmission); channel uses count every transmission.
         device: Where the link chain runs (default the CPU); see :func:`transmit_bits`.
 
     Returns:
@@ -250,7 +351,7 @@ def send_bytes_batch(
             raise MegenError("header must be bytes")
         packed = struct.pack(">I", len(payload)) + bytes(header) + bytes(payload)
         frames.append(torch.from_numpy(np.unpackbits(np.frombuffer(packed, dtype=np.uint8))))
-    results = transmit_bits(frames, mcs, channel, generator, device=device)
+    results = transmit_bits(frames, mcs, channel, generator, harq=harq, device=device)
     out = []
     for payload, header, frame, res in zip(payloads, headers, frames, results, strict=True):
         received = np.packbits(res.bits.numpy()).tobytes()
@@ -272,6 +373,7 @@ def send_bytes_batch(
                 coded_bits=res.plan.total_coded_bits,
                 bit_errors=bit_errors,
                 effective_snr_db=res.effective_snr_db,
+                transmissions=res.transmissions,
             )
         )
     return out
@@ -315,7 +417,7 @@ def _families(plans: Sequence[BlockPlan]) -> dict[tuple[str, int], list[int]]:
 def _encode(
     blocks: Sequence[torch.Tensor], plans: Sequence[BlockPlan], device: torch.device
 ) -> list[torch.Tensor]:
-    """Interleaved coded bits per transport block, ``[C, E]`` float32, one encoder call per code."""
+    """Full codewords per transport block, ``[C, n_ldpc]`` float32, one encoder call per code."""
     coded: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
     for (base_graph, z), members in _families(plans).items():
         code = ldpc.qc_code(base_graph, z, device)
@@ -325,41 +427,38 @@ def _encode(
         full = code.encode(stacked)
         row = 0
         for i in members:
-            plan = plans[i]
-            positions = code.transmit_positions(plan.block_bits, plan.coded_bits)
-            coded[i] = ldpc.interleave(full[row : row + plan.num_blocks, positions], plan.bits_per_symbol)
-            row += plan.num_blocks
+            coded[i] = full[row : row + plans[i].num_blocks]
+            row += plans[i].num_blocks
     return coded
 
 
 def _decode(
-    llr_blocks: Sequence[torch.Tensor],
+    llr_full: Sequence[torch.Tensor],
     plans: Sequence[BlockPlan],
-    code_rate: float,
+    mcs: Mcs,
     max_iterations: int,
     backend: Backend,
     device: torch.device,
 ) -> list[torch.Tensor]:
-    """Decoded ``[C, k]`` uint8 per transport block; one decoder call per code."""
-    info: list[torch.Tensor] = [torch.empty(0)] * len(llr_blocks)
+    """Decoded ``[C, k]`` uint8 per transport block from combined ``[C, n_ldpc]`` LLRs; one call per code.
+
+    The decoder only sees the codeword columns up to the last one ever received (so high-rate blocks
+    skip the unused extension-parity layers).
+    """
+    info: list[torch.Tensor] = [torch.empty(0)] * len(llr_full)
     for (base_graph, z), members in _families(plans).items():
         code = ldpc.qc_code(base_graph, z, device)
-        spans = [code.transmit_positions(plans[i].block_bits, plans[i].coded_bits) for i in members]
-        width = max(int(p.max()) + 1 for p in spans)
-        count = sum(plans[i].num_blocks for i in members)
-        llr_full = torch.zeros(count, width, dtype=torch.float32, device=device)
-        k = torch.empty(count, dtype=torch.int64, device=device)
-        row = 0
-        for i, positions in zip(members, spans, strict=True):
-            plan = plans[i]
-            values = -ldpc.deinterleave(llr_blocks[i], plan.bits_per_symbol)  # sionna logits -> log P0/P1
-            llr_full[row : row + plan.num_blocks, positions] = values
-            k[row : row + plan.num_blocks] = plan.block_bits
-            row += plan.num_blocks
-        bits, _ = code.decode(llr_full, k, max_iterations, backend, scale=ldpc.nms_scale(code_rate))
+        stacked = torch.cat([llr_full[i] for i in members])
+        received = (stacked != 0).any(dim=0).nonzero()
+        width = int(received.max()) + 1 if received.numel() else code.k_ldpc
+        k = torch.cat(
+            [torch.full((plans[i].num_blocks,), plans[i].block_bits, dtype=torch.int64) for i in members]
+        )
+        bits, _ = code.decode(
+            stacked[:, :width], k, max_iterations, backend, scale=ldpc.nms_scale(float(mcs.code_rate or 1.0))
+        )
         row = 0
         for i in members:
-            plan = plans[i]
-            info[i] = bits[row : row + plan.num_blocks, : plan.block_bits]
-            row += plan.num_blocks
+            info[i] = bits[row : row + plans[i].num_blocks, : plans[i].block_bits]
+            row += plans[i].num_blocks
     return info

@@ -4,9 +4,15 @@ Encoding uses sionna's :class:`~sionna.phy.fec.ldpc.LDPC5GEncoder` (38.212 base 
 A transport block of ``L`` bits is split like 38.212 Sec. 5.2.2 into ``C`` equal code blocks of ``K'``
 bits (zero-padded at the end), each followed by a CRC24A (38.212 Sec. 5.1), so every code block is
 checked on its own. A code block of ``k = K' + 24`` bits is encoded with the 5G code of lifting size
-``Z`` (base graph 1 or 2); bits ``k..K_ldpc`` are filler (known zeros) and the transmitted ``E`` bits
-are the first ``E`` of the circular buffer (redundancy version 0): systematic bits ``2Z..k`` then
-parity, followed by the 38.212 Sec. 5.4.2.2 bit interleaver.
+``Z`` (base graph 1 or 2); bits ``k..K_ldpc`` are filler (known zeros).
+
+Rate matching (38.212 Sec. 5.4.2.1): the circular buffer is the codeword without its first ``2Z``
+(punctured) bits, ``N_cb = 66 Z`` (BG1) or ``50 Z`` (BG2) bits (fewer for the smallest BG2 blocks, whose
+encoder stops at rate 1/5 of its input, like a limited buffer). The ``E`` bits of a transmission are
+read from the redundancy version's start ``k0`` on, skipping filler bits and wrapping around the buffer
+when ``E`` exceeds it (repetition: code rates below the mother rate). The receiver adds the LLRs of
+every copy of a position (:func:`combine_llrs`). The bits then go through the 38.212 Sec. 5.4.2.2 bit
+interleaver.
 
 Decoding: sionna's :class:`~sionna.phy.fec.ldpc.LDPC5GDecoder` runs at about 1e5 info bits/s on our
 2-core CPU, too slow for the protocol sweeps. :class:`QcLdpcCode` therefore decodes with a layered
@@ -149,10 +155,7 @@ def plan_blocks(tb_bits: int, bits_per_symbol: int, code_rate: float | None) -> 
     if code_rate is None:
         return BlockPlan(tb_bits, num_blocks, payload, k, m * math.ceil(k / m), m, base_graph, 0)
     z = lifting_size(k, base_graph)
-    code = qc_code(base_graph, z)
     e = m * math.ceil(k / (code_rate * m))
-    e = min(e, code.max_coded_bits(k))
-    e -= e % m
     return BlockPlan(tb_bits, num_blocks, payload, k, e, m, base_graph, z)
 
 
@@ -259,10 +262,19 @@ class QcLdpcCode:
         self._syndrome_cache: dict[int, tuple[list[_Layer], int, torch.Tensor]] = {}
         self._sionna_decoders: dict[int, LDPC5GDecoder] = {}
 
+    @property
+    def parity_bits(self) -> int:
+        """Parity bits the encoder produces (codeword positions ``k_ldpc .. k_ldpc + parity_bits``)."""
+        return min(self.n_ldpc - self.k_ldpc, self.n_enc - (self.k_enc - 2 * self.z))
+
+    @property
+    def buffer_bits(self) -> int:
+        """Circular-buffer length ``N_cb`` (fillers included): codeword positions ``2Z .. 2Z + N_cb``."""
+        return self.k_ldpc - 2 * self.z + self.parity_bits
+
     def max_coded_bits(self, k: int) -> int:
-        """Largest ``E`` for a block of ``k`` bits (circular buffer without repetition)."""
-        parity = min(self.n_ldpc - self.k_ldpc, self.n_enc - (self.k_enc - 2 * self.z))
-        return (k - 2 * self.z) + parity
+        """Distinct bits of a ``k``-bit block in the circular buffer; a larger ``E`` repeats bits."""
+        return (k - 2 * self.z) + self.parity_bits
 
     def encode(self, blocks: torch.Tensor) -> torch.Tensor:
         """Full codewords, float32 ``[C, n_ldpc]`` (fillers are zeros), from ``[C, k]`` 0/1 blocks."""
@@ -279,9 +291,20 @@ class QcLdpcCode:
         full[:, self.k_ldpc : self.k_ldpc + n_parity] = out[:, self.k_enc - 2 * z :]
         return full
 
-    def transmit_positions(self, k: int, e: int) -> torch.Tensor:
-        """Codeword positions sent for a ``k``-bit block with ``E = e`` (redundancy version 0), on the code's device."""
-        return _transmit_positions(self.z, self.k_ldpc, k, e).to(self.device)
+    def transmit_positions(self, k: int, e: int, rv: int = 0) -> torch.Tensor:
+        """Codeword positions sent for a ``k``-bit block with ``E = e`` bits and redundancy version ``rv``.
+
+        Args:
+            k: Block size (payload + CRC), ``<= k_ldpc``.
+            e: Bits to send; positions repeat (wrapping around the circular buffer) when ``e`` exceeds
+                :meth:`max_coded_bits`.
+            rv: Redundancy version 0..3 (start ``k0`` of 38.212 Table 5.4.2.1-2).
+
+        Returns:
+            int64 ``[e]`` codeword positions, on the code's device.
+        """
+        start = rv_start(rv, self.base_graph, self.z, self.buffer_bits)
+        return _transmit_positions(self.z, self.k_ldpc, self.buffer_bits, k, e, start).to(self.device)
 
     def decode(
         self,
@@ -454,11 +477,54 @@ def _encoder_size(base_graph: str, z: int) -> int:
     return max(candidates)
 
 
-@functools.lru_cache(maxsize=256)
-def _transmit_positions(z: int, k_ldpc: int, k: int, e: int) -> torch.Tensor:
-    systematic = torch.arange(2 * z, k)
-    parity = torch.arange(k_ldpc, k_ldpc + e - (k - 2 * z))
-    return torch.cat([systematic, parity])
+_RV_FRACTIONS = {"bg1": (0, 17, 33, 56, 66), "bg2": (0, 13, 25, 43, 50)}
+"""38.212 Table 5.4.2.1-2: ``k0 = floor(f * N_cb / (D * Z)) * Z`` with ``f`` per RV and ``D`` last."""
+
+
+def rv_start(rv: int, base_graph: str, z: int, buffer_bits: int) -> int:
+    """Start ``k0`` of redundancy version ``rv`` in the circular buffer (38.212 Table 5.4.2.1-2).
+
+    Args:
+        rv: Redundancy version 0..3.
+        base_graph: ``"bg1"`` or ``"bg2"``.
+        z: Lifting size.
+        buffer_bits: ``N_cb``.
+
+    Returns:
+        ``k0`` in bits (0 for RV 0).
+
+    Example:
+        >>> [rv_start(rv, "bg2", 10, 500) for rv in range(4)]
+        [0, 130, 250, 430]
+    """
+    if rv not in (0, 1, 2, 3):
+        raise MegenError(f"redundancy version must be 0..3, got {rv!r}")
+    fractions = _RV_FRACTIONS[base_graph]
+    return (fractions[rv] * buffer_bits // (fractions[-1] * z)) * z
+
+
+def combine_llrs(values: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
+    """Add received LLRs into codeword positions (repeated positions sum: soft combining).
+
+    Args:
+        values: float ``[C, E]`` LLRs in transmission order.
+        positions: int64 ``[E]`` codeword positions (:meth:`QcLdpcCode.transmit_positions`).
+        width: Length of the output (``> positions.max()``).
+
+    Returns:
+        float32 ``[C, width]``, 0 where nothing was received.
+    """
+    out = torch.zeros(values.shape[0], width, dtype=torch.float32, device=values.device)
+    return out.index_add_(1, positions.to(values.device), values.to(torch.float32))
+
+
+@functools.lru_cache(maxsize=64)
+def _transmit_positions(z: int, k_ldpc: int, buffer_bits: int, k: int, e: int, start: int) -> torch.Tensor:
+    """Positions of the ``e`` bits read from buffer index ``start`` on, fillers skipped, wrapping."""
+    buffer = torch.arange(2 * z, 2 * z + buffer_bits)
+    valid = buffer[(buffer < k) | (buffer >= k_ldpc)]
+    first = int((valid < 2 * z + start).sum())
+    return valid[(first + torch.arange(e)) % valid.numel()]
 
 
 def qc_code(base_graph: str, z: int, device: str | torch.device = "cpu") -> QcLdpcCode:

@@ -1,13 +1,19 @@
-"""Link adaptation: a 5G-CQI-like MCS table, measured BLER curves, and an MCS selector.
+"""Link adaptation: the 5G NR MCS tables, their measured BLER curves, and an MCS selector.
 
-The BLER curves live in ``bler_tables.json`` next to this module. They are measured with this package's
-own link (CRC24A + 5G LDPC + Gray QAM + channel + soft demapping + layered min-sum decoding) on
-transport blocks of :data:`REFERENCE_TB_BITS` bits; regenerate them with
-``megen mcs --rebuild`` (a few minutes on 2 cores); ``megen mcs`` prints the table.
+The entries are every distinct (modulation, code rate) pair of the three 38.214 PDSCH tables
+(:mod:`megen.link.mcs_tables`: 64QAM, 256QAM and low-spectral-efficiency down to QPSK 30/1024, rates
+below 1/5 by circular-buffer repetition). Their BLER curves live in ``bler_tables.json`` next to this
+module, measured with this package's own link (CRC24A + 5G LDPC + Gray QAM + channel + soft demapping +
+layered min-sum decoding, one transmission, no HARQ) on transport blocks of :data:`REFERENCE_TB_BITS`
+bits, on AWGN and block-Rayleigh fading with perfect and with estimated CSI (LS on counted pilots).
+Only a window around each entry's threshold is measured (:func:`measure_curve`); regenerate with
+``megen mcs --rebuild`` (about 20 minutes on 2 cores); ``megen mcs`` prints the table.
 
-Selection (:func:`select_mcs`) picks the entry with the highest spectral efficiency whose BLER stays
-at or below the target (10%) at the given average SNR and at every higher SNR of its curve. Rician
-channels use the Rayleigh curves (conservative); the ideal link gets the highest entry.
+Selection (:func:`select_mcs`) picks the entry with the highest spectral efficiency whose first
+transmission meets the target BLER (10%) at the given average SNR, from the curves of the channel's
+kind and CSI (Rician uses the Rayleigh curves: conservative). Below the most robust entry's threshold it
+returns that entry (``meets_target=False``): HARQ then tries, and the transfer is an outage if every
+transmission fails. The ideal link gets the highest entry.
 """
 
 from __future__ import annotations
@@ -28,41 +34,27 @@ import torch
 from megen.errors import MegenError
 from megen.link.channels import CHANNEL_KINDS, ChannelConfig
 from megen.link.digital import transmit_bits
+from megen.link.mcs_tables import all_entries, unique_schemes
 from megen.link.modulation import Mcs
 from megen.link.theory import shannon_snr_db
+from megen.rng import derive
 
-MCS_TABLE: tuple[Mcs, ...] = (
-    Mcs("qpsk", 205 / 1024),
-    Mcs("qpsk", 308 / 1024),
-    Mcs("qpsk", 449 / 1024),
-    Mcs("qpsk", 602 / 1024),
-    Mcs("16qam", 378 / 1024),
-    Mcs("16qam", 490 / 1024),
-    Mcs("16qam", 616 / 1024),
-    Mcs("64qam", 466 / 1024),
-    Mcs("64qam", 567 / 1024),
-    Mcs("64qam", 666 / 1024),
-    Mcs("64qam", 772 / 1024),
-    Mcs("64qam", 873 / 1024),
-    Mcs("256qam", 711 / 1024),
-    Mcs("256qam", 797 / 1024),
-    Mcs("256qam", 885 / 1024),
-    Mcs("256qam", 948 / 1024),
-)
-"""Entries in order of spectral efficiency: the rates of 38.214 CQI table 2 (QPSK from rate 0.2)."""
+MCS_TABLE: tuple[Mcs, ...] = unique_schemes()
+"""Entries of the BLER table: the distinct schemes of the three 38.214 tables, by spectral efficiency."""
 
 TARGET_BLER = 0.1
 REFERENCE_TB_BITS = 2048
 """Transport-block size of the stored measurements (one code block, ~ a 256-byte payload)."""
-TABLE_CHANNELS: tuple[str, ...] = ("awgn", "rayleigh")
-SNR_GRIDS_DB: dict[str, tuple[float, float, float]] = {
-    "awgn": (-8.0, 30.0, 0.5),
-    "rayleigh": (-6.0, 46.0, 1.0),
-}
-"""(start, stop, step) of the measured SNR grid per channel."""
+TABLE_CHANNELS: tuple[str, ...] = ("awgn", "rayleigh", "rayleigh_estimated_csi")
+"""Curves stored per entry: AWGN, block Rayleigh with perfect CSI, and with LS-estimated CSI."""
 REFERENCE_COHERENCE_SYMBOLS = 100
-SKIP_BELOW_SHANNON_DB = 1.0
-"""Points more than this below the Shannon limit of an entry are stored as BLER 1 without measuring."""
+SNR_STEP_DB: dict[str, float] = {"awgn": 0.25, "rayleigh": 0.5, "rayleigh_estimated_csi": 0.5}
+"""Fine grid step of the measured window per channel (twice the step while the BLER is ~1)."""
+STOP_BLER: dict[str, float] = {"awgn": 0.01, "rayleigh": 0.025, "rayleigh_estimated_csi": 0.025}
+"""A curve's window ends at the first point with BLER at or below this."""
+MAX_ERRORS = 20
+"""A point stops once this many blocks failed (or at the block budget)."""
+MAX_WINDOW_DB = 45.0
 TABLE_FILE = "bler_tables.json"
 MAX_TABLE_SEED = 2**32 - 1
 """Largest seed of :func:`build_bler_table`."""
@@ -167,11 +159,15 @@ class McsChoice:
     """Result of :func:`select_mcs`.
 
     Attributes:
-        index: Position in :data:`MCS_TABLE`.
+        index: Position in :data:`MCS_TABLE` (and in the BLER table's entries).
         mcs: The chosen scheme.
-        threshold_snr_db: SNR from which its BLER stays at or below the target.
-        predicted_bler: Interpolated BLER at the requested SNR.
-        meets_target: False when even the most robust entry misses the target (it is returned anyway).
+        threshold_snr_db: SNR from which its first-transmission BLER stays at or below the target.
+        predicted_bler: Interpolated first-transmission BLER at the requested SNR.
+        meets_target: False when even the most robust entry misses the target (it is returned anyway;
+            HARQ then tries).
+        entry: The 38.214 entry it comes from, ``TABLE:INDEX`` (first table listing the scheme).
+        curve: Which stored curves were used (``awgn``, ``rayleigh``, ``rayleigh_estimated_csi``;
+            ``none`` for the ideal link).
     """
 
     index: int
@@ -179,6 +175,24 @@ class McsChoice:
     threshold_snr_db: float
     predicted_bler: float
     meets_target: bool
+    entry: str = ""
+    curve: str = "awgn"
+
+
+def entry_name(mcs: Mcs) -> str:
+    """``TABLE:INDEX`` of the first 38.214 entry with this scheme (``""`` if none has it)."""
+    return next((e.name for e in all_entries() if e.mcs == mcs), "")
+
+
+def curve_kind(channel: str | ChannelConfig) -> str:
+    """The stored curves that describe a channel: ``none``, ``awgn``, ``rayleigh`` or ``rayleigh_estimated_csi``."""
+    kind = channel.kind if isinstance(channel, ChannelConfig) else channel
+    if kind not in CHANNEL_KINDS:
+        raise MegenError(f"unknown channel kind {kind!r}; choose one of {', '.join(CHANNEL_KINDS)}")
+    if kind in ("none", "awgn"):
+        return kind
+    estimated = isinstance(channel, ChannelConfig) and channel.csi == "estimated"
+    return "rayleigh_estimated_csi" if estimated else "rayleigh"
 
 
 def default_table_path() -> Path:
@@ -208,11 +222,12 @@ def select_mcs(
     target_bler: float = TARGET_BLER,
     table: BlerTable | None = None,
 ) -> McsChoice:
-    """Highest-spectral-efficiency MCS whose BLER is ``<= target_bler`` at ``snr_db``.
+    """Highest-spectral-efficiency MCS whose first-transmission BLER is ``<= target_bler`` at ``snr_db``.
 
     Args:
         snr_db: Average Es/N0 per complex symbol, dB (finite).
-        channel: Channel kind (``none``, ``awgn``, ``rayleigh``, ``rician``) or a :class:`ChannelConfig`.
+        channel: Channel kind (``none``, ``awgn``, ``rayleigh``, ``rician``; perfect CSI) or a
+            :class:`ChannelConfig` (its ``csi`` picks the perfect- or estimated-CSI curves).
         target_bler: Highest acceptable block error rate, in (0, 1).
         table: BLER table; the packaged one by default.
 
@@ -223,46 +238,119 @@ def select_mcs(
     Example:
         >>> select_mcs(30.0, "awgn").mcs.modulation
         '256qam'
+        >>> select_mcs(-10.0, "awgn").entry
+        'qam64lowse:0'
     """
-    kind = channel.kind if isinstance(channel, ChannelConfig) else channel
-    if kind not in CHANNEL_KINDS:
-        raise MegenError(f"unknown channel kind {kind!r}; choose one of {', '.join(CHANNEL_KINDS)}")
+    kind = curve_kind(channel)
     snr = float(snr_db)
     if not math.isfinite(snr):
         raise MegenError(f"snr_db must be finite (got {snr_db!r})")
     if not 0.0 < target_bler < 1.0:
         raise MegenError(f"target BLER must be in (0, 1), got {target_bler}")
     table = table if table is not None else load_bler_table()
+    entries = table.entries
     if kind == "none":
-        top = len(table.entries) - 1
-        return McsChoice(top, table.entries[top], -math.inf, 0.0, True)
-    curves = table.curves["awgn" if kind == "awgn" else "rayleigh"]
-    best = None
-    for i, mcs in enumerate(table.entries):
-        threshold = curves[i].threshold_snr_db(target_bler)
-        if threshold <= snr and (
-            best is None or mcs.spectral_efficiency > table.entries[best].spectral_efficiency
-        ):
-            best = i
-    meets = best is not None
-    index = (
-        best
-        if best is not None
-        else min(range(len(table.entries)), key=lambda i: table.entries[i].spectral_efficiency)
+        top = max(range(len(entries)), key=lambda i: entries[i].spectral_efficiency)
+        return McsChoice(top, entries[top], -math.inf, 0.0, True, entry_name(entries[top]), kind)
+    if kind not in table.curves:
+        raise MegenError(f"BLER table has no {kind} curves (run `megen mcs --rebuild`)")
+    curves = table.curves[kind]
+    thresholds = [curve.threshold_snr_db(target_bler) for curve in curves]
+    meeting = [i for i in range(len(entries)) if thresholds[i] <= snr]
+    meets = bool(meeting)
+    if meets:
+        index = max(meeting, key=lambda i: (entries[i].spectral_efficiency, -thresholds[i]))
+    else:
+        index = min(range(len(entries)), key=lambda i: (thresholds[i], entries[i].spectral_efficiency))
+    mcs = entries[index]
+    return McsChoice(index, mcs, thresholds[index], curves[index].at(snr), meets, entry_name(mcs), kind)
+
+
+def reference_channel(kind: str, snr_db: float) -> ChannelConfig:
+    """The channel a stored curve was measured on (``kind`` from :data:`TABLE_CHANNELS`)."""
+    if kind == "awgn":
+        return ChannelConfig(kind="awgn", snr_db=snr_db)
+    csi = "estimated" if kind == "rayleigh_estimated_csi" else "perfect"
+    return ChannelConfig(
+        kind="rayleigh", snr_db=snr_db, coherence_symbols=REFERENCE_COHERENCE_SYMBOLS, csi=csi
     )
-    curve = curves[index]
-    return McsChoice(index, table.entries[index], curve.threshold_snr_db(target_bler), curve.at(snr), meets)
 
 
 def measure_bler(
-    mcs: Mcs, channel: ChannelConfig, num_blocks: int, tb_bits: int, generator: torch.Generator
-) -> float:
-    """BLER of ``num_blocks`` random transport blocks of ``tb_bits`` bits, sent as one batch."""
-    payloads = [
-        torch.randint(0, 2, (tb_bits,), generator=generator, dtype=torch.uint8) for _ in range(num_blocks)
-    ]
-    results = transmit_bits(payloads, mcs, channel, generator)
-    return sum(r.block_errors for r in results) / sum(r.num_blocks for r in results)
+    mcs: Mcs,
+    channel: ChannelConfig,
+    num_blocks: int,
+    tb_bits: int,
+    generator: torch.Generator,
+    max_errors: int | None = None,
+) -> tuple[float, int]:
+    """First-transmission BLER of up to ``num_blocks`` random transport blocks of ``tb_bits`` bits.
+
+    Blocks go in batches of ``ceil(num_blocks / 4)``; with ``max_errors`` the point stops after the batch
+    that reaches that many failed blocks (Monte-Carlo until enough errors or the budget).
+
+    Returns:
+        ``(bler, blocks)``: failed fraction and code blocks simulated.
+    """
+    batch = max(1, math.ceil(num_blocks / 4))
+    errors = blocks = 0
+    while blocks < num_blocks and (max_errors is None or errors < max_errors):
+        count = min(batch, num_blocks - blocks)
+        payloads = [
+            torch.randint(0, 2, (tb_bits,), generator=generator, dtype=torch.uint8) for _ in range(count)
+        ]
+        results = transmit_bits(payloads, mcs, channel, generator)
+        errors += sum(r.block_errors for r in results)
+        blocks += sum(r.num_blocks for r in results)
+    return errors / blocks, blocks
+
+
+def measure_curve(
+    mcs: Mcs,
+    kind: str,
+    start_db: float,
+    num_blocks: int,
+    tb_bits: int,
+    seed: int,
+) -> BlerCurve:
+    """BLER of one entry on one channel, measured on a window around its threshold.
+
+    From ``start_db`` on in steps of :data:`SNR_STEP_DB` (twice that while the BLER is >= 0.99, then
+    the skipped point is filled in), until the BLER falls to :data:`STOP_BLER` (or the window reaches
+    :data:`MAX_WINDOW_DB`). If the first point already has BLER < 0.5 the window starts 1 dB lower.
+    Each point has its own generator, named by ``(seed, kind, scheme, SNR in mdB)``.
+
+    Returns:
+        :class:`BlerCurve` of the measured points (gaps <= 2 steps where the BLER is ~1).
+    """
+    step = SNR_STEP_DB[kind]
+    points: dict[float, tuple[float, int]] = {}
+
+    def point(snr: float) -> float:
+        snr = round(snr, 4)
+        if snr not in points:
+            name = f"{mcs.modulation}-{mcs.code_rate}"
+            gen = torch.Generator().manual_seed(derive(seed, "bler", kind, name, int(round(snr * 1000))))
+            points[snr] = measure_bler(
+                mcs, reference_channel(kind, snr), num_blocks, tb_bits, gen, MAX_ERRORS
+            )
+        return points[snr][0]
+
+    snr = start_db
+    while point(snr) < 0.5 and snr > start_db - 10:
+        snr -= 1.0
+    while snr < start_db + MAX_WINDOW_DB:
+        bler = point(snr)
+        if bler <= STOP_BLER[kind]:
+            break
+        if bler >= 0.99:
+            snr += 2 * step
+            if point(snr) < 0.99:
+                point(snr - step)
+            continue
+        snr += step
+    grid = sorted(points)
+    return BlerCurve(tuple(grid), tuple(points[s][0] for s in grid), tuple(points[s][1] for s in grid))
 
 
 def build_bler_table(
@@ -271,70 +359,54 @@ def build_bler_table(
     tb_bits: int = REFERENCE_TB_BITS,
     progress: Callable[[str], None] | None = None,
 ) -> BlerTable:
-    """Measure BLER curves for every :data:`MCS_TABLE` entry on AWGN and block-Rayleigh channels.
+    """Measure BLER curves for every :data:`MCS_TABLE` entry on every :data:`TABLE_CHANNELS` channel.
 
-    Each point uses its own generator seeded from ``(seed, entry, channel, point)``, so points are
-    reproducible on their own.
+    AWGN windows start 1 dB below the entry's Shannon SNR; Rayleigh windows start 0.5 dB below the
+    AWGN threshold (perfect CSI) or the perfect-CSI threshold (estimated CSI). Points are reproducible
+    on their own (:func:`measure_curve`).
 
     Raises:
-        MegenError: ``num_blocks`` or ``tb_bits`` below 1, or ``seed`` outside ``0..MAX_TABLE_SEED``
-            (the per-point seed mixing must stay within 64 bits).
+        MegenError: ``num_blocks`` or ``tb_bits`` below 1, or ``seed`` outside ``0..MAX_TABLE_SEED``.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_TABLE_SEED:
         raise MegenError(f"seed must be an integer in 0..{MAX_TABLE_SEED}, got {seed!r}")
     if num_blocks < 1 or tb_bits < 1:
         raise MegenError(f"num_blocks and tb_bits must be >= 1, got {num_blocks} and {tb_bits}")
     started = time.perf_counter()
-    curves: dict[str, tuple[BlerCurve, ...]] = {}
-    for c, kind in enumerate(TABLE_CHANNELS):
-        start, stop, step = SNR_GRIDS_DB[kind]
-        grid = [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
-        per_entry = []
-        for e, mcs in enumerate(MCS_TABLE):
-            limit = shannon_snr_db(mcs.spectral_efficiency) - SKIP_BELOW_SHANNON_DB
-            blers: list[float] = []
-            blocks: list[int] = []
-            settled = 0
-            for p, snr in enumerate(grid):
-                if snr < limit:
-                    blers.append(1.0)
-                    blocks.append(0)
-                    continue
-                if settled >= 2:
-                    blers.append(blers[-1])
-                    blocks.append(0)
-                    continue
-                channel = ChannelConfig(
-                    kind=kind,  # type: ignore[arg-type]
-                    snr_db=snr,
-                    coherence_symbols=REFERENCE_COHERENCE_SYMBOLS,
-                )
-                generator = torch.Generator().manual_seed(((seed * 7 + c) * 101 + e) * 1009 + p)
-                bler = measure_bler(mcs, channel, num_blocks, tb_bits, generator)
-                blers.append(bler)
-                blocks.append(num_blocks)
-                settled = settled + 1 if bler <= TARGET_BLER / 4 else 0
-            curve = BlerCurve(tuple(grid), tuple(blers), tuple(blocks))
-            per_entry.append(curve)
+    curves: dict[str, list[BlerCurve]] = {kind: [] for kind in TABLE_CHANNELS}
+    for mcs in MCS_TABLE:
+        start = shannon_snr_db(mcs.spectral_efficiency) - 1.0
+        for kind in TABLE_CHANNELS:
+            curve = measure_curve(mcs, kind, round(start * 4) / 4, num_blocks, tb_bits, seed)
+            curves[kind].append(curve)
+            threshold = curve.threshold_snr_db()
+            start = (threshold if math.isfinite(threshold) else start) - 0.5
             if progress is not None:
-                progress(f"{kind:8s} {mcs.label:14s} threshold {curve.threshold_snr_db():6.2f} dB")
-        curves[kind] = tuple(per_entry)
+                progress(
+                    f"{kind:22s} {mcs.label:16s} threshold {threshold:6.2f} dB "
+                    f"({len(curve.snr_db)} points, {time.perf_counter() - started:6.0f} s)"
+                )
     meta = {
-        "description": "BLER vs average Es/N0 per complex symbol, measured by megen.link.mcs",
+        "description": "first-transmission BLER vs average Es/N0 per complex symbol, measured by megen.link.mcs",
         "regenerate": "megen mcs --rebuild",
         "tb_bits": tb_bits,
-        "blocks_per_point": num_blocks,
+        "max_blocks_per_point": num_blocks,
+        "max_errors_per_point": MAX_ERRORS,
         "seed": seed,
         "target_bler": TARGET_BLER,
         "decoder": "layered normalised min-sum, up to 20 iterations, early termination",
-        "rayleigh": {"coherence_symbols": REFERENCE_COHERENCE_SYMBOLS, "csi": "perfect", "equalizer": "mmse"},
-        "skipped_points": (
-            "blocks == 0: not measured; BLER 1 below the Shannon limit - 1 dB, and the last measured value "
-            "repeated after two consecutive points with BLER <= target/4"
-        ),
+        "rayleigh": {
+            "coherence_symbols": REFERENCE_COHERENCE_SYMBOLS,
+            "csi": "perfect / estimated (LS, 4 pilots per coherence block)",
+            "equalizer": "mmse",
+        },
+        "window": "steps "
+        + ", ".join(f"{k} {v} dB" for k, v in SNR_STEP_DB.items())
+        + "; stop at BLER "
+        + ", ".join(f"{k} {v}" for k, v in STOP_BLER.items()),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    return BlerTable(MCS_TABLE, curves, meta)
+    return BlerTable(MCS_TABLE, {k: tuple(v) for k, v in curves.items()}, meta)
 
 
 def check_table_target(path: Path | None = None) -> Path:
@@ -374,35 +446,46 @@ def write_bler_table(table: BlerTable, path: Path | None = None) -> Path:
 
 
 def table_rows(table: BlerTable | None = None, target_bler: float = TARGET_BLER) -> list[dict[str, Any]]:
-    """One plain-data row per MCS entry: scheme, spectral efficiency and SNR thresholds.
+    """One plain-data row per 38.214 table entry (all three tables): scheme, efficiency, thresholds.
 
     Args:
         table: BLER table; the packaged one by default.
         target_bler: BLER that defines the thresholds.
 
     Returns:
-        Rows with ``index``, ``modulation``, ``code_rate``, ``spectral_efficiency`` (bit per complex
-        symbol), ``threshold_snr_db`` (dict channel -> dB, ``None`` when never reached) and
-        ``shannon_limit_db`` (lowest SNR at which the efficiency is below capacity).
+        Rows with ``table``, ``index``, ``modulation``, ``code_rate``, ``code_rate_x1024``,
+        ``spectral_efficiency`` (bit per complex symbol), ``snr_db_at_10pct_bler`` (dict channel -> dB
+        of the first transmission, ``None`` when never reached; the key keeps its name for other
+        targets) and ``shannon_snr_db`` (lowest SNR at which the efficiency is below capacity).
 
     Example:
-        >>> table_rows()[0]["modulation"], table_rows()[0]["threshold_snr_db"]["awgn"] < 0
-        ('qpsk', True)
+        >>> row = table_rows()[0]
+        >>> row["table"], row["index"], row["modulation"], row["code_rate_x1024"]
+        ('qam64', 0, 'qpsk', 120.0)
     """
     table = table if table is not None else load_bler_table()
-    return [
-        {
-            "index": i,
-            "modulation": mcs.modulation,
-            "code_rate": mcs.code_rate,
-            "spectral_efficiency": mcs.spectral_efficiency,
-            "threshold_snr_db": {
-                ch: _json_float(table.curves[ch][i].threshold_snr_db(target_bler)) for ch in table.curves
-            },
-            "shannon_limit_db": shannon_snr_db(mcs.spectral_efficiency),
+    position = {(m.modulation, m.code_rate): i for i, m in enumerate(table.entries)}
+    rows = []
+    for entry in all_entries():
+        mcs = entry.mcs
+        i = position.get((mcs.modulation, mcs.code_rate))
+        thresholds = {
+            ch: None if i is None else _json_float(table.curves[ch][i].threshold_snr_db(target_bler))
+            for ch in table.curves
         }
-        for i, mcs in enumerate(table.entries)
-    ]
+        rows.append(
+            {
+                "table": entry.table,
+                "index": entry.index,
+                "modulation": mcs.modulation,
+                "code_rate": mcs.code_rate,
+                "code_rate_x1024": entry.rate_x1024,
+                "spectral_efficiency": mcs.spectral_efficiency,
+                "snr_db_at_10pct_bler": thresholds,
+                "shannon_snr_db": shannon_snr_db(mcs.spectral_efficiency),
+            }
+        )
+    return rows
 
 
 def _json_float(value: float) -> float | None:

@@ -26,8 +26,9 @@ from megen.errors import MegenError
 MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
 """Modulation name -> bits per complex symbol."""
 
-CODE_RATE_MIN = 0.2
-"""Lowest 5G LDPC code rate supported (BG2 mother code, no repetition)."""
+CODE_RATE_MIN = 30 / 1024
+"""Lowest 5G LDPC code rate supported (38.214 Table 5.1.3.1-3, index 0). Rates below the BG2 mother
+rate 1/5 repeat the circular buffer in rate matching (:mod:`megen.link.ldpc`)."""
 CODE_RATE_MAX = 948 / 1024
 """Highest 5G LDPC code rate (38.214 MCS tables)."""
 
@@ -46,7 +47,7 @@ class Mcs:
 
     Attributes:
         modulation: One of ``bpsk, qpsk, 16qam, 64qam, 256qam``.
-        code_rate: 5G LDPC code rate in ``[0.2, 948/1024]``, or ``None`` for uncoded transmission
+        code_rate: 5G LDPC code rate in ``[30/1024, 948/1024]``, or ``None`` for uncoded transmission
             (every code block still carries a CRC so errors are detected).
     """
 
