@@ -160,17 +160,17 @@ def mcs_app() -> typer.Typer:
 
 
 def test_mcs_prints_the_table(mcs_app) -> None:
-    from megen.link.mcs import MCS_TABLE
+    from megen.link.mcs_tables import all_entries
 
     result = runner.invoke(mcs_app, ["mcs"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 1 + len(MCS_TABLE)
-    assert "awgn [dB]" in lines[0] and "rayleigh [dB]" in lines[0] and "Shannon [dB]" in lines[0]
-    assert lines[1].split()[:2] == ["0", "qpsk"] and lines[-1].split()[:2] == [
-        str(len(MCS_TABLE) - 1),
-        "256qam",
-    ]
+    assert len(lines) == 1 + len(all_entries()) == 1 + 29 + 28 + 29
+    header = lines[0]
+    assert "awgn [dB]" in header and "rayleigh_estimated_csi [dB]" in header and "Shannon [dB]" in header
+    assert lines[1].split()[:3] == ["qam64:0", "qpsk", "120.0"]
+    assert lines[-1].split()[:3] == ["qam64lowse:28", "64qam", "772.0"]
+    assert "never" not in result.stdout  # every entry reaches 10% BLER on every stored channel
 
 
 def test_mcs_json_matches_the_library(mcs_app) -> None:
@@ -178,7 +178,12 @@ def test_mcs_json_matches_the_library(mcs_app) -> None:
 
     result = runner.invoke(mcs_app, ["mcs", "--json"])
     assert result.exit_code == 0, result.output
-    assert [json.loads(line) for line in result.stdout.splitlines()] == table_rows()
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows == table_rows()
+    low = next(r for r in rows if (r["table"], r["index"]) == ("qam64lowse", 0))
+    assert low["code_rate_x1024"] == 30.0 and low["modulation"] == "qpsk"
+    assert set(low["snr_db_at_10pct_bler"]) == {"awgn", "rayleigh", "rayleigh_estimated_csi"}
+    assert low["shannon_snr_db"] < low["snr_db_at_10pct_bler"]["awgn"] < -10.0
 
 
 def test_mcs_rebuild_writes_and_prints(mcs_app, tmp_path, monkeypatch) -> None:
@@ -200,7 +205,7 @@ def test_mcs_rebuild_writes_and_prints(mcs_app, tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert calls == [(3, 4)]
     assert mcs_module.load_bler_table(str(out)).curves == mcs_module.load_bler_table().curves
-    assert len(result.stdout.splitlines()) == len(mcs_module.MCS_TABLE)
+    assert len(result.stdout.splitlines()) == len(mcs_module.all_entries())
     assert f"wrote {out}" in result.stderr
 
 
