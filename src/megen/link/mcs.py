@@ -52,7 +52,7 @@ SNR_STEP_DB: dict[str, float] = {"awgn": 0.25, "rayleigh": 0.5, "rayleigh_estima
 """Fine grid step of the measured window per channel (twice the step while the BLER is ~1)."""
 STOP_BLER: dict[str, float] = {"awgn": 0.01, "rayleigh": 0.025, "rayleigh_estimated_csi": 0.025}
 """A curve's window ends at the first point with BLER at or below this."""
-MAX_ERRORS = 20
+MAX_ERRORS = 12
 """A point stops once this many blocks failed (or at the block budget)."""
 MAX_WINDOW_DB = 45.0
 TABLE_FILE = "bler_tables.json"
@@ -354,7 +354,7 @@ def measure_curve(
 
 
 def build_bler_table(
-    num_blocks: int = 100,
+    num_blocks: int = 60,
     seed: int = 0,
     tb_bits: int = REFERENCE_TB_BITS,
     progress: Callable[[str], None] | None = None,
