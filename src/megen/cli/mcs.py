@@ -28,7 +28,7 @@ def mcs(
     table: Path | None = typer.Option(None, "--table", help="BLER table JSON to read (default: packaged)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per MCS table entry."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-measure the BLER curves first (minutes)."),
-    blocks: int = typer.Option(60, "--blocks", help="With --rebuild: most transport blocks per SNR point."),
+    blocks: int = typer.Option(40, "--blocks", help="With --rebuild: most transport blocks per SNR point."),
     seed: int = typer.Option(0, "--seed", help="With --rebuild: random seed of the measurement."),
     out: Path | None = typer.Option(
         None, "--out", help="With --rebuild: where to write (default: the packaged table)."
@@ -37,7 +37,7 @@ def mcs(
     """Print the MCS table (after re-measuring it with ``--rebuild``)."""
     from megen.link.mcs import MAX_TABLE_SEED, check_table_target, load_bler_table, table_rows
 
-    if not rebuild and (out is not None or blocks != 60 or seed != 0):
+    if not rebuild and (out is not None or blocks != 40 or seed != 0):
         raise MegenError("--blocks, --seed and --out only apply with --rebuild")
     if rebuild:
         if table is not None:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from megen.errors import MegenError
-from megen.link.channels import CHANNEL_KINDS, ChannelConfig
+from megen.link.channels import CHANNEL_KINDS, ChannelConfig, Csi
 from megen.link.digital import transmit_bits
 from megen.link.mcs_tables import all_entries, unique_schemes
 from megen.link.modulation import Mcs
@@ -52,7 +52,7 @@ SNR_STEP_DB: dict[str, float] = {"awgn": 0.25, "rayleigh": 0.5, "rayleigh_estima
 """Fine grid step of the measured window per channel (twice the step while the BLER is ~1)."""
 STOP_BLER: dict[str, float] = {"awgn": 0.01, "rayleigh": 0.025, "rayleigh_estimated_csi": 0.025}
 """A curve's window ends at the first point with BLER at or below this."""
-MAX_ERRORS = 12
+MAX_ERRORS = 8
 """A point stops once this many blocks failed (or at the block budget)."""
 MAX_WINDOW_DB = 45.0
 TABLE_FILE = "bler_tables.json"
@@ -270,7 +270,7 @@ def reference_channel(kind: str, snr_db: float) -> ChannelConfig:
     """The channel a stored curve was measured on (``kind`` from :data:`TABLE_CHANNELS`)."""
     if kind == "awgn":
         return ChannelConfig(kind="awgn", snr_db=snr_db)
-    csi = "estimated" if kind == "rayleigh_estimated_csi" else "perfect"
+    csi: Csi = "estimated" if kind == "rayleigh_estimated_csi" else "perfect"
     return ChannelConfig(
         kind="rayleigh", snr_db=snr_db, coherence_symbols=REFERENCE_COHERENCE_SYMBOLS, csi=csi
     )
@@ -354,7 +354,7 @@ def measure_curve(
 
 
 def build_bler_table(
-    num_blocks: int = 60,
+    num_blocks: int = 40,
     seed: int = 0,
     tb_bits: int = REFERENCE_TB_BITS,
     progress: Callable[[str], None] | None = None,
