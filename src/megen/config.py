@@ -44,7 +44,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from megen.errors import MegenError
 from megen.images import ImageCodec
 from megen.link.channels import ChannelConfig, ChannelKind, Csi, Equalizer
-from megen.link.mcs_tables import parse_entry
 
 #: SNR bounds of every link (dB). Outside them the link model means nothing useful.
 MIN_SNR_DB = -30.0
@@ -178,6 +177,8 @@ class TransmissionSection(_Section):
         if v is None or v.strip().lower() in ("auto", "none", ""):
             return None
         if ":" in v:
+            from megen.link.mcs_tables import parse_entry  # lazy: it pulls in Sionna (see test_code_health)
+
             parse_entry(v)  # unknown table or index: one-line MegenError
         return v
 
