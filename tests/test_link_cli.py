@@ -170,7 +170,6 @@ def test_mcs_prints_the_table(mcs_app) -> None:
     assert "awgn [dB]" in header and "rayleigh_estimated_csi [dB]" in header and "Shannon [dB]" in header
     assert lines[1].split()[:3] == ["qam64:0", "qpsk", "120.0"]
     assert lines[-1].split()[:3] == ["qam64lowse:28", "64qam", "772.0"]
-    assert "never" not in result.stdout  # every entry reaches 10% BLER on every stored channel
 
 
 def test_mcs_json_matches_the_library(mcs_app) -> None:

@@ -87,4 +87,4 @@ def _rebuild(target: Path, blocks: int, seed: int) -> Path:
 
 
 def _db(value: float | None) -> str:
-    return f"{value:13.2f}" if value is not None else f"{'never':>13s}"
+    return f"{value:13.2f}" if value is not None else f"{'n/a':>13s}"

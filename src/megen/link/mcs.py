@@ -103,11 +103,19 @@ class BlerCurve:
 
 @dataclass(frozen=True)
 class BlerTable:
-    """Measured BLER curves: ``curves[channel][i]`` belongs to ``entries[i]``."""
+    """Measured BLER curves: ``curves[channel][i]`` belongs to ``entries[i]``; ``None``: not measured.
+
+    A curve that was not measured counts as never reaching any target (:func:`select_mcs` skips it).
+    """
 
     entries: tuple[Mcs, ...]
-    curves: dict[str, tuple[BlerCurve, ...]]
+    curves: dict[str, tuple[BlerCurve | None, ...]]
     meta: dict[str, Any]
+
+    def threshold(self, channel: str, i: int, target_bler: float = TARGET_BLER) -> float:
+        """Threshold of entry ``i`` on ``channel`` (``inf`` when not measured)."""
+        curve = self.curves[channel][i]
+        return math.inf if curve is None else curve.threshold_snr_db(target_bler)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``bler_tables.json``."""
@@ -119,16 +127,11 @@ class BlerTable:
                     "modulation": mcs.modulation,
                     "code_rate": mcs.code_rate,
                     "spectral_efficiency": mcs.spectral_efficiency,
-                    "threshold_snr_db": {
-                        ch: _json_float(self.curves[ch][i].threshold_snr_db()) for ch in self.curves
-                    },
+                    "threshold_snr_db": {ch: _json_float(self.threshold(ch, i)) for ch in self.curves},
                     "curves": {
-                        ch: {
-                            "snr_db": list(self.curves[ch][i].snr_db),
-                            "bler": list(self.curves[ch][i].bler),
-                            "blocks": list(self.curves[ch][i].blocks),
-                        }
+                        ch: {"snr_db": list(c.snr_db), "bler": list(c.bler), "blocks": list(c.blocks)}
                         for ch in self.curves
+                        if (c := self.curves[ch][i]) is not None
                     },
                 }
                 for i, mcs in enumerate(self.entries)
@@ -139,18 +142,19 @@ class BlerTable:
     def from_dict(cls, data: dict[str, Any]) -> BlerTable:
         """Inverse of :meth:`to_dict`."""
         entries = tuple(Mcs(e["modulation"], e["code_rate"]) for e in data["entries"])
-        channels = list(data["entries"][0]["curves"])
-        curves = {
-            ch: tuple(
-                BlerCurve(
-                    tuple(float(s) for s in e["curves"][ch]["snr_db"]),
-                    tuple(float(b) for b in e["curves"][ch]["bler"]),
-                    tuple(int(n) for n in e["curves"][ch]["blocks"]),
-                )
-                for e in data["entries"]
+        channels = list(data["entries"][0]["threshold_snr_db"])
+
+        def curve(e: dict[str, Any], ch: str) -> BlerCurve | None:
+            if ch not in e["curves"]:
+                return None
+            c = e["curves"][ch]
+            return BlerCurve(
+                tuple(float(s) for s in c["snr_db"]),
+                tuple(float(b) for b in c["bler"]),
+                tuple(int(n) for n in c["blocks"]),
             )
-            for ch in channels
-        }
+
+        curves = {ch: tuple(curve(e, ch) for e in data["entries"]) for ch in channels}
         return cls(entries, curves, dict(data.get("meta", {})))
 
 
@@ -166,8 +170,9 @@ class McsChoice:
         meets_target: False when even the most robust entry misses the target (it is returned anyway;
             HARQ then tries).
         entry: The 38.214 entry it comes from, ``TABLE:INDEX`` (first table listing the scheme).
-        curve: Which stored curves were used (``awgn``, ``rayleigh``, ``rayleigh_estimated_csi``;
-            ``none`` for the ideal link).
+        curve: Which stored curve was used (``awgn``, ``rayleigh``, ``rayleigh_estimated_csi``;
+            ``none`` for the ideal link). An entry whose estimated-CSI curve is not measured uses its
+            perfect-CSI curve (optimistic; HARQ absorbs the difference).
     """
 
     index: int
@@ -254,8 +259,12 @@ def select_mcs(
         return McsChoice(top, entries[top], -math.inf, 0.0, True, entry_name(entries[top]), kind)
     if kind not in table.curves:
         raise MegenError(f"BLER table has no {kind} curves (run `megen mcs --rebuild`)")
-    curves = table.curves[kind]
-    thresholds = [curve.threshold_snr_db(target_bler) for curve in curves]
+    # an entry whose estimated-CSI curve is not measured (yet) falls back on its perfect-CSI curve
+    used = [
+        "rayleigh" if kind == "rayleigh_estimated_csi" and table.curves[kind][i] is None else kind
+        for i in range(len(entries))
+    ]
+    thresholds = [table.threshold(used[i], i, target_bler) for i in range(len(entries))]
     meeting = [i for i in range(len(entries)) if thresholds[i] <= snr]
     meets = bool(meeting)
     if meets:
@@ -263,7 +272,9 @@ def select_mcs(
     else:
         index = min(range(len(entries)), key=lambda i: (thresholds[i], entries[i].spectral_efficiency))
     mcs = entries[index]
-    return McsChoice(index, mcs, thresholds[index], curves[index].at(snr), meets, entry_name(mcs), kind)
+    curve = table.curves[used[index]][index]
+    predicted = 1.0 if curve is None else curve.at(snr)
+    return McsChoice(index, mcs, thresholds[index], predicted, meets, entry_name(mcs), used[index])
 
 
 def reference_channel(kind: str, snr_db: float) -> ChannelConfig:
@@ -470,8 +481,7 @@ def table_rows(table: BlerTable | None = None, target_bler: float = TARGET_BLER)
         mcs = entry.mcs
         i = position.get((mcs.modulation, mcs.code_rate))
         thresholds = {
-            ch: None if i is None else _json_float(table.curves[ch][i].threshold_snr_db(target_bler))
-            for ch in table.curves
+            ch: None if i is None else _json_float(table.threshold(ch, i, target_bler)) for ch in table.curves
         }
         rows.append(
             {
