@@ -134,7 +134,9 @@ def test_a_results_file_of_the_old_schema_is_refused(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", "megen-sweep"), ("schema_version", "1")])
+        conn.executemany(
+            "INSERT INTO meta VALUES (?, ?)", [("schema", "megen-sweep"), ("schema_version", "1")]
+        )
     conn.close()
     with pytest.raises(MegenError, match="schema version 1.*re-run the sweep"):
         ResultsStore.open(path)

@@ -42,4 +42,6 @@ def test_central_reports_outage_at_minus_25_db(app, tmp_path):
     assert data["quality"]["psnr_fidelity_db"] is None
     assert "OUTAGE" in data["message"] and data["delivered_to"] == "UE"
     fb = _central(app, tmp_path, "-25", "--protocol", "central-fallback")
-    assert fb["outage"] == [False] and fb["fallback"] == [True] and fb["quality"]["psnr_fidelity_db"] is not None
+    assert (
+        fb["outage"] == [False] and fb["fallback"] == [True] and fb["quality"]["psnr_fidelity_db"] is not None
+    )

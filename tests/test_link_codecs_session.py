@@ -55,7 +55,11 @@ def test_image_codecs_end_to_end_over_awgn(images, codec, snr_db):
     assert r.payload_bytes == tuple(len(p) for p in payloads)
     for i in range(len(images)):
         if bool(r.ok[i]):  # every block decoded: the receiver rebuilds the image
-            want = images[i] if codec == "png" else decode_image(payloads[i], 1, 32, 32, codec=codec, quality=90)[0]
+            want = (
+                images[i]
+                if codec == "png"
+                else decode_image(payloads[i], 1, 32, 32, codec=codec, quality=90)[0]
+            )
             assert bool(r.decoded[i]) and torch.equal(r.images[i], want)
     if snr_db >= 5.0:  # link adaptation aims at 10% BLER per block: most images arrive
         assert bool(r.ok.any())

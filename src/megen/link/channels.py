@@ -311,7 +311,10 @@ def transmit_symbols(
 
 
 def estimate_noise_variance(
-    y: torch.Tensor, occupied: torch.Tensor, channel_power: torch.Tensor | None = None, pilot_share: float = 0.0
+    y: torch.Tensor,
+    occupied: torch.Tensor,
+    channel_power: torch.Tensor | None = None,
+    pilot_share: float = 0.0,
 ) -> torch.Tensor:
     """The receiver's estimate of ``N0`` per item from the received symbols (see the module docstring).
 

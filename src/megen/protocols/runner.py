@@ -206,4 +206,6 @@ def blank_outages(quality: dict[str, list[float]], outage: list[bool]) -> dict[s
         >>> blank_outages({"psnr_fidelity_db": [31.0, 7.4]}, [False, True])
         {'psnr_fidelity_db': [31.0, None]}
     """
-    return {k: [None if lost else v for v, lost in zip(vals, outage, strict=True)] for k, vals in quality.items()}
+    return {
+        k: [None if lost else v for v, lost in zip(vals, outage, strict=True)] for k, vals in quality.items()
+    }
