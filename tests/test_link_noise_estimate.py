@@ -71,3 +71,21 @@ def test_run_defaults_estimate_and_count_pilots():
     assert RunConfig.from_paths({"noise": "genie"}).links.downlink.receiver.noise == "genie"
     out = transmit_analog(torch.randn(1, 2 * 960), ch, torch.Generator().manual_seed(0))
     assert out.pilot_symbols == math.ceil(960 / 96) * 4 and out.channel_uses == 960 + out.pilot_symbols
+
+
+def test_estimated_noise_costs_uieg_under_half_a_db_at_0_db(random_tiny):
+    from megen.data import prompt_for
+    from megen.protocols.runner import run_protocol
+
+    prompts = [prompt_for(i) for i in range(4)]
+    psnr = {}
+    for noise in ("genie", "estimated"):
+        cfg = RunConfig.from_paths(
+            {"protocol": "UIEG", "channel": "awgn", "snr_db": 0.0, "steps": 6, "seed": 2, "noise": noise}
+        )
+        run = run_protocol(cfg, prompts, model=random_tiny)
+        values = run.quality["psnr_fidelity_db"]
+        assert None not in values
+        psnr[noise] = sum(v for v in values if v is not None) / len(values)
+    assert psnr["genie"] != psnr["estimated"]  # the estimate is really used
+    assert abs(psnr["genie"] - psnr["estimated"]) < 0.5
