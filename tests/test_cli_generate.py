@@ -137,7 +137,10 @@ def test_protocols_lists_all(app, runner):
     names = [json.loads(line)["protocol"] for line in result.stdout.strip().splitlines()]
     assert names == [
         "central",
+        "central-es",
+        "central-fallback",
         "local",
+        "local-upload",
         "unsplit",
         "EIUG",
         "UIEG",

@@ -197,7 +197,7 @@ def test_flat_view_tells_apart_configurations_that_differ_on_one_link():
     """Analysis cells are keyed by the flat view: a per-link difference must show in it."""
     paths = ("links.uplink.channel.kind", "links.downlink.codec.image_quality", "links.backhaul.receiver.csi")
     base = RunConfig().flat()
-    for path, value in zip(paths, ("rayleigh", 10, "estimated"), strict=True):
+    for path, value in zip(paths, ("rayleigh", 10, "perfect"), strict=True):
         flat = RunConfig.from_paths({path: value}).flat()
         assert flat != base, path
         link, name = path.split(".")[1], {"kind": "channel"}.get(path.split(".")[-1], path.split(".")[-1])

@@ -38,7 +38,7 @@ def test_reported_noise_matches_empirical_per_item() -> None:
     x = torch.randn(4, 128, 128, generator=g)  # 8192 symbols per item: SNR estimate std ~0.05 dB
     x[1] *= 1000.0  # normalisation is per item: a loud item must not change the others' SNR
     x[2] *= 1e-3
-    out = transmit_analog(x, ChannelConfig("awgn", 5.0, equalizer="zf"), g)
+    out = transmit_analog(x, ChannelConfig("awgn", 5.0, equalizer="zf", noise="genie"), g)
     err = (out.received - x).reshape(4, -1)
     measured = err.square().mean(dim=1)
     expected = out.noise_var.expand_as(x).reshape(4, -1).mean(dim=1)

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from megen.errors import MegenError
 from megen.images import ImageCodec
-from megen.link.channels import ChannelConfig, ChannelKind, Csi, Equalizer
+from megen.link.channels import ChannelConfig, ChannelKind, Csi, Equalizer, NoiseKnowledge
 
 #: SNR bounds of every link (dB). Outside them the link model means nothing useful.
 MIN_SNR_DB = -30.0
@@ -143,11 +143,15 @@ class ReceiverSection(_Section):
 
     Attributes:
         equalizer: ``zf`` or ``mmse``.
-        csi: ``perfect`` (genie) or ``estimated`` (least squares on counted pilots).
+        csi: ``estimated`` (least squares on counted pilots, fading channels) or ``perfect`` (genie).
+        noise: ``estimated`` (the receiver estimates the noise variance from the received signal and
+            the known transmit power; MMSE, soft demapping and SNR-aware denoising use the estimate)
+            or ``genie`` (it is told the true value).
     """
 
     equalizer: Equalizer = "mmse"
-    csi: Csi = "perfect"
+    csi: Csi = "estimated"
+    noise: NoiseKnowledge = "estimated"
 
 
 class TransmissionSection(_Section):
@@ -219,6 +223,7 @@ class LinkSection(_Section):
             k_factor_db=self.channel.k_factor_db,
             equalizer=self.receiver.equalizer,
             csi=self.receiver.csi,
+            noise=self.receiver.noise,
         )
 
 
@@ -373,6 +378,7 @@ SHORTHANDS: dict[str, str] = {
     "seed_bits": "links.*.codec.seed_bits",
     "equalizer": "links.*.receiver.equalizer",
     "csi": "links.*.receiver.csi",
+    "noise": "links.*.receiver.noise",
     "profiles": "costs.profiles",
     "device": "device.default",
     "ue_device": "device.ue",

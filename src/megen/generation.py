@@ -70,10 +70,19 @@ def generate_images(
     summary = result.summary()
     summary["out"] = str(out)
     summary["seconds"] = round(seconds, 3)
-    q = summary["quality"]
-    summary["message"] = (
-        f"{summary['protocol']}: wrote {out} ({num_images} image(s), {seconds:.2f} s); channel uses "
-        f"{summary['channel_uses']['total']}, modelled latency {summary['latency_s'] * 1e3:.2f} ms, energy "
-        f"{summary['energy_j'] * 1e3:.3f} mJ, PSNR vs error-free {q['psnr_fidelity_db']:.2f} dB"
-    )
+    summary["message"] = _message(summary, out, num_images, seconds)
     return summary
+
+
+def _message(summary: dict[str, Any], out: Path, num_images: int, seconds: float) -> str:
+    """The human-readable line: costs, fidelity of the delivered images, outages and fallbacks."""
+    psnr = summary["quality"]["psnr_fidelity_db"]
+    lost, fell_back = sum(summary["outage"]), sum(summary["fallback"])
+    fidelity = "no image delivered" if psnr is None else f"PSNR vs error-free {psnr:.2f} dB"
+    notes = f"; OUTAGE: {lost} of {num_images} image(s) not delivered" if lost else ""
+    notes += f"; {fell_back} image(s) from the UE's fallback" if fell_back else ""
+    return (
+        f"{summary['protocol']}: wrote {out} ({num_images} image(s), {seconds:.2f} s); image delivered to "
+        f"{summary['delivered_to']}; channel uses {summary['channel_uses']['total']}, modelled latency "
+        f"{summary['latency_s'] * 1e3:.2f} ms, energy {summary['energy_j'] * 1e3:.3f} mJ, {fidelity}{notes}"
+    )

@@ -13,8 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from megen.errors import MegenError
 
-ImageCodec = Literal["jpeg", "webp", "png"]
-"""Image codecs of digital image transfers (:mod:`megen.link.codecs`)."""
+ImageCodec = Literal["jpeg", "jpeg-session", "webp", "png"]
+"""Image codecs of digital image transfers (:mod:`megen.link.codecs`); ``jpeg-session`` is JPEG whose
+header (quantisation and Huffman tables, frame size) is known at both ends of a session, so only the
+scan data crosses the link per image."""
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest reference image accepted (width x height); larger files are refused before decoding."""

@@ -279,6 +279,9 @@ def rows_from_run(
             "costs_json": detail,
             "wall_s": wall_s,
             "image_png": encode_png(run.images[j]),
+            "outage": int(out.outage[j]),
+            "fallback": int(out.fallback[j]),
+            "delivered_to": out.delivered_to,
             **costs,
         }
         for metric, values in run.quality.items():

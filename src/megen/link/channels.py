@@ -15,6 +15,18 @@ Conventions (used everywhere in :mod:`megen.link`):
   ``pilots_per_block`` unit-energy pilot symbols at the start of each coherence block; the receiver
   forms the least-squares estimate ``h_hat = mean(y_pilot)``, whose error is ``CN(0, N0 / P)``. The
   error is drawn directly from that distribution (statistically identical to simulating the pilots).
+* Noise variance: ``noise="estimated"`` (the default) makes the receiver estimate ``N0`` per item
+  from what it received and what it knows: the transmit energy (``Es = 1`` per occupied symbol;
+  symbols that are exactly 0 are padding of the frame layout, known at both ends, sent with no
+  energy) and the channel (1 on AWGN, the CSI on fading links). With ``S = sum |y|^2`` and
+  ``H = sum over occupied symbols of |g|^2`` (``g`` the receiver's channel: the estimate, or ``h``
+  with perfect CSI), ``E[S - H] = N0 (n - n_occupied / P)`` (``P`` pilots per block for estimated
+  CSI, ``1 / P = 0`` otherwise), so ``N0_hat = (S - H) / (n - n_occupied / P)``, floored at
+  :data:`MIN_NOISE_ESTIMATE`. Its spread is ``~ sqrt(var|x|^2 + 2 N0) / sqrt(n)``: tiny for
+  power-normalised analog payloads (``|x|^2`` averages exactly 1 per item), larger for QAM
+  (16-QAM: ``var|x|^2 = 0.32``), where it only matters at high SNR. Every receiver quantity that
+  needs ``N0`` (MMSE weights, the reported ``noise_var`` that soft demapping and SNR-aware
+  denoising read) uses ``N0_hat``; ``noise="genie"`` gives the receiver the true ``N0``.
 * Equalisation with the channel estimate ``g`` (``g = h`` for perfect CSI):
   ZF ``y_eq = y / g``; MMSE ``y_eq = conj(g) y / (|g|^2 + N0 + sigma_e^2)``. Either way the output
   obeys ``y_eq = gain * (x + e)`` with ``e`` of variance ``noise_var`` (Gaussian approximation for
@@ -37,11 +49,15 @@ from megen.units import db_to_linear, linear_to_db
 ChannelKind = Literal["none", "awgn", "rayleigh", "rician"]
 Equalizer = Literal["zf", "mmse"]
 Csi = Literal["perfect", "estimated"]
+NoiseKnowledge = Literal["estimated", "genie"]
 
 CHANNEL_KINDS: tuple[str, ...] = get_args(ChannelKind)
 FADING_KINDS: tuple[str, ...] = ("rayleigh", "rician")
 EQUALIZERS: tuple[str, ...] = ("zf", "mmse")
 CSI_MODES: tuple[str, ...] = ("perfect", "estimated")
+NOISE_MODES: tuple[str, ...] = get_args(NoiseKnowledge)
+MIN_NOISE_ESTIMATE = 1e-6
+"""Floor of the receiver's noise-variance estimate (an SNR of 60 dB, the largest configurable)."""
 
 _MIN_CHANNEL_POWER = 1e-30
 
@@ -60,6 +76,8 @@ class ChannelConfig:
         equalizer: ``"zf"`` or ``"mmse"``.
         csi: ``"perfect"`` or ``"estimated"`` (least squares on pilots). Fading kinds only.
         pilots_per_block: Pilot symbols per coherence block when ``csi == "estimated"``.
+        noise: ``"estimated"`` (the receiver estimates ``N0`` from the received signal, see the module
+            docstring) or ``"genie"`` (it is told the true ``N0``).
     """
 
     kind: ChannelKind = "awgn"
@@ -69,6 +87,7 @@ class ChannelConfig:
     equalizer: Equalizer = "mmse"
     csi: Csi = "perfect"
     pilots_per_block: int = 4
+    noise: NoiseKnowledge = "estimated"
 
     def __post_init__(self) -> None:
         if self.kind not in CHANNEL_KINDS:
@@ -85,6 +104,8 @@ class ChannelConfig:
             raise MegenError(f"unknown equalizer {self.equalizer!r}; choose one of {', '.join(EQUALIZERS)}")
         if self.csi not in CSI_MODES:
             raise MegenError(f"unknown csi mode {self.csi!r}; choose one of {', '.join(CSI_MODES)}")
+        if self.noise not in NOISE_MODES:
+            raise MegenError(f"unknown noise mode {self.noise!r}; choose one of {', '.join(NOISE_MODES)}")
         _check_int(self.coherence_symbols, "coherence_symbols", minimum=1)
         _check_int(self.pilots_per_block, "pilots_per_block", minimum=0)
         k_db = _as_float(self.k_factor_db, "k_factor_db")
@@ -135,8 +156,8 @@ class SymbolTransmission:
 
     Attributes:
         symbols: Equalised symbols, complex ``[B, n]``: ``symbols = gain * (x + e)``.
-        gain: Real, broadcastable to ``[B, n]`` (``[1, 1]`` for AWGN and the ideal link, ``[B, n]`` for
-            fading): 1 for ZF, the MMSE shrinkage otherwise.
+        gain: Real, broadcastable to ``[B, n]`` (``[1, 1]`` for the ideal link, ``[B, 1]`` for AWGN,
+            ``[B, n]`` for fading): 1 for ZF, the MMSE shrinkage otherwise.
         noise_var: Real, broadcastable to ``[B, n]`` like ``gain``: variance of ``e`` per complex symbol,
             i.e. the post-equalisation noise of the unbiased estimate ``symbols / gain`` (0 for the ideal
             link).
@@ -256,31 +277,29 @@ def transmit_symbols(
         return SymbolTransmission(x.clone(), one, zero, uses, 0)
 
     n0 = channel.noise_variance
-    if channel.kind == "awgn":
-        gain_value = 1.0 if channel.equalizer == "zf" else 1.0 / (1.0 + n0)
-        # y_eq = gain * (x + w): draw gain * w directly, then add gain * x in one fused pass.
-        y = complex_normal((batch, n), n0 * gain_value**2, generator, x.dtype).to(x.device)
-        y.add_(x, alpha=gain_value)
-        gain = torch.full((1, 1), gain_value, dtype=real_dtype, device=x.device)
-        noise_var = torch.full((1, 1), n0, dtype=real_dtype, device=x.device)
-        return SymbolTransmission(y, gain, noise_var, uses, 0)
-
     y = complex_normal((batch, n), n0, generator, x.dtype).to(x.device)
+    if channel.kind == "awgn":
+        y.add_(x)
+        n0_rx = _noise_at_receiver(channel, y, x, None, 0.0)
+        gain = torch.ones_like(n0_rx) if channel.equalizer == "zf" else 1.0 / (1.0 + n0_rx)
+        return SymbolTransmission(y * gain.to(y.dtype), gain, n0_rx, uses, 0)
+
     per_block = channel.data_symbols_per_block
     num_blocks = -(-n // per_block) if n else 0
     h_blocks = draw_fading(channel, batch, num_blocks, generator)
-    est_var = 0.0
+    pilot_share = 0.0
     if channel.csi == "estimated":
-        est_var = n0 / channel.pilots_per_block
-        h_est_blocks = h_blocks + complex_normal((batch, num_blocks), est_var, generator)
+        pilot_share = 1.0 / channel.pilots_per_block
+        h_est_blocks = h_blocks + complex_normal((batch, num_blocks), n0 * pilot_share, generator)
     else:
         h_est_blocks = h_blocks
     h = _expand_blocks(h_blocks, per_block, n).to(device=x.device, dtype=x.dtype)
     h_est = _expand_blocks(h_est_blocks, per_block, n).to(device=x.device, dtype=x.dtype)
     y.addcmul_(h, x)
     power = h_est.real.square() + h_est.imag.square()
+    n0_rx = _noise_at_receiver(channel, y, x, power, pilot_share)
     power = power.clamp_min(_MIN_CHANNEL_POWER)
-    interference = n0 + est_var
+    interference = n0_rx * (1.0 + pilot_share)  # N0 plus the LS estimate's error variance N0 / P
     noise_var = interference / power
     if channel.equalizer == "zf":
         gain = torch.ones((1, 1), dtype=real_dtype, device=x.device)
@@ -289,6 +308,49 @@ def transmit_symbols(
         gain = power / (power + interference)
         symbols = y * h_est.conj() / (power + interference)
     return SymbolTransmission(symbols, gain, noise_var, uses, pilots)
+
+
+def estimate_noise_variance(
+    y: torch.Tensor,
+    occupied: torch.Tensor,
+    channel_power: torch.Tensor | None = None,
+    pilot_share: float = 0.0,
+) -> torch.Tensor:
+    """The receiver's estimate of ``N0`` per item from the received symbols (see the module docstring).
+
+    Args:
+        y: Received (not yet equalised) symbols, complex ``[B, n]``.
+        occupied: bool ``[B, n]``: symbols sent with energy ``Es = 1`` (the rest is padding, sent as 0).
+        channel_power: ``|g|^2`` of the receiver's channel per symbol, real ``[B, n]``; ``None``: 1 (AWGN).
+        pilot_share: ``1 / P`` when ``g`` is an LS estimate from ``P`` pilots (its power is biased up by
+            ``N0 / P``), else 0.
+
+    Returns:
+        Real ``[B, 1]`` (the dtype of ``y``'s real part), floored at :data:`MIN_NOISE_ESTIMATE`.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.ones(1, 20000, dtype=torch.complex64)
+        >>> y = x + complex_normal((1, 20000), 0.1, g)
+        >>> round(float(estimate_noise_variance(y, x != 0)), 2)
+        0.1
+    """
+    occ = occupied.to(y.real.dtype)
+    expected = occ if channel_power is None else occ * channel_power
+    received = (y.real.square() + y.imag.square()).sum(dim=1, keepdim=True)
+    excess = received - expected.sum(dim=1, keepdim=True)
+    dof = y.shape[1] - occ.sum(dim=1, keepdim=True) * pilot_share
+    return (excess / dof.clamp_min(1.0)).clamp_min(MIN_NOISE_ESTIMATE)
+
+
+def _noise_at_receiver(
+    channel: ChannelConfig, y: torch.Tensor, x: torch.Tensor, power: torch.Tensor | None, pilot_share: float
+) -> torch.Tensor:
+    """``N0`` as the receiver knows it, real ``[B, 1]``: its estimate, or the true value (genie)."""
+    if channel.noise == "genie":
+        return torch.full((y.shape[0], 1), channel.noise_variance, dtype=y.real.dtype, device=y.device)
+    return estimate_noise_variance(y, x != 0, power, pilot_share)
 
 
 def _expand_blocks(h_blocks: torch.Tensor, per_block: int, n: int) -> torch.Tensor:

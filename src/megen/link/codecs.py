@@ -1,5 +1,12 @@
 """Source codecs on top of the digital link: a b-bit seed quantiser and JPEG/WebP/PNG images.
 
+``jpeg-session`` is baseline JPEG with its header sent once per session: the markers up to and
+including the start-of-scan header (JFIF, quantisation tables from the quality, the standard
+Huffman tables, the frame size) depend only on (quality, C, H, W), so both ends derive them from the
+session's settings (:func:`jpeg_session_header`) and only the entropy-coded scan data crosses the
+link per image (the end-of-image marker is implied too). The bits counted are exactly the scan
+bytes (plus the link's framing); the one-off header is not charged to any image.
+
 Images are float tensors ``[B, C, H, W]`` in ``[0, 1]`` with ``C = 1`` (grayscale) or ``C = 3`` (RGB);
 the codecs work on 8-bit pixels (``round(255 x)``). A received image that the codec cannot decode is a
 real outcome (the cliff effect): it becomes the mid-grey :data:`FALLBACK_PIXEL` image and is flagged,
@@ -8,6 +15,7 @@ never an exception.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import struct
@@ -218,13 +226,20 @@ def encode_image(image: torch.Tensor, codec: str, quality: int = 75) -> bytes:
     Args:
         image: float ``[C, H, W]`` in ``[0, 1]`` with ``C`` 1 or 3 (values are clipped, then rounded to
             8 bits).
-        codec: ``jpeg``, ``webp`` or ``png`` (lossless; ``quality`` is ignored).
+        codec: ``jpeg``, ``jpeg-session`` (the scan data only), ``webp`` or ``png`` (lossless;
+            ``quality`` is ignored).
         quality: 1..100.
 
     Returns:
-        The compressed bytes.
+        The compressed bytes (what crosses the link).
     """
     _check_codec(codec, quality)
+    if codec == "jpeg-session":
+        full = encode_image(image, "jpeg", quality)
+        header, scan = split_jpeg(full)
+        if header != jpeg_session_header(quality, *image.shape):
+            raise MegenError("internal: this JPEG encoder's header depends on the image content")
+        return scan
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
         raise MegenError("image must be a tensor [C, H, W] with C = 1 or 3")
     if image.shape[1] < 1 or image.shape[2] < 1:
@@ -248,7 +263,41 @@ def encode_image(image: torch.Tensor, codec: str, quality: int = 75) -> bytes:
     return buffer.getvalue()
 
 
-def decode_image(data: bytes, channels: int, height: int, width: int) -> tuple[torch.Tensor, bool]:
+JPEG_SOI, JPEG_SOS, JPEG_EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+
+
+def split_jpeg(data: bytes) -> tuple[bytes, bytes]:
+    """Split a baseline JPEG file into its header (SOI up to the end of the SOS segment) and its scan
+    data (without the final EOI marker).
+
+    Raises:
+        MegenError: ``data`` is not a JPEG file with one scan.
+    """
+    if not data.startswith(JPEG_SOI) or not data.endswith(JPEG_EOI):
+        raise MegenError("not a complete JPEG file")
+    pos = len(JPEG_SOI)
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos : pos + 2], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        pos += 2 + length
+        if marker == JPEG_SOS:
+            return data[:pos], data[pos : -len(JPEG_EOI)]
+    raise MegenError("JPEG file without a start-of-scan segment")
+
+
+@functools.lru_cache(maxsize=64)
+def jpeg_session_header(quality: int, channels: int, height: int, width: int) -> bytes:
+    """The JPEG header both ends of a ``jpeg-session`` link derive from the session's settings (bytes).
+
+    Example:
+        >>> len(jpeg_session_header(90, 1, 32, 32)) > 300
+        True
+    """
+    return split_jpeg(encode_image(torch.zeros(channels, height, width), "jpeg", quality))[0]
+
+
+def decode_image(
+    data: bytes, channels: int, height: int, width: int, *, codec: str | None = None, quality: int = 75
+) -> tuple[torch.Tensor, bool]:
     """Decompress one image; never raises on corrupted data.
 
     Args:
@@ -256,12 +305,17 @@ def decode_image(data: bytes, channels: int, height: int, width: int) -> tuple[t
         channels: Expected ``C`` (1 or 3).
         height: Expected ``H``.
         width: Expected ``W``.
+        codec: ``jpeg-session``: ``data`` is the scan data only; the session header (from ``quality``
+            and the size) and the end marker are put around it. Other codecs: self-describing files.
+        quality: The session's JPEG quality (``jpeg-session`` only).
 
     Returns:
         ``(image, decoded)``: float32 ``[C, H, W]`` in ``[0, 1]`` and True, or the mid-grey fallback
         and False when the bytes do not decode to an image of the expected size.
     """
     fallback = torch.full((channels, height, width), FALLBACK_PIXEL, dtype=torch.float32)
+    if codec == "jpeg-session":
+        data = jpeg_session_header(quality, channels, height, width) + data + JPEG_EOI
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -297,7 +351,7 @@ def send_image_digital(
 
     Args:
         images: float ``[B, C, H, W]`` in ``[0, 1]``, ``C`` 1 or 3.
-        codec: ``jpeg``, ``webp`` or ``png``.
+        codec: ``jpeg``, ``jpeg-session``, ``webp`` or ``png``.
         quality: Codec quality 1..100 (ignored by PNG).
         mcs: Modulation and coding scheme.
         channel: Channel and receiver settings.
@@ -317,7 +371,7 @@ def send_image_digital(
     decoded_images = []
     decoded = []
     for item in items:
-        image, good = decode_image(item.bytes_received, channels, height, width)
+        image, good = decode_image(item.bytes_received, channels, height, width, codec=codec, quality=quality)
         decoded_images.append(image)
         decoded.append(good)
     return ImageLinkResult(

@@ -11,6 +11,10 @@ Where this project's reading adds to the design table:
   16 x 384 reals (3072 channel uses) against ~20 bytes.
 * Text-to-image has no reference; where a protocol's seed is ``z_ref`` (UIEG, CIAG, UIDG, UIDCG), the
   UE's seed is then the initial noise ``Z`` (drawn from the shared seed).
+* Baselines are matched to where the image lands (:data:`BASELINES`): ``central`` and ``local``
+  deliver at the UE, ``central-es`` (no download) and ``local-upload`` at ES1; ``central-fallback``
+  is ``central`` whose plan carries a fallback (the UE's ``local`` image, generated once the outage
+  is known, its compute, latency and energy booked like any stage).
 * The parallel protocols forward the prompt (and reference image) from ES1 to the other ESs over the
   backhaul rather than sending them up the radio link k times.
 """
@@ -47,8 +51,10 @@ def _mode(cfg: RunConfig, payload: str, src: str, dst: str) -> Mode:
     return mode
 
 
-def _plan(name: str, ops: list[Op], description: str, result: str = "UE") -> Plan:
-    return Plan(name, tuple(ops), result, description)
+def _plan(
+    name: str, ops: list[Op], description: str, result: str = "UE", fallback: list[Op] | None = None
+) -> Plan:
+    return Plan(name, tuple(ops), result, description, tuple(fallback or ()))
 
 
 def _es(i: int) -> str:
@@ -98,15 +104,46 @@ def central(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     return _plan("central", ops, "generate-and-download: the ES runs everything, the image goes down")
 
 
-def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
-    _no_split(cfg, "local")
-    ops: list[Op] = [
+def central_es(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "central-es")
+    ops: list[Op] = _uplink_prompt()
+    if i2i:
+        ops += [Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")), Stage("E", "ES1")]
+    ops += [Stage("T", "ES1"), Stage("Z", "ES1"), Stage("D", "ES1", denoiser="es"), Stage("G", "ES1")]
+    desc = "centralized for images that end at the ES: prompt (and reference) up, the ES generates"
+    return _plan("central-es", ops, desc, result="ES1")
+
+
+def central_fallback(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "central-fallback")
+    plan = central(cfg, n, s, i2i)
+    fallback: list[Op] = [Stage("E", "UE")] if i2i else []
+    fallback += _local_ops(cfg)
+    desc = "central, and on outage the UE shows its own image (generated once the outage is known)"
+    return _plan("central-fallback", list(plan.ops), desc, fallback=fallback)
+
+
+def _local_ops(cfg: RunConfig) -> list[Op]:
+    """``T Z D G`` on the UE with its own denoiser."""
+    return [
         Stage("T", "UE"),
         Stage("Z", "UE"),
         Stage("D", "UE", denoiser=cfg.protocol.ue_model),
         Stage("G", "UE"),
     ]
-    return _plan("local", ops, "the UE alone, prompt only, its own model, no link (a bound, not a protocol)")
+
+
+def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "local")
+    desc = "the UE alone, prompt only, its own model, no link (a bound, not a protocol)"
+    return _plan("local", _local_ops(cfg), desc)
+
+
+def local_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "local-upload")
+    ops = _local_ops(cfg) + [Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
+    desc = "the UE generates alone (prompt only) and uploads its image: the local baseline at the ES"
+    return _plan("local-upload", ops, desc, result="ES1")
 
 
 def eiug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -337,7 +374,10 @@ def unsplit(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 #: The registry: protocol name -> (builder, number of ESs is a parameter, description).
 PROTOCOLS: dict[str, Builder] = {
     "central": central,
+    "central-es": central_es,
+    "central-fallback": central_fallback,
     "local": local,
+    "local-upload": local_upload,
     "unsplit": unsplit,
     "EIUG": eiug,
     "UIEG": uieg,
@@ -350,6 +390,25 @@ PROTOCOLS: dict[str, Builder] = {
     "DCSUC": dcsuc,
 }
 MULTI_ES = ("UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC")
+#: Protocols whose UE works from the prompt alone: a run drops the reference image.
+PROMPT_ONLY = ("local", "local-upload")
+#: The baselines a protocol is compared with, by where its image lands (``Plan.result_node``): images
+#: that end at the UE against ``central`` (up and down), ``central-fallback`` and ``local``; images
+#: that end at an ES against ``central-es`` (nothing comes down) and ``local-upload``.
+BASELINES: dict[str, tuple[str, ...]] = {
+    "UE": ("central", "central-fallback", "local"),
+    "ES": ("central-es", "local-upload"),
+}
+
+
+def baselines_for(result_node: str) -> tuple[str, ...]:
+    """The matched baselines of a plan whose image lands on ``result_node``.
+
+    Example:
+        >>> baselines_for("ES1"), baselines_for("UE")[0]
+        (('central-es', 'local-upload'), 'central')
+    """
+    return BASELINES["UE" if result_node == "UE" else "ES"]
 
 
 def protocol_names() -> list[str]:

@@ -34,9 +34,9 @@ from megen.errors import MegenError
 from megen.models.ldm import StagedLDM
 from megen.protocols.executors import LocalExecutor, NodeExecutor, RunContext
 from megen.protocols.ledger import EngineOutput, Ledger, StageRecord, TransferRecord
-from megen.protocols.links import LinkSet
+from megen.protocols.links import LinkSet, Sent
 from megen.protocols.memo import StageMemo
-from megen.protocols.plan import ItemRef, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
+from megen.protocols.plan import ItemRef, Op, ParallelDenoise, Plan, Stage, Stitch, Tile, Transfer
 from megen.protocols.tiles import Window, halo_exchange, tile_windows
 from megen.protocols.validate import validate_plan
 
@@ -168,25 +168,62 @@ class _Run:
         self.final_latent: torch.Tensor | None = None
         self.entries: list[tuple[str, int, int]] = []
         self.sent: Counter[tuple[str, str, ItemRef]] = Counter()
+        self.outage = torch.zeros(ctx.batch_size, dtype=torch.bool)
+        self.outage_known_s: float | None = None
 
     def execute(self) -> EngineOutput:
+        """Run the plan's operations, then its fallback for the images in outage (if it has one)."""
         for op in self.plan.ops:
-            if isinstance(op, Stage):
-                self.stage(op)
-            elif isinstance(op, Transfer):
-                self.transfer(op)
-            elif isinstance(op, Tile):
-                self.tile(op)
-            elif isinstance(op, Stitch):
-                self.stitch(op)
-            else:
-                self.parallel(op)
+            self.dispatch(op)
         node = self.plan.result_node
-        out = self.ledger.output(
-            self.nodes[node].get(IMAGE), self.final_latent, self.ledger.ready_at(node, IMAGE)
-        )
+        image = self.nodes[node].get(IMAGE)
+        fallback = torch.zeros_like(self.outage)
+        if self.plan.fallback and bool(self.outage.any()):
+            image, fallback = self.run_fallback(image), self.outage.clone()
+        out = self.ledger.output(image, self.final_latent, self.ledger.ready_at(node, IMAGE))
         out.snr_aware_entries = self.entries
+        out.outage = (self.outage & ~fallback).tolist()
+        out.fallback = fallback.tolist()
+        out.delivered_to = node
         return out
+
+    def dispatch(self, op: Op) -> None:
+        if isinstance(op, Stage):
+            self.stage(op)
+        elif isinstance(op, Transfer):
+            self.transfer(op)
+        elif isinstance(op, Tile):
+            self.tile(op)
+        elif isinstance(op, Stitch):
+            self.stitch(op)
+        else:
+            self.parallel(op)
+
+    def run_fallback(self, planned: torch.Tensor) -> torch.Tensor:
+        """Run the plan's fallback once the outage is known; images in outage show its image.
+
+        The result node starts the fallback when the first failed transfer has ended (HARQ gave up),
+        not before; its stages are booked like any other (FLOPs, seconds, joules), for the whole batch.
+        """
+        node = self.plan.result_node
+        known = self.outage_known_s or 0.0
+        self.ledger.node_free[node] = max(self.ledger.node_free.get(node, 0.0), known)
+        for op in self.plan.fallback:
+            self.dispatch(op)
+        own = self.nodes[node].get(IMAGE)
+        mask = self.outage.to(own.device).view(-1, *([1] * (own.dim() - 1)))
+        return torch.where(mask, own, planned.to(own.device))
+
+    def note_outage(self, sent: Sent, end_s: float) -> None:
+        """Mark the images a transfer left in outage (``Sent.ok`` False: failed after HARQ).
+
+        ``ok`` is one flag for the batch, or a bool tensor ``[B]`` per image.
+        """
+        ok = torch.as_tensor(sent.ok, dtype=torch.bool).cpu()
+        failed = ~ok.expand(self.outage.shape) if ok.dim() == 0 else ~ok.reshape(self.outage.shape)
+        if bool(failed.any()):
+            self.outage |= failed
+            self.outage_known_s = min(end_s, self.outage_known_s or end_s)
 
     def stage(self, op: Stage) -> None:
         reads, write = op.io(self.ctx.image_to_image)
@@ -209,6 +246,7 @@ class _Run:
         ready = self.ledger.ready_at(op.src, op.item)
         end = self.ledger.transfer(str(op.item), op.src, op.dst, op.link, op.mode, sent, ready)
         self.ledger.mark(op.dst, [op.item], end)
+        self.note_outage(sent, end)
 
     def tile(self, op: Tile) -> None:
         self.windows = tile_windows(self.engine.model.latent_shape[2], op.k, op.halo)
@@ -257,6 +295,7 @@ class _Run:
                 tiles[d], out, mode="analog", link="backhaul", stream_seed=stream, into=dcols
             )
             t = self.ledger.transfer(f"halo@{s}->{d}", src, dst, "backhaul", "analog", sent, ready[s])
+            self.note_outage(sent, t)
             arrived[d] = max(arrived[d], t)
         for d, node in enumerate(op.nodes):
             self.ledger.mark(node, [tiles[d]], arrived[d])

@@ -7,7 +7,9 @@ the link's profile. Timeline rules (end-to-end latency along the plan's critical
 * a stage starts when its node is free and all its inputs are present on the node;
 * a transfer starts when its item is ready at the source and the directed link ``src -> dst`` is
   free (each ES has its own links, so parallel ESs transmit at the same time);
-* the end-to-end latency is the time the final ``image`` is ready at the plan's result node.
+* the end-to-end latency is the time the final ``image`` is ready at the plan's result node;
+* a plan's fallback (:attr:`~megen.protocols.plan.Plan.fallback`) starts on the result node no
+  earlier than the end of the first failed transfer (when the outage is known).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class EngineOutput:
         latency_s: End-to-end latency (critical path), seconds.
         energy_j: Total energy (compute + transmit), joules.
         snr_aware_entries: Receiver-side denoising entries: ``(node, planned_step, entry_step)``.
+        outage: Per image: a transfer it needed failed after HARQ (control data included) and no
+            fallback replaced it; the image shown is then whatever arrived, not a result.
+        fallback: Per image: the plan's fallback image is shown (``central-fallback`` on outage).
+        delivered_to: The node where the image lands (the plan's result node: ``"UE"``, ``"ES1"`` ...).
     """
 
     image: torch.Tensor
@@ -73,6 +79,9 @@ class EngineOutput:
     latency_s: float = 0.0
     energy_j: float = 0.0
     snr_aware_entries: list[tuple[str, int, int]] = field(default_factory=list)
+    outage: list[bool] = field(default_factory=list)
+    fallback: list[bool] = field(default_factory=list)
+    delivered_to: str = "UE"
 
     def _per_link(self, field_name: str) -> dict[str, int]:
         out = {"uplink": 0, "downlink": 0, "backhaul": 0}

@@ -367,18 +367,24 @@ class Plan:
     Attributes:
         name: Protocol name.
         ops: Operations in order.
-        result_node: Node holding the final ``image`` (the UE, or an ES for UIEG/UIDG/UIDCG).
+        result_node: Node holding the final ``image`` (the UE, or an ES for UIEG/UIDG/UIDCG); the
+            run's JSON reports it as ``delivered_to``.
         description: One line for ``megen protocols``.
+        fallback: Operations the engine runs only when the run is in outage (a transfer failed after
+            HARQ), after the outage is known; they must leave an ``image`` on ``result_node``, which
+            the images in outage then show (``central-fallback``: the UE generates its own image).
+            Empty: an outage image is reported as such (``outage: true``), never replaced.
     """
 
     name: str
     ops: tuple[Op, ...]
     result_node: str = "UE"
     description: str = ""
+    fallback: tuple[Op, ...] = ()
 
     def nodes(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for op in self.ops:
+        for op in self.ops + self.fallback:
             for n in op_nodes(op):
                 seen[n] = None
         return tuple(seen)

@@ -16,7 +16,7 @@ from megen.config import LINKS, RunConfig
 from megen.errors import MegenError, check_text
 from megen.metrics import pair_quality, prompt_accuracy
 from megen.models.ldm import StagedLDM
-from megen.protocols.builders import build_plan
+from megen.protocols.builders import PROMPT_ONLY, build_plan
 from megen.protocols.engine import Engine, EngineConfig, EngineOutput
 from megen.protocols.links import LinkSet
 from megen.protocols.unsplit import run_unsplit
@@ -31,12 +31,16 @@ class ProtocolRun:
     output: EngineOutput
     images: torch.Tensor
     error_free: torch.Tensor
-    quality: dict[str, list[float]]
+    quality: dict[str, list[float | None]]
     prompts: list[str]
     classes: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The JSON object of ``megen generate --json`` (means over the batch)."""
+        """The JSON object of ``megen generate --json`` (means over the batch).
+
+        ``quality`` holds means over the images *not* in outage (``None`` when every image is);
+        ``outage`` and ``fallback`` are per image, ``delivered_to`` the node where the images land.
+        """
         q = {}
         for k, v in self.quality.items():
             vals = [x for x in v if x is not None and not math.isnan(x)]
@@ -61,6 +65,10 @@ class ProtocolRun:
             "energy_j": self.output.energy_j,
             "energy_breakdown_j": self.output.energy_breakdown(),
             "link_failures": self.output.failures(),
+            "delivered_to": self.output.delivered_to,
+            "outage": self.output.outage,
+            "fallback": self.output.fallback,
+            "outage_rate": sum(self.output.outage) / len(self.prompts),
             "snr_aware_entries": [list(e) for e in self.output.snr_aware_entries],
             "quality": q,
             **(self.classes or {}),
@@ -131,7 +139,8 @@ def run_protocol(
 ) -> ProtocolRun:
     """Run one protocol for a batch of prompts (and reference images) and measure its quality.
 
-    Quality keys (per image): ``psnr_fidelity_db``, ``ssim_fidelity``, ``ms_ssim_fidelity`` against
+    Images in outage (:attr:`~megen.protocols.ledger.EngineOutput.outage`) get ``None`` for every
+    quality key: the image shown is not a result. Quality keys (per image): ``psnr_fidelity_db``, ``ssim_fidelity``, ``ms_ssim_fidelity`` against
     the error-free centralized output with the same seed; ``psnr_reference_db``, ``ssim_reference``
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
     ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
@@ -148,7 +157,7 @@ def run_protocol(
             raise MegenError("reference images contain NaN or infinite values")
     task, proto = cfg.task, cfg.protocol
     ecfg = EngineConfig.of(cfg)
-    run_ref = None if proto.name == "local" else reference
+    run_ref = None if proto.name in PROMPT_ONLY else reference
     start = model.start_step(task.steps, task.strength if run_ref is not None else None)
     if proto.plan is not None:
         from megen.protocols.plan_io import load_plan
@@ -187,4 +196,16 @@ def run_protocol(
             "prompt_classes": [None if w is None else names[w] for w in wanted],
             "predicted_classes": [names[i] for i in predicted.tolist()],
         }
-    return ProtocolRun(cfg, out, images, target, quality, list(prompts), classes)
+    return ProtocolRun(cfg, out, images, target, blank_outages(quality, out.outage), list(prompts), classes)
+
+
+def blank_outages(quality: dict[str, list[float]], outage: list[bool]) -> dict[str, list[float | None]]:
+    """Every metric ``None`` for the images in outage: nothing was delivered, so nothing is measured.
+
+    Example:
+        >>> blank_outages({"psnr_fidelity_db": [31.0, 7.4]}, [False, True])
+        {'psnr_fidelity_db': [31.0, None]}
+    """
+    return {
+        k: [None if lost else v for v, lost in zip(vals, outage, strict=True)] for k, vals in quality.items()
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from megen.errors import MegenError
-from megen.protocols.plan import MAX_PLAN_OPS, NODES, Access, ItemRef, Plan, Stage, op_nodes
+from megen.protocols.plan import MAX_PLAN_OPS, NODES, Access, ItemRef, Op, Plan, Stage, op_nodes
 
 if TYPE_CHECKING:
     from megen.protocols.engine import EngineConfig
@@ -63,12 +63,34 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
         held["UE"].add(ItemRef("reference"))
     if not plan.ops:
         raise MegenError(f"plan {plan.name!r} has no operations")
-    if len(plan.ops) > MAX_PLAN_OPS:
-        raise MegenError(f"plan {plan.name!r}: {len(plan.ops)} operations; at most {MAX_PLAN_OPS}")
+    if len(plan.ops) + len(plan.fallback) > MAX_PLAN_OPS:
+        count = len(plan.ops) + len(plan.fallback)
+        raise MegenError(f"plan {plan.name!r}: {count} operations; at most {MAX_PLAN_OPS}")
     if plan.result_node not in NODES:
         raise MegenError(f"plan {plan.name!r}: unknown result node {plan.result_node!r}")
-    for idx, op in enumerate(plan.ops):
-        where = f"plan {plan.name!r}, step {idx + 1}"
+    _walk(plan, plan.ops, held, cfg, image_to_image, (n, s0), "step")
+    if ItemRef("image") not in held[plan.result_node]:
+        raise MegenError(f"plan {plan.name!r} never delivers an image to {plan.result_node}")
+    if plan.fallback:
+        held[plan.result_node].discard(ItemRef("image"))
+        _walk(plan, plan.fallback, held, cfg, image_to_image, (n, s0), "fallback step")
+        if ItemRef("image") not in held[plan.result_node]:
+            raise MegenError(f"plan {plan.name!r}: its fallback never makes an image on {plan.result_node}")
+
+
+def _walk(
+    plan: Plan,
+    ops: tuple[Op, ...],
+    held: dict[str, set[ItemRef]],
+    cfg: EngineConfig,
+    image_to_image: bool,
+    steps_of: tuple[int, int],
+    label: str,
+) -> None:
+    """Check ``ops`` in order, updating what each node ``held`` (``steps_of``: ``(N, start step)``)."""
+    n, s0 = steps_of
+    for idx, op in enumerate(ops):
+        where = f"plan {plan.name!r}, {label} {idx + 1}"
         for node in op_nodes(op):
             if node not in NODES:
                 raise MegenError(f"{where}: unknown node {node!r} (nodes are {', '.join(NODES)})")
@@ -81,5 +103,3 @@ def validate_plan(plan: Plan, cfg: EngineConfig, *, image_to_image: bool) -> Non
             _check_range(steps, n, s0, where)
         for access in op.accesses(image_to_image):
             _apply(access, held, cfg, where)
-    if ItemRef("image") not in held[plan.result_node]:
-        raise MegenError(f"plan {plan.name!r} never delivers an image to {plan.result_node}")

@@ -80,7 +80,8 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
         raise MegenError(f"{path} is a SQLite database of another program (schema {meta.get('schema')!r})")
     if str(meta.get("schema_version", "-1")) != str(SCHEMA_VERSION):
         raise MegenError(
-            f"{path} has results schema version {meta.get('schema_version')}, this megen reads {SCHEMA_VERSION}"
+            f"{path} has results schema version {meta.get('schema_version')}, this megen reads "
+            f"{SCHEMA_VERSION}; re-run the sweep into a new file"
         )
     missing = {"points", "rows"} - tables
     if missing:

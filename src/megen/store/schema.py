@@ -1,6 +1,6 @@
 """The results database's schema, defined once: the :class:`Row` dataclass is the ``rows`` table.
 
-Schema (``SCHEMA_VERSION`` 1)::
+Schema (``SCHEMA_VERSION`` 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
         schema = "megen-sweep", schema_version, spec_json (the SweepSpec that created it, canonical JSON),
@@ -19,6 +19,14 @@ an unknown key is an error (:class:`RowSchemaError`), never a silent NULL.
   blocks) divided by the batch size. Every cost in this model is linear in the batch size (FLOPs scale
   with the batch, airtime with the channel uses), so this is each image's own share.
 * ``image_png`` is the final image as an 8-bit lossless PNG (32x32 grey: ~0.5-1 kB).
+* ``outage`` (0/1) is 1 when a transfer the image needed failed after HARQ (control data included)
+  and no fallback replaced it; every metric of such a row is NULL (nothing was delivered, so nothing
+  is measured; ``image_png`` holds what the destination had). ``fallback`` (0/1) is 1 when the
+  plan's fallback image is shown (``central-fallback``: the UE's own image); its metrics are
+  measured as usual. ``delivered_to`` is the node where the image lands (``UE``, ``ES1`` ...): a
+  comparison matches protocols with the baselines of the same destination.
+* A database of an older schema version is refused with a one-line error (re-run the sweep into a
+  new file); version 1 had no ``outage``/``fallback``/``delivered_to``.
 * ``wall_s`` is the measured compute time per image (varies from run to run; not a result).
 """
 
@@ -36,7 +44,7 @@ import numpy as np
 from megen.experiments.spec import Point
 
 SCHEMA = "megen-sweep"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Largest integer SQLite stores (signed 64 bit).
 SQLITE_MAX_INT = 2**63 - 1
 
@@ -107,6 +115,9 @@ class Row:
     energy_downlink_j: float = _cost()
     energy_backhaul_j: float = _cost()
     link_failures: float = _cost()
+    outage: int = _col("INTEGER NOT NULL CHECK (outage IN (0, 1))")
+    fallback: int = _col("INTEGER NOT NULL CHECK (fallback IN (0, 1))")
+    delivered_to: str = _col("TEXT NOT NULL")
     costs_json: str = _col("TEXT NOT NULL")
     wall_s: float | None = _col("REAL")
     image_png: bytes = _col("BLOB NOT NULL")
