@@ -81,7 +81,7 @@ class EdgeService:
 
         self.cfg = cfg
         self.session = Session()
-        self.model = model or self.session.model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        self.model = model or _load(self.session, cfg)
         self.runs: OrderedDict[str, _Run] = OrderedDict()
         self._lock = threading.Lock()
         self._compute = threading.Lock()  # the model, FLOP meter and memo are used by one call at a time
@@ -283,6 +283,19 @@ class EdgeService:
             )
         if meta.unbiased is not None and tuple(meta.unbiased.shape) != shape:
             raise WireError(f"unbiased of {ref} must have the value's shape {list(shape)}")
+
+
+def _load(session: Any, cfg: ServiceConfig) -> StagedLDM:
+    """The served model (``tiny-random``: the random-weight tiny model of seed 0, as sweeps build it)."""
+    from megen.models.fingerprint import RANDOM_MODEL
+
+    if cfg.model == RANDOM_MODEL:
+        from megen.models.tiny import build_random_tiny
+
+        model: StagedLDM = session.model(cfg.model, lambda _: build_random_tiny(seed=0), device=cfg.device, dtype=cfg.dtype)
+        return model
+    loaded: StagedLDM = session.model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    return loaded
 
 
 def _slice(data: Any) -> slice | None:

@@ -198,7 +198,8 @@ def _build(cls: type, data: Any, what: str, **convert: Any) -> Any:
 
 def op_to_wire(op: Stage | Tile | Stitch) -> dict[str, Any]:
     """A stage, tile or stitch operation as header data."""
-    return {k: str(v) if isinstance(v, ItemRef) else v for k, v in dataclasses.asdict(op).items()}
+    values = {f.name: getattr(op, f.name) for f in dataclasses.fields(op)}
+    return {k: str(v) if isinstance(v, ItemRef) else v for k, v in values.items()}
 
 
 def stage_from_wire(data: Any) -> Stage:
