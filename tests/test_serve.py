@@ -182,7 +182,9 @@ def test_cli_generate_on_servers(tiny, servers, token_file, tmp_path):
     out = tmp_path / "remote.png"
     cmd = [sys.executable, "-m", "megen.cli.main", "generate", "-p", PROMPTS[0], "--out", str(out), "--json"]
     cmd += [*args, "--es", servers[0], "--es", servers[1], "--token-file", str(token_file)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert set(summary["wall_s"]["nodes"]) >= {"UE", "ES1", "ES2"}

@@ -105,9 +105,31 @@ def _stage_body(kind: str) -> bytes:
 @pytest.mark.parametrize(
     ("name", "make", "status", "message"),
     [
-        ("dtype", lambda: wire.encode({"item": "latent", "value": {"tensor": "$t:0"}}, {"0": torch.ones(1, 4, 8, 8, dtype=torch.int32)}), 400, "dtype int32"),
-        ("nan", lambda: wire.encode({"item": "latent", "value": {"tensor": "$t:0"}}, {"0": torch.full((1, 4, 8, 8), float("nan"))}), 400, "NaN"),
-        ("shape", lambda: wire.encode({"item": "latent", "value": {"tensor": "$t:0"}}, {"0": torch.ones(1, 3, 8, 8)}), 400, "must have shape"),
+        (
+            "dtype",
+            lambda: wire.encode(
+                {"item": "latent", "value": {"tensor": "$t:0"}},
+                {"0": torch.ones(1, 4, 8, 8, dtype=torch.int32)},
+            ),
+            400,
+            "dtype int32",
+        ),
+        (
+            "nan",
+            lambda: wire.encode(
+                {"item": "latent", "value": {"tensor": "$t:0"}}, {"0": torch.full((1, 4, 8, 8), float("nan"))}
+            ),
+            400,
+            "NaN",
+        ),
+        (
+            "shape",
+            lambda: wire.encode(
+                {"item": "latent", "value": {"tensor": "$t:0"}}, {"0": torch.ones(1, 3, 8, 8)}
+            ),
+            400,
+            "must have shape",
+        ),
         ("oversized", lambda: wire.encode({}, {"0": torch.zeros(2**19)}), 413, "exceeds the limit"),
         ("truncated", lambda: wire.encode({"item": "latent"}, {"0": torch.ones(64)})[:-9], 400, "truncated"),
         ("header", lambda: b"MEGW\x00\x00\x00\x05{oops", 400, "not valid JSON"),
@@ -167,7 +189,9 @@ def test_queue_full_answers_503_with_retry_after(tiny):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://es", headers=AUTH) as ac:
             body = wire.encode({"item": "latent"})
-            return list(await asyncio.gather(*(ac.post(f"/v1/runs/{run}/get", content=body) for _ in range(6))))
+            return list(
+                await asyncio.gather(*(ac.post(f"/v1/runs/{run}/get", content=body) for _ in range(6)))
+            )
 
     answers = asyncio.run(burst())
     codes = sorted(r.status_code for r in answers)

@@ -38,7 +38,7 @@ from megen.runtime.wire import OCTET, WireError
 _WIRE_BODY = {
     "requestBody": {"required": True, "content": {OCTET: {"schema": {"type": "string", "format": "binary"}}}}
 }
-_WIRE_ANSWER = {
+_WIRE_ANSWER: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {OCTET: {"schema": {"type": "string", "format": "binary"}}},
         "description": "A wire message.",
@@ -149,6 +149,7 @@ def create_app(
     cfg: ServerConfig | None = None,
     *,
     service: EdgeService | None = None,
+    runner: Callable[[str, str, bytes], Awaitable[bytes]] | None = None,
 ) -> FastAPI:
     """The FastAPI application of one edge server.
 
@@ -156,6 +157,8 @@ def create_app(
         service_cfg: Model and run settings (ignored when ``service`` is given).
         cfg: HTTP settings (token, queue, timeout).
         service: An existing :class:`EdgeService` (tests share one loaded model).
+        runner: Executes one call ``(run, call, body) -> answer`` (Ray Serve passes a batching one);
+            ``None``: :meth:`EdgeService.call` on a worker thread, one call per batch.
 
     Returns:
         The app; serve it with uvicorn (``megen serve``) or Ray Serve (:mod:`megen.runtime.ray_serve`).
@@ -168,6 +171,13 @@ def create_app(
     gate = _Gate(service, cfg, metrics)
     app = FastAPI(title="megen edge server", version=megen.__version__, docs_url=None, redoc_url=None)
     app.state.service, app.state.metrics, app.state.gate = service, metrics, gate
+
+    async def one_call(run: str, call: str, body: bytes) -> bytes:
+        metrics.batch_size(1)
+        answer: bytes = await gate.in_thread(lambda: service.call(run, call, body))
+        return answer
+
+    execute = runner or one_call
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -222,7 +232,7 @@ def create_app(
 
         async def work() -> Response:
             body = await gate.read(request)
-            answer = await gate.in_thread(lambda: service.call(run, call, body))
+            answer = await execute(run, call, body)
             return Response(answer, media_type=OCTET)
 
         return await gate.handle(request, endpoint, work, run_id=run)

@@ -273,9 +273,6 @@ def outgoing_from_wire(data: Any, unpack: Unpacker) -> Outgoing:
     return Outgoing(unpack.value(d.get("value")), unpack.meta(d.get("meta", {})))
 
 
-_SENT_FIELDS = ("channel_uses", "payload_bits", "ok", "failures", "effective_snr_db")
-
-
 def sent_to_wire(sent: Sent) -> dict[str, Any]:
     """What a link did, for the client's ledger (the received value stays on the node)."""
     snr = sent.effective_snr_db
@@ -291,7 +288,18 @@ def sent_to_wire(sent: Sent) -> dict[str, Any]:
 def sent_from_wire(data: Any) -> Sent:
     """A :class:`Sent` without its value (the value stays on the receiving node)."""
     d = _obj(data, "sent")
-    return Sent(value=None, **{k: d.get(k) for k in _SENT_FIELDS})
+    try:
+        snr = d.get("effective_snr_db")
+        return Sent(
+            value=None,
+            channel_uses=int(d["channel_uses"]),
+            payload_bits=int(d["payload_bits"]),
+            ok=bool(d["ok"]),
+            failures=int(d["failures"]),
+            effective_snr_db=None if snr is None else float(snr),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"bad link result: {exc}") from None
 
 
 __all__ = [
