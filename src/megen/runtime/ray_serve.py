@@ -86,12 +86,15 @@ def run_ray_serve(
 ) -> None:
     """Start (or join) Ray, deploy the edge server on ``host:port`` and block until interrupted."""
     import os
+    import signal
+    import sys
     import time
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
     from ray import serve
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the local Ray is shut down below
     ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         serve.start(http_options={"host": host, "port": port})
@@ -105,7 +108,7 @@ def run_ray_serve(
         )
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         serve.shutdown()
