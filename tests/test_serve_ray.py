@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+
 import httpx
 import pytest
 import torch
 
-from test_serve import TOKEN, _engines, _run, free_port, start_servers, stop_server
+from test_serve import TOKEN, _engines, _run, start_servers, stop_server
 
 pytestmark = pytest.mark.slow
 
