@@ -177,7 +177,13 @@ def create_app(
         answer: bytes = await gate.in_thread(lambda: service.call(run, call, body))
         return answer
 
-    execute = runner or one_call
+    _status_routes(app, service, gate, metrics)
+    _run_routes(app, service, gate, runner or one_call)
+    return app
+
+
+def _status_routes(app: FastAPI, service: EdgeService, gate: _Gate, metrics: Metrics) -> None:
+    """``/health``, ``/info``, ``/metrics``."""
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -201,6 +207,12 @@ def create_app(
             return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
         return await gate.handle(request, "metrics", work)
+
+
+def _run_routes(
+    app: FastAPI, service: EdgeService, gate: _Gate, execute: Callable[[str, str, bytes], Awaitable[bytes]]
+) -> None:
+    """``/v1/runs`` (open, close) and ``/v1/runs/{run}/{call}`` (executor calls)."""
 
     @app.post("/v1/runs")
     async def open_run(request: Request) -> Response:
@@ -236,8 +248,6 @@ def create_app(
             return Response(answer, media_type=OCTET)
 
         return await gate.handle(request, endpoint, work, run_id=run)
-
-    return app
 
 
 def is_loopback(host: str) -> bool:
