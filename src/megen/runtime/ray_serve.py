@@ -47,13 +47,13 @@ def build_deployment(
             from megen.runtime.service import EdgeService
 
             self.service = EdgeService(service_cfg)
-            self.app: Any = None
+            self.asgi: Any = None
 
         def __serve_build_asgi_app__(self) -> Any:
             from megen.runtime.server import create_app
 
-            self.app = create_app(cfg=server_cfg, service=self.service, runner=self.run_call)
-            return self.app
+            self.asgi = create_app(cfg=server_cfg, service=self.service, runner=self.run_call)
+            return self.asgi
 
         async def run_call(self, run: str, call: str, body: bytes) -> bytes:
             result = await self.batched((run, call, body))
@@ -66,7 +66,7 @@ def build_deployment(
         async def batched(self, calls: list[tuple[str, str, bytes]]) -> list[bytes | MegenError]:
             import anyio
 
-            self.app.state.metrics.batch_size(len(calls))
+            self.asgi.state.metrics.batch_size(len(calls))
             results: list[bytes | MegenError] = await anyio.to_thread.run_sync(self.service.call_batch, calls)
             return results
 
