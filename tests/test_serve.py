@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from megen.cli.main import app
 from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.protocols.builders import build_plan
@@ -180,13 +182,11 @@ def test_cli_generate_on_servers(tiny, servers, token_file, tmp_path):
 
     args = ["--protocol", "DIUG", "--model", "tiny", "--steps", "2", "--channel", "awgn", "--seed", "5"]
     out = tmp_path / "remote.png"
-    cmd = [sys.executable, "-m", "megen.cli.main", "generate", "-p", PROMPTS[0], "--out", str(out), "--json"]
-    cmd += [*args, "--es", servers[0], "--es", servers[1], "--token-file", str(token_file)]
-    r = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
+    cmd = ["generate", "-p", PROMPTS[0], "--out", str(out), "--json", *args]
+    cmd += ["--es", servers[0], "--es", servers[1], "--token-file", str(token_file)]
+    r = CliRunner().invoke(app, cmd)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(summary["wall_s"]["nodes"]) >= {"UE", "ES1", "ES2"}
     assert summary["wall_s"]["transfers"] and summary["latency_s"] > 0
     cfg = RunConfig.from_paths(
@@ -201,9 +201,5 @@ def test_cli_generate_on_servers(tiny, servers, token_file, tmp_path):
 
 
 def test_cli_refuses_public_bind_without_token():
-    from typer.testing import CliRunner
-
-    from megen.cli.main import app
-
     r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "8000"])
     assert r.exit_code == 2 and "without a token" in r.output
