@@ -203,3 +203,14 @@ def test_cli_generate_on_servers(tiny, servers, token_file, tmp_path):
 def test_cli_refuses_public_bind_without_token():
     r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "8000"])
     assert r.exit_code == 2 and "without a token" in r.output
+
+
+def test_client_refuses_a_server_with_another_model(servers):
+    from megen.errors import MegenError
+    from megen.runtime.http_executor import RemotePlacement
+
+    with pytest.raises(MegenError, match="fingerprints differ"):
+        RemotePlacement(servers, RunConfig().links, "tiny-random", TOKEN).check_servers()
+    RemotePlacement(servers, RunConfig().links, "tiny", TOKEN).check_servers()
+    with pytest.raises(MegenError, match="401"):
+        RemotePlacement(servers, RunConfig().links, "tiny", "wrong").check_servers()
