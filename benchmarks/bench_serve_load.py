@@ -1,6 +1,6 @@
 """The edge server under concurrent clients: images/s and p50/p99 latency, with and without batching.
 
-Usage: python benchmarks/bench_serve_load.py [--levels 1,4,16,64] [--steps 5] [--no-ray]
+Usage: python benchmarks/bench_serve_load.py [--levels 1,4,16,64] [--steps 5] [--servers uvicorn,ray]
 An async httpx load generator: each client repeatedly generates one image entirely on the server
 (open a run, put the prompt, stages T, Z, D[0:steps], G, get the image, close) through the wire
 protocol. Without batching: `megen serve` (uvicorn, one worker thread); with batching: `megen serve
@@ -148,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", default="1,4,16,64")
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--no-ray", action="store_true", help="Skip the Ray Serve (batching) server.")
+    ap.add_argument("--servers", default="uvicorn,ray", help="Which servers to load: uvicorn, ray or both.")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     out: dict[str, Any] = {
@@ -161,8 +161,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         token_file = Path(tmp) / "token"
         token_file.write_text(TOKEN)
-        out["servers"].append(bench("uvicorn (no batching)", token_file, levels, args.steps))
-        if not args.no_ray:
+        which = args.servers.split(",")
+        if "uvicorn" in which:
+            out["servers"].append(bench("uvicorn (no batching)", token_file, levels, args.steps))
+        if "ray" in which:
             try:
                 out["servers"].append(bench("ray serve (batching)", token_file, levels, args.steps, "--ray"))
             except Exception as exc:  # report it in the results rather than losing the uvicorn numbers
@@ -171,6 +173,10 @@ def main() -> None:
                 )
     out["load_avg_1m_end"] = os.getloadavg()[0]
     path = Path(__file__).parent / "results" / "serve_load.json"
+    if path.exists():  # keep the other server's rows from an earlier run
+        done = {s["server"] for s in out["servers"]}
+        earlier = json.loads(path.read_text()).get("servers", [])
+        out["servers"] = [s for s in earlier if s["server"] not in done] + out["servers"]
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
 
