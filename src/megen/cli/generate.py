@@ -82,6 +82,8 @@ def _generate(
     json_out: bool,
     config: Path | None,
     set_: list[str],
+    es: list[str] | None = None,
+    token_file: Path | None = None,
     **flags: Any,
 ) -> None:
     """Generate an image: the unsplit pipeline, or a MEG protocol over noisy links (--protocol)."""
@@ -98,7 +100,18 @@ def _generate(
         or config is not None
         or any(resolve_path(s.partition("=")[0]).startswith("protocol.") for s in set_)
     )
-    summary = generate_images(cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say)
+    placement = None
+    if es:
+        from megen.runtime.http_executor import RemotePlacement
+        from megen.runtime.server import read_token
+
+        token = read_token(None if token_file is None else str(token_file))
+        placement = RemotePlacement(es, cfg.links, cfg.model.name, token)
+    summary = generate_images(
+        cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say, engine_type=placement
+    )
+    if placement is not None and placement.engine is not None:
+        summary["wall_s"] = placement.engine.wall.summary()
     if json_out:
         print_json(summary)
     else:
@@ -145,6 +158,10 @@ _FIXED = [
         default=[],
         help="PATH=VALUE for any configuration path, e.g. task.steps=10.",
     ),
+    _option(
+        "es", list[str], "--es", default=[], help="URL of a `megen serve` edge server; the i-th serves ES<i>."
+    ),
+    _option("token_file", Path | None, "--token-file", help="File holding the edge servers' bearer token."),
 ]
 generate.__signature__ = inspect.Signature([*_FIXED, *(_flag(n) for n in SHORTHANDS)])  # type: ignore[attr-defined]
 

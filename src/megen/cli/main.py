@@ -23,6 +23,7 @@ from megen.cli import link as _link  # noqa: E402
 from megen.cli import mcs as _mcs  # noqa: E402
 from megen.cli import netsim as _netsim  # noqa: E402
 from megen.cli import protocols as _protocols  # noqa: E402
+from megen.cli import serve as _serve  # noqa: E402
 from megen.cli import train as _train  # noqa: E402
 from megen.cli.common import DEBUG_ENV, debug_enabled, error_boundary  # noqa: E402
 
@@ -52,6 +53,7 @@ _mcs.register(app)
 _protocols.register(app)
 _experiments.register(app)
 _netsim.register(app)
+_serve.register(app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +137,7 @@ def run_protocol(
     *,
     model: StagedLDM | None = None,
     session: Session | None = None,
+    engine_type: Callable[..., Engine] = Engine,
 ) -> ProtocolRun:
     """Run one protocol for a batch of prompts (and reference images) and measure its quality.
 
@@ -144,6 +146,8 @@ def run_protocol(
     the error-free centralized output with the same seed; ``psnr_reference_db``, ``ssim_reference``
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
     ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
+    ``engine_type`` builds the engine (e.g. :class:`~megen.runtime.http_executor.RemoteEngine`, which
+    places the ES nodes on remote servers); it takes :class:`Engine`'s arguments.
     """
     check_prompts(prompts)
     session = session or Session()
@@ -165,7 +169,7 @@ def run_protocol(
         plan = load_plan(proto.plan)
     else:
         plan = build_plan(proto.name, cfg, start, run_ref is not None)
-    engine = Engine(
+    engine = engine_type(
         model,
         make_links(cfg),
         session.profiles(cfg.costs.profiles),
