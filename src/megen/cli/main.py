@@ -16,6 +16,7 @@ import sys  # noqa: E402
 
 import typer  # noqa: E402
 
+from megen.cli import app as _app  # noqa: E402
 from megen.cli import config as _config  # noqa: E402
 from megen.cli import experiments as _experiments  # noqa: E402
 from megen.cli import generate as _generate  # noqa: E402
@@ -52,6 +53,7 @@ _mcs.register(app)
 _protocols.register(app)
 _experiments.register(app)
 _netsim.register(app)
+_app.register(app)
 
 
 def main() -> None:
