@@ -94,6 +94,7 @@ def form_options(model: str) -> dict[str, Any]:
         "references": [{"index": i, "prompt": refs.prompts[label]} for label, i in sorted(firsts.items())],
         "reference_set": refs.name,
         "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_upload_pixels": MAX_UPLOAD_PIXELS,
         "max_prompt_chars": MAX_PROMPT_CHARS,
     }
 

@@ -64,6 +64,7 @@ function buildForm(opts) {
   snr.max = opts.snr_db.max;
   snr.value = opts.snr_db.default;
   $("snr-value").textContent = snr.value;
+  $("steps").value = opts.steps;
   fillSelect($("channel"), opts.choices.channel.values, opts.choices.channel.default);
   const box = $("choice-fields");
   box.replaceChildren();
@@ -77,7 +78,19 @@ function buildForm(opts) {
     select.addEventListener("change", () => schedule(0));
   }
   if (opts.db) $("db").value = opts.db;
+  applyQuery(new URLSearchParams(window.location.search));
   showReference();
+}
+
+// Form values from the address (?snr_db=20&steps=5&protocol=EIUG&reference=): shareable settings.
+function applyQuery(params) {
+  const ids = { prompt: "prompt", protocol: "protocol", channel: "channel", snr_db: "snr", steps: "steps",
+    reference: "reference" };
+  for (const name of Object.keys(state.options.choices)) ids[name] = name;
+  for (const [name, id] of Object.entries(ids)) {
+    if (params.has(name)) $(id).value = params.get(name);
+  }
+  $("snr-value").textContent = $("snr").value;
 }
 
 function showReference() {
@@ -102,6 +115,7 @@ function formData() {
     protocol: $("protocol").value,
     channel: $("channel").value,
     snr_db: Number($("snr").value),
+    steps: Number($("steps").value),
   };
   for (const name of Object.keys(opts.choices)) {
     if (name !== "channel") form[name] = $(name).value;
@@ -118,6 +132,12 @@ function schedule(delayMs) {
 
 async function generate() {
   const seq = ++state.seq;
+  const prompt = $("prompt").value;
+  if (!prompt.trim()) {
+    showMessage("the prompt is empty; give a prompt such as 'a photo of a sneaker'");
+    document.body.dataset.done = String(seq);
+    return;
+  }
   $("busy").classList.remove("hidden");
   document.body.dataset.busy = "1";
   try {
@@ -274,22 +294,38 @@ function drawPlan(plan) {
 
 function readUpload(file) {
   if (!file) return;
-  if (file.size > state.options.max_upload_bytes) {
-    showMessage("the file " + file.name + " is too large (at most " +
-      Math.round(state.options.max_upload_bytes / 1048576) + " MiB)");
-    $("upload").value = "";
+  const limit = state.options.max_upload_bytes;
+  if (file.size > limit) {
+    rejectUpload("the file " + file.name + " is too large (at most " + Math.round(limit / 1048576) + " MiB)");
     return;
   }
   const reader = new FileReader();
   reader.onload = () => {
-    state.upload = String(reader.result);
-    state.uploadName = file.name;
-    $("upload-name").textContent = file.name;
-    showReference();
-    schedule(0);
+    const url = String(reader.result);
+    const probe = new Image();
+    probe.onload = () => {
+      const pixels = probe.naturalWidth * probe.naturalHeight;
+      if (pixels > state.options.max_upload_pixels) {
+        rejectUpload("the image " + file.name + " is too large (" + probe.naturalWidth + "x" +
+          probe.naturalHeight + " pixels; at most " + state.options.max_upload_pixels + " pixels)");
+        return;
+      }
+      state.upload = url;
+      state.uploadName = file.name;
+      $("upload-name").textContent = file.name;
+      showReference();
+      schedule(0);
+    };
+    probe.onerror = () => rejectUpload("cannot read the file " + file.name + ": it is not an image (PNG, JPEG, WebP ...)");
+    probe.src = url;
   };
-  reader.onerror = () => showMessage("cannot read the file " + file.name);
+  reader.onerror = () => rejectUpload("cannot read the file " + file.name);
   reader.readAsDataURL(file);
+}
+
+function rejectUpload(text) {
+  clearUpload();
+  showMessage(text);
 }
 
 function clearUpload() {
@@ -451,7 +487,7 @@ async function start() {
   $("form").addEventListener("submit", (ev) => { ev.preventDefault(); schedule(0); });
   $("snr").addEventListener("input", () => { $("snr-value").textContent = $("snr").value; });
   $("snr").addEventListener("change", () => schedule(0));
-  for (const id of ["protocol", "channel"]) $(id).addEventListener("change", () => schedule(0));
+  for (const id of ["protocol", "channel", "steps", "prompt"]) $(id).addEventListener("change", () => schedule(0));
   $("reference").addEventListener("change", () => {
     clearUpload();
     const ref = state.options.references.find((r) => String(r.index) === $("reference").value);
