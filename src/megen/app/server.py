@@ -25,6 +25,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
 from megen.app.interact import MAX_UPLOAD_BYTES, Studio, form_options, plan_diagram
 from megen.errors import MegenError
 
@@ -34,7 +39,7 @@ MAX_BODY_BYTES = 2 * MAX_UPLOAD_BYTES
 """Largest request body (bytes): an upload's base64 text and the form; larger requests answer 413."""
 
 
-def create_app(model: str = "tiny", db: Path | str | None = None) -> Any:
+def create_app(model: str = "tiny", db: Path | str | None = None) -> FastAPI:
     """The FastAPI application of ``megen app``.
 
     Args:
@@ -44,11 +49,6 @@ def create_app(model: str = "tiny", db: Path | str | None = None) -> Any:
     Returns:
         A :class:`fastapi.FastAPI` application (serve it with uvicorn, or test it with ``TestClient``).
     """
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-
     from megen.app import explore
 
     studio = Studio(model=model)
