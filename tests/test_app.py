@@ -26,6 +26,8 @@ FORM = {
     "steps": STEPS,
     "reference": 0,
 }
+#: Summary keys the page shows (or draws) and ``megen generate --json`` prints.
+COMPARED = ("channel_uses", "payload_bits", "latency_s", "energy_j", "link_failures", "quality", "flops")
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +94,12 @@ def test_generation_equals_megen_generate_json(generated, tmp_path):
     ref.write_bytes(encode_png(load_references("fashion-mnist").images[0]))
     page = generated[20]
     for protocol, shown in (("CIAG", page["summary"]), ("central", page["baseline"])):
-        args = ["generate", "-p", FORM["prompt"], "--protocol", protocol, "--channel", "awgn", "--snr-db", "20"]
-        args += ["--transmission", "analog", "--image-codec", "jpeg", "--steps", str(STEPS), "--image", str(ref)]
+        flags = f"--protocol {protocol} --channel awgn --snr-db 20 --transmission analog --image-codec jpeg"
+        args = ["generate", *flags.split(), "--steps", str(STEPS), "-p", FORM["prompt"], "--image", str(ref)]
         res = CliRunner().invoke(app, [*args, "--json", "--out", str(tmp_path / "o.png")])
         assert res.exit_code == 0, res.output
         cli = json.loads(res.stdout.strip().splitlines()[-1])
-        for key in ("channel_uses", "payload_bits", "latency_s", "energy_j", "link_failures", "quality", "flops"):
+        for key in COMPARED:
             assert shown[key] == cli[key], key
         assert shown["config"] == cli["config"]
 
@@ -138,7 +140,9 @@ def test_bad_input_is_a_one_line_400(client, change, expected):
 def test_bad_requests_keep_the_server_working(client):
     assert client.post("/api/generate", content=b"{not json").json()["error"] == "the request is not JSON"
     assert client.post("/api/generate", json=[1, 2]).status_code == 400
-    big = client.post("/api/generate", content=b"x" * (17 * 2**20), headers={"content-type": "application/json"})
+    big = client.post(
+        "/api/generate", content=b"x" * (17 * 2**20), headers={"content-type": "application/json"}
+    )
     assert big.status_code == 413 and "too large" in big.json()["error"]
     assert client.get("/api/reference/100.png").status_code == 400
     assert client.post("/api/plan", json={**FORM, "snr_db": 3}).status_code == 200
@@ -203,5 +207,7 @@ def test_explore_bad_input(client, sweep_db, tmp_path):
     assert "no results database" in client.get("/api/explore/options").json()["error"]
     bad = client.get("/api/explore/series", params={"db": str(sweep_db), "metric": "nope", "x": "snr_db"})
     assert bad.status_code == 400 and "unknown metric" in bad.json()["error"]
-    bad = client.get("/api/explore/series", params={"db": str(sweep_db), "metric": "uses_total", "x": "cfg_steps"})
+    bad = client.get(
+        "/api/explore/series", params={"db": str(sweep_db), "metric": "uses_total", "x": "cfg_steps"}
+    )
     assert bad.status_code == 400 and "unknown x axis" in bad.json()["error"]

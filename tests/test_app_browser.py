@@ -122,7 +122,8 @@ def _value(page, cell: str):
 
 def _set_snr(page, snr: int) -> None:
     page.eval_on_selector(
-        "#snr", f"e => {{ e.value = '{snr}'; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }}"
+        "#snr",
+        f"e => {{ e.value = '{snr}'; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }}",
     )
 
 
@@ -159,7 +160,9 @@ def test_generate_tab(server, page, tmp_path):
     assert _value(page, "protocol-energy") == cli["energy_j"]
     assert _value(page, "protocol-psnr") == cli["quality"]["psnr_fidelity_db"]
 
-    page.set_input_files("#upload", files=[{"name": "bad.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.set_input_files(
+        "#upload", files=[{"name": "bad.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
     page.wait_for_selector("#message:not(.hidden)")
     assert "not an image" in page.inner_text("#message")
     page.fill("#prompt", "")
@@ -178,7 +181,9 @@ def test_explore_tab(server, page):
     page.wait_for_selector("#plot circle.point", timeout=ANSWER_TIMEOUT_MS)
     assert page.locator("#plot circle.point").count() == 4  # two protocols at two SNRs
     page.select_option("#metric", "uses_total")
-    page.wait_for_function("document.querySelector('#plot .axis-label:last-of-type').textContent === 'uses_total'")
+    page.wait_for_function(
+        "document.querySelector('#plot .axis-label:last-of-type').textContent === 'uses_total'"
+    )
     page.locator("#plot circle.point").first.click()
     page.wait_for_selector("#point-images img", timeout=ANSWER_TIMEOUT_MS)
     assert page.locator("#point-images img").count() == 2

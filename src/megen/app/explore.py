@@ -93,7 +93,9 @@ def explore_series(
     from megen.store import COST_COLUMNS, METRIC_COLUMNS
 
     if metric not in (*METRIC_COLUMNS, *COST_COLUMNS):
-        raise MegenError(f"unknown metric {metric!r}; choose one of {', '.join((*METRIC_COLUMNS, *COST_COLUMNS))}")
+        raise MegenError(
+            f"unknown metric {metric!r}; choose one of {', '.join((*METRIC_COLUMNS, *COST_COLUMNS))}"
+        )
     df = _frame(db)
     axes = _x_columns(df)
     if x not in axes:

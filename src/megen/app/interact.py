@@ -117,7 +117,14 @@ def plan_diagram(cfg: RunConfig, image_to_image: bool) -> dict[str, Any]:
         "result_node": plan.result_node,
         "nodes": [{"node": n, "stages": plan.stages_on(n)} for n in plan.nodes()],
         "transfers": [
-            {"src": t.src, "dst": t.dst, "link": t.link, "mode": t.mode, "item": str(t.item), "text": t.describe()}
+            {
+                "src": t.src,
+                "dst": t.dst,
+                "link": t.link,
+                "mode": t.mode,
+                "item": str(t.item),
+                "text": t.describe(),
+            }
             for t in plan.transfers()
         ],
     }
@@ -175,7 +182,9 @@ class Studio:
 
         snr = form.get("snr_db")
         if not isinstance(snr, int | float) or not MIN_SNR_DB <= float(snr) <= MAX_SNR_DB:
-            raise MegenError(f"the SNR must be a number of dB in [{MIN_SNR_DB:g}, {MAX_SNR_DB:g}], got {snr!r}")
+            raise MegenError(
+                f"the SNR must be a number of dB in [{MIN_SNR_DB:g}, {MAX_SNR_DB:g}], got {snr!r}"
+            )
         paths: dict[str, Any] = {
             "model.name": self.model,
             "protocol.name": canonical_name(str(form.get("protocol", ""))),

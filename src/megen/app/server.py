@@ -49,50 +49,12 @@ def create_app(model: str = "tiny", db: Path | str | None = None) -> FastAPI:
     Returns:
         A :class:`fastapi.FastAPI` application (serve it with uvicorn, or test it with ``TestClient``).
     """
-    from megen.app import explore
-
     studio = Studio(model=model)
     app = FastAPI(title="megen app", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = studio
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def bad(message: str, status: int = 400) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(MegenError)
-    async def _megen_error(_request: Request, exc: MegenError) -> JSONResponse:
-        return bad(" ".join(str(exc).split()) or "bad input")
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        return bad(f"bad request: {where + ': ' if where else ''}{err.get('msg', 'invalid value')}")
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            return bad(f"the request is too large (more than {MAX_BODY_BYTES // 2**20} MiB)", 413)
-        return await call_next(request)
-
-    async def form_of(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise MegenError(f"the request is too large (more than {MAX_BODY_BYTES // 2**20} MiB)")
-        try:
-            form = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise MegenError("the request is not JSON") from None
-        if not isinstance(form, dict):
-            raise MegenError("the request must be a JSON object")
-        return form
-
-    def db_of(db_arg: str | None) -> Path:
-        path = db_arg or (str(db) if db is not None else "")
-        if not path.strip():
-            raise MegenError("no results database given: enter the path of a megen sweep database")
-        return Path(path).expanduser()
+    _add_error_handling(app)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -119,7 +81,9 @@ def create_app(model: str = "tiny", db: Path | str | None = None) -> FastAPI:
     @app.post("/api/plan")
     async def plan(request: Request) -> dict[str, Any]:
         form = await form_of(request)
-        return plan_diagram(studio.config(form), bool(form.get("upload")) or form.get("reference") is not None)
+        return plan_diagram(
+            studio.config(form), bool(form.get("upload")) or form.get("reference") is not None
+        )
 
     @app.post("/api/generate")
     async def generate(request: Request) -> dict[str, Any]:
@@ -127,6 +91,59 @@ def create_app(model: str = "tiny", db: Path | str | None = None) -> FastAPI:
 
         form = await form_of(request)
         return await run_in_threadpool(studio.generate, form)
+
+    _add_explore_routes(app, db)
+    return app
+
+
+async def form_of(request: Request) -> dict[str, Any]:
+    """The JSON object of a request body (the page's form)."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise MegenError(f"the request is too large (more than {MAX_BODY_BYTES // 2**20} MiB)")
+    try:
+        form = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise MegenError("the request is not JSON") from None
+    if not isinstance(form, dict):
+        raise MegenError("the request must be a JSON object")
+    return form
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_error_handling(app: FastAPI) -> None:
+    """Bad input answers ``{"error": "<one line>"}`` (400; 413 for a request over MAX_BODY_BYTES)."""
+
+    @app.exception_handler(MegenError)
+    async def _megen_error(_request: Request, exc: MegenError) -> JSONResponse:
+        return _bad(" ".join(str(exc).split()) or "bad input")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        return _bad(f"bad request: {where + ': ' if where else ''}{err.get('msg', 'invalid value')}")
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            return _bad(f"the request is too large (more than {MAX_BODY_BYTES // 2**20} MiB)", 413)
+        return await call_next(request)
+
+
+def _add_explore_routes(app: FastAPI, db: Path | str | None) -> None:
+    """The Explore tab's routes; ``db`` is the database opened when a request names none."""
+    from megen.app import explore
+
+    def db_of(db_arg: str | None) -> Path:
+        path = db_arg or (str(db) if db is not None else "")
+        if not path.strip():
+            raise MegenError("no results database given: enter the path of a megen sweep database")
+        return Path(path).expanduser()
 
     @app.get("/api/explore/options")
     def explore_options(db: str | None = None) -> dict[str, Any]:
@@ -142,8 +159,6 @@ def create_app(model: str = "tiny", db: Path | str | None = None) -> FastAPI:
     @app.get("/api/explore/images")
     def explore_images(hashes: str, db: str | None = None) -> dict[str, Any]:
         return {"images": explore.explore_images(db_of(db), [h for h in hashes.split(",") if h])}
-
-    return app
 
 
 def serve(host: str, port: int, model: str, db: Path | None, log: Any = print) -> None:

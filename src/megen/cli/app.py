@@ -16,9 +16,13 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def serve_app(
     port: int = typer.Option(8000, "--port", help="TCP port of the page."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."
+    ),
     model: str = typer.Option("tiny", "--model", help="Any model `megen generate --model` accepts."),
-    db: Path | None = typer.Option(None, "--db", help="Results database of `megen sweep` for the Explore tab."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Results database of `megen sweep` for the Explore tab."
+    ),
 ) -> None:
     """Serve the interactive MEG page: generate over noisy links, explore a results database."""
     from megen.app.server import serve
