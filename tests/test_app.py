@@ -211,3 +211,18 @@ def test_explore_bad_input(client, sweep_db, tmp_path):
         "/api/explore/series", params={"db": str(sweep_db), "metric": "uses_total", "x": "cfg_steps"}
     )
     assert bad.status_code == 400 and "unknown x axis" in bad.json()["error"]
+
+
+def test_cli_refuses_bad_ports_and_databases(tmp_path):
+    import socket
+
+    from megen.cli.main import app
+
+    res = CliRunner().invoke(app, ["app", "--port", "0"])
+    assert res.exit_code == 2 and "--port must be in 1..65535" in res.output
+    res = CliRunner().invoke(app, ["app", "--port", "8000", "--db", str(tmp_path / "none.sqlite")])
+    assert res.exit_code == 2 and "results database not found" in res.output
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        res = CliRunner().invoke(app, ["app", "--port", str(port)])
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
