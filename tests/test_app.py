@@ -226,3 +226,12 @@ def test_cli_refuses_bad_ports_and_databases(tmp_path):
         port = busy.getsockname()[1]
         res = CliRunner().invoke(app, ["app", "--port", str(port)])
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+
+
+def test_docstring_examples():
+    import doctest
+
+    import megen.app.interact
+
+    result = doctest.testmod(megen.app.interact, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
