@@ -486,7 +486,7 @@ async function start() {
   buildForm(state.options);
   $("form").addEventListener("submit", (ev) => { ev.preventDefault(); schedule(0); });
   $("snr").addEventListener("input", () => { $("snr-value").textContent = $("snr").value; });
-  $("snr").addEventListener("change", () => schedule(0));
+  $("snr").addEventListener("change", () => { $("snr-value").textContent = $("snr").value; schedule(0); });
   for (const id of ["protocol", "channel", "steps", "prompt"]) $(id).addEventListener("change", () => schedule(0));
   $("reference").addEventListener("change", () => {
     clearUpload();
