@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from megen.config import RunConfig
+
+if TYPE_CHECKING:
+    from megen.session import Session
 
 
 def generate_images(
@@ -25,6 +28,7 @@ def generate_images(
     protocol_given: bool = True,
     log: Callable[[str], None] = lambda _: None,
     engine_type: Callable[..., Any] | None = None,
+    session: Session | None = None,
 ) -> dict[str, Any]:
     """Generate ``num_images`` images for ``prompt`` under ``cfg`` and save them (a grid) to ``out``.
 
@@ -38,6 +42,7 @@ def generate_images(
             ES denoiser unless ``protocol.ue_model`` says otherwise) instead of ``cfg.protocol``.
         log: Where conversion notes go.
         engine_type: Builds the engine (see :func:`~megen.protocols.runner.run_protocol`); ``None``: in-process.
+        session: Caches (models, stage memo) to share with other runs (``megen app``); ``None``: fresh.
 
     Returns:
         The JSON summary (``megen generate --json``, see
@@ -57,7 +62,7 @@ def generate_images(
         ue_model = cfg.protocol.ue_model if cfg.protocol.ue_model != "ue" else "es"
         unsplit = {"protocol.name": "unsplit", "protocol.ue_model": ue_model, "links.*.channel.kind": "none"}
         cfg = RunConfig.from_paths(unsplit, base=cfg)
-    session = Session()
+    session = session or Session()
     ldm = session.model(cfg.model.name, device=cfg.device.of("ES1"), dtype=cfg.device.dtype)
     ref = None
     if image is not None:

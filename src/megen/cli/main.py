@@ -16,6 +16,7 @@ import sys  # noqa: E402
 
 import typer  # noqa: E402
 
+from megen.cli import app as _app  # noqa: E402
 from megen.cli import config as _config  # noqa: E402
 from megen.cli import experiments as _experiments  # noqa: E402
 from megen.cli import generate as _generate  # noqa: E402
@@ -54,6 +55,7 @@ _protocols.register(app)
 _experiments.register(app)
 _netsim.register(app)
 _serve.register(app)
+_app.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""``megen app``: the interactive MEG page (server, Generate and Explore logic, static front end)."""
