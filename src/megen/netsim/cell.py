@@ -162,7 +162,7 @@ class CellRun:
     ``latency_s`` is ``inf`` for failed or unfinished requests; ``departure_s`` NaN for unfinished
     ones (failed requests leave at arrival); ``ue_energy_j`` and ``quality_db`` are NaN where the
     request was not served. ``es_busy_s`` is busy server-seconds, ``link_busy_s`` seconds with at least
-    one active flow, ``end_s`` when the simulation stopped.
+    one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished).
     """
 
     arrival_s: np.ndarray
@@ -261,6 +261,7 @@ def simulate_cell(
 
     env.process(source())
     env.run(until=stop_s)
+    finished = bool(not np.isnan(departure).any())
     failed = fails[arrivals.ue]
     latency = departure - arrivals.time_s
     latency[failed | np.isnan(departure)] = np.inf
@@ -273,8 +274,8 @@ def simulate_cell(
         quality_db=quality,
         es_busy_s=es_busy[0],
         link_busy_s={k: links[k].busy_s for k in RADIO},
-        end_s=float(env.now),
-        finished=bool(not np.isnan(departure).any()),
+        end_s=float(np.max(departure)) if finished else float(env.now),
+        finished=finished,
     )
 
 

@@ -51,6 +51,7 @@ Progress = Callable[[str], None]
 class PointStats:
     """Measures of one simulation (latencies in seconds; ``inf`` when more than the share missed)."""
 
+    latency_mean_s: float
     latency_p50_s: float
     latency_p95_s: float
     latency_p99_s: float
@@ -101,6 +102,7 @@ def point_stats(cfg: NetsimConfig, run: CellRun, apriori_stable: bool) -> PointS
         growth = backlog_growth(trace, cfg.warmup)
     served = np.isfinite(lat)
     return PointStats(
+        latency_mean_s=float(np.mean(lat)),
         latency_p50_s=float(np.percentile(lat, 50, method="inverted_cdf")),
         latency_p95_s=float(np.percentile(lat, 95, method="inverted_cdf")),
         latency_p99_s=float(np.percentile(lat, 99, method="inverted_cdf")),
