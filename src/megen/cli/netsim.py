@@ -92,10 +92,6 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     out = {k: v for k, v in flags.items() if v is not None}
     if "protocols" in out:
         out["protocols"] = tuple(p for p in out["protocols"].split(",") if p.strip())
-    if "snr_grid_db" in out:
-        from megen.grid import parse_grid
-
-        out["snr_grid_db"] = tuple(parse_grid(out["snr_grid_db"]))
     return out
 
 
@@ -149,20 +145,28 @@ def progress_steps(total: int, enabled: bool) -> Iterator[Any]:
 def run(
     ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", help="TOML file of netsim keys (docs/system.md)."),
-    preset: str | None = typer.Option(None, "--preset", help="Named preset: demo (about a minute once cached)."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Named preset: demo (about a minute once cached)."
+    ),
     protocols: str | None = typer.Option(None, "--protocols", help="Comma-separated protocols."),
     scenario: str | None = typer.Option(None, "--scenario", help="TR 38.901 scenario: umi or uma."),
     num_ues: int | None = typer.Option(None, "--ues", help="UEs in the cell."),
     num_es: int | None = typer.Option(None, "--es", help="Edge servers (one FIFO pool)."),
-    bandwidth_mhz: float | None = typer.Option(None, "--bandwidth-mhz", help="Uplink and downlink carrier (MHz each)."),
+    bandwidth_mhz: float | None = typer.Option(
+        None, "--bandwidth-mhz", help="Uplink and downlink carrier (MHz each)."
+    ),
     scheduler: str | None = typer.Option(None, "--scheduler", help="round_robin or proportional_fair."),
-    arrival_rate: float | None = typer.Option(None, "--rate", help="Offered load, requests per second (cell)."),
+    arrival_rate: float | None = typer.Option(
+        None, "--rate", help="Offered load, requests per second (cell)."
+    ),
     trace: str | None = typer.Option(None, "--trace", help="CSV of arrivals time_s[,ue] instead of Poisson."),
     requests: int | None = typer.Option(None, "--requests", help="Arrivals per simulation."),
     deadline_s: float | None = typer.Option(None, "--deadline", help="Latency deadline in seconds."),
     replications: int | None = typer.Option(None, "--replications", help="Independent replications (CIs)."),
     seed: int | None = typer.Option(None, "--seed", help="Master seed."),
-    capacity: bool | None = typer.Option(None, "--capacity/--no-capacity", help="Bisect the service capacity."),
+    capacity: bool | None = typer.Option(
+        None, "--capacity/--no-capacity", help="Bisect the service capacity."
+    ),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (a list of protocols)."),
@@ -230,3 +234,27 @@ def describe_system(objs: list[dict[str, Any]], cfg: Any, elapsed_s: float) -> l
                 f"requests/s (stability bound {o['stability_bound']:.4g}/s)"
             )
     return lines
+
+
+@app.command("figures")
+@handle_errors
+def figures(
+    out: Path = typer.Option(Path("runs/netsim-figures"), "--out", help="Folder for the PNGs and the JSON."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file of netsim keys."),
+    preset: str | None = typer.Option(None, "--preset", help="Named preset (demo)."),
+    protocols: str | None = typer.Option(None, "--protocols", help="Comma-separated protocols."),
+    requests: int | None = typer.Option(None, "--requests", help="Arrivals per simulation."),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+) -> None:
+    """Latency vs offered load, capacity vs bandwidth and vs number of ESs, per protocol (PNG + JSON)."""
+    from megen.costs.profiles import load_profiles
+    from megen.netsim.plots import sweep_data, write_figures
+    from megen.netsim.runner import demands
+
+    cfg = _config(config, preset, dict(protocols=protocols, requests=requests, cache_dir=cache_dir))
+    ds = demands(cfg, log=say)
+    with progress_steps(len(ds), progress) as step:
+        data = sweep_data(cfg, ds, load_profiles(cfg.profiles), step)
+    for path in write_figures(data, out):
+        echo(str(path))

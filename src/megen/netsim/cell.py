@@ -305,6 +305,7 @@ def chain_cover(tasks: tuple[Task, ...]) -> tuple[list[list[int]], list[int], se
     signal = {a for i, t in enumerate(tasks) for a in t.after if owner[a] != owner[i]}
     return chains, owner, signal
 
+
 __all__ = [
     "RADIO",
     "Arrivals",

@@ -113,7 +113,9 @@ def make_config(data: dict[str, Any]) -> NetsimConfig:
     except ValidationError as exc:
         raise MegenError("netsim " + format_validation_error(exc)) from None
     if cfg.min_distance_m >= cfg.radius_m:
-        raise MegenError(f"netsim min_distance_m ({cfg.min_distance_m}) must be below radius_m ({cfg.radius_m})")
+        raise MegenError(
+            f"netsim min_distance_m ({cfg.min_distance_m}) must be below radius_m ({cfg.radius_m})"
+        )
     return cfg
 
 

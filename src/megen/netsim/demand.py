@@ -165,7 +165,9 @@ def tasks_from_records(records: list[tuple[float, float, str, str, float, str]])
     out = []
     for i in keep:
         preds = {merged_into[a] for j in range(n) if merged_into[j] == i for a in direct[j]} - {i}
-        out.append(Task(recs[i][2], recs[i][3], amount[i], recs[i][5], tuple(sorted(index[p] for p in preds))))
+        out.append(
+            Task(recs[i][2], recs[i][3], amount[i], recs[i][5], tuple(sorted(index[p] for p in preds)))
+        )
     return tuple(out)
 
 
@@ -249,4 +251,13 @@ def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, 
     return demand
 
 
-__all__ = ["PROMPTS", "RESOURCES", "Demand", "DemandSpec", "Task", "cached_demand", "measure_demand", "tasks_from_records"]
+__all__ = [
+    "PROMPTS",
+    "RESOURCES",
+    "Demand",
+    "DemandSpec",
+    "Task",
+    "cached_demand",
+    "measure_demand",
+    "tasks_from_records",
+]

@@ -62,7 +62,9 @@ class ProtocolResult:
         out["demand"] = {
             "flops": {r: self.demand.total(r) for r in ("UE", "ES")},
             "link": {r: self.demand.total(r) for r in ("uplink", "downlink", "backhaul")},
-            "psnr_fidelity_db": dict(zip(map(str, self.demand.snr_grid_db), self.demand.psnr_fidelity_db)),
+            "psnr_fidelity_db": dict(
+                zip(map(str, self.demand.snr_grid_db), self.demand.psnr_fidelity_db, strict=True)
+            ),
         }
         return _finite(out)
 
@@ -139,7 +141,14 @@ def demands(cfg: NetsimConfig, log: Log | None = None) -> dict[str, Demand]:
     out = {}
     for name in cfg.protocols:
         spec = DemandSpec(
-            name, cfg.model, cfg.steps, cfg.demand_num_es, cfg.samples, tuple(cfg.snr_grid_db), "awgn", cfg.seed
+            name,
+            cfg.model,
+            cfg.steps,
+            cfg.demand_num_es,
+            cfg.samples,
+            tuple(cfg.snr_grid_db),
+            "awgn",
+            cfg.seed,
         )
         out[name] = cached_demand(spec, cfg.cache_dir, session=session, log=log)
     return out

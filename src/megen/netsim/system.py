@@ -38,7 +38,7 @@ from megen.netsim.cell import (
 )
 from megen.netsim.config import NetsimConfig
 from megen.netsim.demand import Demand
-from megen.netsim.queue import Trace, backlog_growth, t_interval
+from megen.netsim.queue import Trace, backlog_growth
 
 UNSTABLE_MAX_REQUESTS = 5_000
 DRAIN_DEADLINES = 20.0
@@ -66,7 +66,9 @@ class PointStats:
     backlog_growth_per_s: float | None
 
 
-def resource_loads(cfg: NetsimConfig, cell: CellState, demand: Demand, profiles: Profiles) -> dict[str, float]:
+def resource_loads(
+    cfg: NetsimConfig, cell: CellState, demand: Demand, profiles: Profiles
+) -> dict[str, float]:
     """Busy share of each resource per unit arrival rate (seconds per request over capacity)."""
     ue_s = demand.total("UE") / (profiles.ue.peak_flops * profiles.ue.efficiency)
     es_s = demand.total("ES") / (profiles.es.peak_flops * profiles.es.efficiency)
