@@ -4,7 +4,8 @@ Usage: python benchmarks/bench_netsim.py [--requests 100000] [--ues 100] [--prot
        [--load 0.7] [--cache-dir runs/netsim-cache]
 Each protocol's demand comes from the engine cache (measured when missing); the arrival rate is
 ``load`` times the protocol's stability bound. Times one :func:`simulate_point` (SimPy run and
-measures, not the UE drop or the link tables) and the load average of the machine before and after.
+measures, not the UE drop or the link tables), wall and CPU seconds (CPU seconds tell the
+speed on an idle core when the machine is shared), and the load average before and after.
 Writes benchmarks/results/netsim.json. Target on a 2-core CPU: < 60 s.
 """
 
@@ -47,21 +48,23 @@ def main() -> None:
     for name, d in demands(cfg, log=print).items():
         rate = args.load * stability_bound(resource_loads(cfg, cell, d, profiles))
         load_before = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         point = simulate_point(cfg, cell, d, profiles, rate, 0)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         results[name] = {
             "requests": args.requests,
             "ues": args.ues,
             "rate_per_s": rate,
             "seconds": seconds,
             "requests_per_s": args.requests / seconds,
+            "cpu_seconds": cpu,
             "tasks_per_request": len(d.tasks),
             "deadline_share": point.deadline_share,
             "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
         }
         print(
-            f"{name}: {args.requests} requests in {seconds:.1f} s ({args.requests / seconds:.0f}/s), "
+            f"{name}: {args.requests} requests in {seconds:.1f} s wall, {cpu:.1f} s CPU "
+            f"({args.requests / seconds:.0f}/s), "
             f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
         )
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}
