@@ -129,7 +129,7 @@ def load_netsim_config(path: Path | str | None, overrides: dict[str, Any]) -> Ne
 
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
-        "protocols": ("central", "local", "CIAG", "UIDG"),
+        "protocols": ("central", "local", "CIAG", "ESUC"),
         "num_ues": 50,
         "requests": 3000,
         "capacity_steps": 6,
