@@ -1,6 +1,10 @@
-"""System-level simulation (issue 12): a SimPy event core, validated as a single queue first.
+"""System-level simulation (issue 12): a SimPy cell of UEs sharing spectrum and edge servers.
 
-:mod:`megen.netsim.queue` simulates one FIFO queue with ``C`` servers (``megen netsim queue``) and
-:mod:`megen.netsim.theory` holds the closed forms it is checked against (M/M/1, M/D/1, M/M/c with
-Erlang C, M/G/1 with Pollaczek-Khinchine). The cell/edge-server simulator will build on this core.
+:mod:`~megen.netsim.queue` is the event core validated as one FIFO queue (``megen netsim queue``,
+closed forms in :mod:`~megen.netsim.theory`). The cell simulator (``megen netsim``) builds on it:
+:mod:`~megen.netsim.config` (the configuration), :mod:`~megen.netsim.radio` (TR 38.901 path loss,
+SNR, scheduler goodput), :mod:`~megen.netsim.demand` (per-request demands measured with the engine
+and cached), :mod:`~megen.netsim.cell` (the SimPy model), :mod:`~megen.netsim.system` (measures,
+stability, service capacity), :mod:`~megen.netsim.runner` (replications, JSON) and
+:mod:`~megen.netsim.plots` (figures).
 """
