@@ -9,7 +9,7 @@ from megen.config import RunConfig
 from megen.costs.profiles import load_profiles
 from megen.data import prompt_for
 from megen.errors import MegenError
-from megen.protocols.builders import PROTOCOLS, build_plan, build_unsplit_plan
+from megen.protocols.builders import PROMPT_ONLY, PROTOCOLS, build_plan, build_unsplit_plan
 from megen.protocols.engine import Engine, EngineConfig
 from megen.protocols.executors import LocalExecutor
 from megen.protocols.plan import (
@@ -86,7 +86,7 @@ def test_generic_validation_names_the_problem(ops, message):
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 @pytest.mark.parametrize("i2i", [False, True])
 def test_every_built_plan_validates_and_round_trips(name, i2i):
-    i2i = i2i and name != "local"  # the UE alone has no reference (run_protocol drops it)
+    i2i = i2i and name not in PROMPT_ONLY  # the UE alone has no reference (run_protocol drops it)
     plan = build_plan(name, RunConfig.from_paths({"steps": 10}), 4 if i2i else 0, i2i)
     cfg = EngineConfig(num_steps=10, strength=0.6 if i2i else None)
     validate_plan(plan, cfg, image_to_image=i2i)

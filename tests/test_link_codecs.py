@@ -74,7 +74,7 @@ def test_quantized_link_failure_gives_zeros_not_garbage() -> None:
 def test_image_codecs_roundtrip(codec: str, channels: int) -> None:
     image = _images(1, channels)[0]
     data = encode_image(image, codec, 90)
-    decoded, ok = decode_image(data, channels, 32, 32)
+    decoded, ok = decode_image(data, channels, 32, 32, codec=codec, quality=90)
     assert ok and decoded.shape == image.shape and decoded.dtype == torch.float32
     tolerance = 0.5 / 255 + 1e-6 if codec == "png" else 0.1
     assert float((decoded - image).abs().mean()) <= tolerance

@@ -332,9 +332,9 @@ def estimate_noise_variance(
         >>> import torch
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.ones(1, 20000, dtype=torch.complex64)
-        >>> y = x + complex_normal((1, 20000), 0.1, g)
-        >>> round(float(estimate_noise_variance(y, x != 0)), 2)
-        0.1
+        >>> y = x + complex_normal((1, 20000), 0.5, g)
+        >>> round(float(estimate_noise_variance(y, x != 0)), 1)
+        0.5
     """
     occ = occupied.to(y.real.dtype)
     expected = occ if channel_power is None else occ * channel_power

@@ -103,6 +103,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
         ops=tuple(ops),
         result_node=str(data.get("result_node", "UE")),
         description=str(data.get("description", "user plan")),
+        fallback=plan_from_dict({"ops": data["fallback"]}, source).ops if data.get("fallback") else (),
     )
 
 
@@ -169,4 +170,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         if "nodes" in d:
             d["nodes"] = list(d["nodes"])
         ops.append(d)
-    return {"name": plan.name, "result_node": plan.result_node, "description": plan.description, "ops": ops}
+    out = {"name": plan.name, "result_node": plan.result_node, "description": plan.description, "ops": ops}
+    if plan.fallback:
+        out["fallback"] = plan_to_dict(Plan(plan.name, plan.fallback))["ops"]
+    return out
