@@ -24,6 +24,7 @@ def generate_images(
     *,
     protocol_given: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    engine_factory: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Generate ``num_images`` images for ``prompt`` under ``cfg`` and save them (a grid) to ``out``.
 
@@ -36,6 +37,8 @@ def generate_images(
         protocol_given: ``False``: run protocol ``unsplit`` (the whole pipeline on one node, with the
             ES denoiser unless ``protocol.ue_model`` says otherwise) instead of ``cfg.protocol``.
         log: Where conversion notes go.
+        engine_factory: Builds the plan engine (:func:`~megen.protocols.runner.run_protocol`); ``None``:
+            the in-process engine.
 
     Returns:
         The JSON summary (``megen generate --json``, see
@@ -64,7 +67,8 @@ def generate_images(
             log(f"reference image: {note}")
         ref = ref.expand(num_images, -1, -1, -1).contiguous()
     t0 = time.perf_counter()
-    result = run_protocol(cfg, prompts, ref, model=ldm, session=session)
+    extra = {} if engine_factory is None else {"engine_factory": engine_factory}
+    result = run_protocol(cfg, prompts, ref, model=ldm, session=session, **extra)
     seconds = time.perf_counter() - t0
     save_image(result.images, out)
     summary = result.summary()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -64,6 +65,7 @@ class EngineOutput:
         latency_s: End-to-end latency (critical path), seconds.
         energy_j: Total energy (compute + transmit), joules.
         snr_aware_entries: Receiver-side denoising entries: ``(node, planned_step, entry_step)``.
+        faults: Nodes lost during the run and where their work moved (:mod:`megen.runtime.faults`).
     """
 
     image: torch.Tensor
@@ -73,6 +75,7 @@ class EngineOutput:
     latency_s: float = 0.0
     energy_j: float = 0.0
     snr_aware_entries: list[tuple[str, int, int]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     def _per_link(self, field_name: str) -> dict[str, int]:
         out = {"uplink": 0, "downlink": 0, "backhaul": 0}

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,7 @@ class ProtocolRun:
             "energy_breakdown_j": self.output.energy_breakdown(),
             "link_failures": self.output.failures(),
             "snr_aware_entries": [list(e) for e in self.output.snr_aware_entries],
+            "faults": self.output.faults,
             "quality": q,
             **(self.classes or {}),
             "config": cfg.model_dump(mode="json"),
@@ -128,6 +130,7 @@ def run_protocol(
     *,
     model: StagedLDM | None = None,
     session: Session | None = None,
+    engine_factory: Callable[..., Engine] = Engine,
 ) -> ProtocolRun:
     """Run one protocol for a batch of prompts (and reference images) and measure its quality.
 
@@ -135,6 +138,8 @@ def run_protocol(
     the error-free centralized output with the same seed; ``psnr_reference_db``, ``ssim_reference``
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
     ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
+    ``engine_factory`` builds the engine (same arguments as :class:`Engine`), e.g. one that places the
+    edge servers on Ray actors (:mod:`megen.runtime.ray_executor`).
     """
     check_prompts(prompts)
     session = session or Session()
@@ -156,7 +161,7 @@ def run_protocol(
         plan = load_plan(proto.plan)
     else:
         plan = build_plan(proto.name, cfg, start, run_ref is not None)
-    engine = Engine(
+    engine = engine_factory(
         model,
         make_links(cfg),
         session.profiles(cfg.costs.profiles),
