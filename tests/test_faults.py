@@ -51,7 +51,14 @@ class KillingEngine(FaultTolerantEngine):
     def _dying(self, node: str, cfg: EngineConfig) -> LocalExecutor:
         parts = cfg.parts(node)
         return DyingExecutor(
-            node, self.model_of(node), parts, self.links, self.meter, self.memo, method=self.method, die_at=self.die_at
+            node,
+            self.model_of(node),
+            parts,
+            self.links,
+            self.meter,
+            self.memo,
+            method=self.method,
+            die_at=self.die_at,
         )
 
     def place(self, node, cfg):
@@ -101,7 +108,13 @@ def test_a_fault_free_run_records_no_fault(random_tiny):
 def test_a_node_lost_again_and_again_fails_clearly(random_tiny):
     cfg, plan, ecfg = _setup("DIUG", "none")
     engine = KillingEngine(
-        random_tiny, make_links(cfg), load_profiles(None), victim="ES2", method="run_stage", die_at=1, always_die=True
+        random_tiny,
+        make_links(cfg),
+        load_profiles(None),
+        victim="ES2",
+        method="run_stage",
+        die_at=1,
+        always_die=True,
     )
     with pytest.raises(MegenError, match=f"node ES2 lost {MAX_FAILOVERS + 1} times"):
         engine.run(plan, PROMPTS, ecfg)
@@ -112,7 +125,9 @@ def test_the_run_json_carries_the_faults(random_tiny):
 
     from megen.protocols.runner import run_protocol
 
-    cfg = RunConfig.from_paths({"model": "tiny", "protocol": "DIUG", "steps": STEPS, "num_es": 2, "channel": "none"})
+    cfg = RunConfig.from_paths(
+        {"model": "tiny", "protocol": "DIUG", "steps": STEPS, "num_es": 2, "channel": "none"}
+    )
     factory = partial(KillingEngine, victim="ES2", method="run_stage", die_at=2)
     summary = run_protocol(cfg, PROMPTS, model=random_tiny, engine_factory=factory).summary()
     assert [f["node"] for f in summary["faults"]] == ["ES2"]

@@ -79,6 +79,8 @@ def _generate(
     json_out: bool,
     config: Path | None,
     set_: list[str],
+    backend: str,
+    ray_address: str | None,
     **flags: Any,
 ) -> None:
     """Generate an image: the unsplit pipeline, or a MEG protocol over noisy links (--protocol)."""
@@ -95,7 +97,26 @@ def _generate(
         or config is not None
         or any(resolve_path(s.partition("=")[0]).startswith("protocol.") for s in set_)
     )
-    summary = generate_images(cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say)
+    if backend not in ("local", "ray"):
+        raise MegenError(f"--backend must be local or ray, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise MegenError("--ray-address needs --backend ray")
+    if backend == "ray":
+        from megen.runtime.ray_executor import ray_backend
+
+        with ray_backend(ray_address) as factory:
+            summary = generate_images(
+                cfg,
+                prompt,
+                num_images,
+                image,
+                out,
+                protocol_given=protocol_given,
+                log=say,
+                engine_factory=factory,
+            )
+    else:
+        summary = generate_images(cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say)
     if json_out:
         print_json(summary)
     else:
@@ -142,6 +163,14 @@ _FIXED = [
         default=[],
         help="PATH=VALUE for any configuration path, e.g. task.steps=10.",
     ),
+    _option(
+        "backend",
+        str,
+        "--backend",
+        default="local",
+        help="local | ray: where edge servers run (ray: one actor each).",
+    ),
+    _option("ray_address", str | None, "--ray-address", help="Ray cluster HOST:PORT (default: a local Ray)."),
 ]
 generate.__signature__ = inspect.Signature([*_FIXED, *(_flag(n) for n in SHORTHANDS)])  # type: ignore[attr-defined]
 

@@ -181,7 +181,9 @@ class FaultTolerantEngine(Engine):
         """The executor that runs ``node`` at first (override; default: in process)."""
         return super().executor(node, cfg)
 
-    def replacement(self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig) -> tuple[NodeExecutor, str]:
+    def replacement(
+        self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig
+    ) -> tuple[NodeExecutor, str]:
         """A fresh executor for logical ``node`` on a live host, and the host's name.
 
         Args:
@@ -215,9 +217,7 @@ class FaultTolerantEngine(Engine):
         out.faults = [f.as_dict() for f in self._faults]
         return out
 
-    def run_stages(
-        self, nodes: Any, ops: Sequence[Stage], ctx: RunContext
-    ) -> list[StageDone]:
+    def run_stages(self, nodes: Any, ops: Sequence[Stage], ctx: RunContext) -> list[StageDone]:
         from megen.runtime.dispatch import run_stages_concurrently
 
         return run_stages_concurrently(nodes, ops, ctx)

@@ -179,7 +179,9 @@ class RayExecutor:
         stream_seed: int,
         into: slice | None = None,
     ) -> Sent:
-        sent: Sent = self._call("receive", item, out, mode=mode, link=link, stream_seed=stream_seed, into=into)
+        sent: Sent = self._call(
+            "receive", item, out, mode=mode, link=link, stream_seed=stream_seed, into=into
+        )
         return sent
 
 
@@ -192,7 +194,9 @@ class RayPool:
         timeout_s: Seconds one call may take before its node counts as lost.
     """
 
-    def __init__(self, *, num_cpus: float = 1.0, threads: int | None = None, timeout_s: float = CALL_TIMEOUT_S):
+    def __init__(
+        self, *, num_cpus: float = 1.0, threads: int | None = None, timeout_s: float = CALL_TIMEOUT_S
+    ):
         self.num_cpus = num_cpus
         self.threads = threads or torch.get_num_threads()
         self.timeout_s = timeout_s
@@ -211,7 +215,9 @@ class RayPool:
         self.started += 1
         return handle
 
-    def executor(self, host: str, node: str, key: tuple[str, str, str], parts: frozenset[str], links: LinkSet | None) -> RayExecutor:
+    def executor(
+        self, host: str, node: str, key: tuple[str, str, str], parts: frozenset[str], links: LinkSet | None
+    ) -> RayExecutor:
         """Logical ``node`` on the actor of ``host`` (started, or restarted if it died or holds another
         model/device ``key`` = ``(model name, device, dtype)``)."""
         import ray
@@ -261,13 +267,17 @@ class RayEngine(FaultTolerantEngine):
             return super().place(node, cfg)
         return self.pool.executor(node, node, self._key(node), cfg.parts(node), self.links)
 
-    def replacement(self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig) -> tuple[NodeExecutor, str]:
+    def replacement(
+        self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig
+    ) -> tuple[NodeExecutor, str]:
         for host in live:
             try:
                 return self.pool.executor(host, node, self._key(node), cfg.parts(node), self.links), host
             except NodeUnavailable:
                 continue
-        return self.pool.executor(failed, node, self._key(node), cfg.parts(node), self.links), f"{failed} (new actor)"
+        return self.pool.executor(
+            failed, node, self._key(node), cfg.parts(node), self.links
+        ), f"{failed} (new actor)"
 
 
 @contextmanager
