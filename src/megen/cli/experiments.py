@@ -73,6 +73,10 @@ def sweep(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda[:i] | mps: where the model runs."),
+    backend: str = typer.Option("local", "--backend", help="local (processes) | ray (batches as Ray tasks)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster HOST:PORT (default: local Ray)."
+    ),
 ) -> None:
     """Run a sweep (protocols x channels x SNRs x modes x samples x seeds) into a SQLite database.
 
@@ -93,7 +97,16 @@ def sweep(
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
-    result = run_sweep(spec, db, workers=workers, progress=progress, log=say, device=device)
+    result = run_sweep(
+        spec,
+        db,
+        workers=workers,
+        progress=progress,
+        log=say,
+        device=device,
+        backend=backend,
+        ray_address=ray_address,
+    )
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
         say(

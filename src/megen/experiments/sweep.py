@@ -394,6 +394,8 @@ def run_sweep(
     model=None,
     log: Callable[[str], None] | None = None,
     device: str = "cpu",
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Run (or continue) a sweep into the SQLite database ``db``.
 
@@ -406,6 +408,9 @@ def run_sweep(
         log: Where one-line messages go (default: stderr console).
         device: Where every node runs (``auto``, ``cpu``, ``cuda[:i]``, ``mps``); not part of the
             results' keys (a sweep continued on another device adds rows to the same points).
+        backend: ``local`` (this process or a process pool) or ``ray`` (batches as Ray tasks on a local
+            Ray with ``workers`` CPUs, or the cluster at ``ray_address``; :mod:`megen.experiments.ray_sweep`).
+        ray_address: A running Ray cluster, ``HOST:PORT`` (``backend="ray"`` only).
 
     Returns:
         What was done; ``interrupted`` is True when SIGTERM/Ctrl-C stopped it (rerun to continue).
@@ -420,7 +425,11 @@ def run_sweep(
     """
     if not 1 <= workers <= MAX_WORKERS:
         raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
-    if model is not None and workers > 1:
+    if backend not in ("local", "ray"):
+        raise MegenError(f"--backend must be local or ray, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise MegenError("--ray-address needs --backend ray")
+    if model is not None and (workers > 1 or backend == "ray"):
         raise MegenError("an in-memory model can only be used with workers = 1")
     say = log or (lambda m: _console().print(m, highlight=False, markup=False))
     points = expand(spec)
@@ -431,7 +440,7 @@ def run_sweep(
 
     device = str(model.device) if model is not None else str(resolve_device(device))
     inline = None
-    if workers == 1:
+    if workers == 1 and backend == "local":
         session = Session()
         inline = (
             model if model is not None else load_sweep_model(spec.model, device, session),
@@ -452,8 +461,17 @@ def run_sweep(
                 f"sweep {spec.name!r}: {len(points)} points, {result.expected_rows} rows; {existing} stored, "
                 f"{todo} to compute in {len(tasks)} batches on {workers} worker(s)"
             )
+            ray = {"address": ray_address} if backend == "ray" else None
             _run_tasks(
-                store, spec, tasks, result, workers=workers, progress=progress, inline=inline, todo=todo
+                store,
+                spec,
+                tasks,
+                result,
+                workers=workers,
+                progress=progress,
+                inline=inline,
+                todo=todo,
+                ray=ray,
             )
     except BaseException:
         store.discard()  # a database this run created and wrote no row into is removed
@@ -473,6 +491,7 @@ def _run_tasks(
     progress: bool,
     inline: tuple[Any, ReferenceSet, Session] | None,
     todo: int,
+    ray: dict[str, Any] | None = None,
 ) -> None:
     from rich.progress import (
         BarColumn,
@@ -522,6 +541,10 @@ def _run_tasks(
 
             if inline is not None:
                 _run_inline(tasks, *inline, write)
+            elif ray is not None:
+                from megen.experiments.ray_sweep import run_ray
+
+                run_ray(tasks, spec, workers, write, **ray)
             else:
                 _run_pool(tasks, spec, workers, write)
     except (SweepInterrupted, KeyboardInterrupt) as exc:
