@@ -5,6 +5,7 @@ Every test starts (and stops) its own Ray, so they are all slow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -85,7 +86,20 @@ def test_ray_sweep_rows_equal_the_process_pool(tmp_path, pool_db):
 
 def test_killed_ray_sweep_resumes_without_loss_or_duplicates(tmp_path, pool_db):
     db = tmp_path / "killed.sqlite"
-    cmd = [sys.executable, "-c", CLI, "sweep", *FLAGS, "--db", str(db), "--no-progress", "--backend", "ray", "-j", "2"]
+    cmd = [
+        sys.executable,
+        "-c",
+        CLI,
+        "sweep",
+        *FLAGS,
+        "--db",
+        str(db),
+        "--no-progress",
+        "--backend",
+        "ray",
+        "-j",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         t0 = time.monotonic()
@@ -113,28 +127,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop_cluster(temp_dir: Path) -> None:
-    """Stop the processes of this test's cluster only (those whose command line names its temp dir)."""
-    import psutil
-
-    mine = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+def _cluster_pids(marker: str) -> list[int]:
+    """Processes whose command line names ``marker`` (this test's cluster: its temp dir and port)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if any(str(temp_dir) in part for part in p.info["cmdline"] or []):
-                mine.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            if marker in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
             continue
-    for p in mine:
-        p.terminate()
-    _, alive = psutil.wait_procs(mine, timeout=15)
-    for p in alive:
-        p.kill()
+    return [p for p in pids if p != os.getpid()]
+
+
+def _stop_cluster(markers: list[str]) -> None:
+    """Stop this test's cluster only: SIGTERM its processes by id, then SIGKILL what is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = {p for m in markers for p in _cluster_pids(m)}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def test_two_node_cluster_on_loopback(tmp_path, pool_db):
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
-    temp_dir = Path("/tmp") / f"megen-ray-{os.getpid()}-{port}"  # short: Ray's socket paths have a length limit
+    temp_dir = (
+        Path("/tmp") / f"megen-ray-{os.getpid()}-{port}"
+    )  # short: Ray's socket paths have a length limit
     head = [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
     head += ["--num-cpus", "1", "--include-dashboard", "false", "--temp-dir", str(temp_dir)]
     worker = [str(ray_bin), "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1"]
@@ -149,5 +171,5 @@ def test_two_node_cluster_on_loopback(tmp_path, pool_db):
         assert r.returncode == 0, r.stdout + r.stderr
         assert _rows(db) == _rows(pool_db)
     finally:
-        _stop_cluster(temp_dir)
+        _stop_cluster([str(temp_dir), f"127.0.0.1:{port}"])
         shutil.rmtree(temp_dir, ignore_errors=True)
