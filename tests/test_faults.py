@@ -133,3 +133,28 @@ def test_the_run_json_carries_the_faults(random_tiny):
     assert [f["node"] for f in summary["faults"]] == ["ES2"]
     clean = run_protocol(cfg, PROMPTS, model=random_tiny).summary()
     assert clean["faults"] == [] and clean["quality"] == summary["quality"]
+
+
+def test_a_parallel_step_runs_concurrent_executors_at_the_same_time():
+    """Two stages of a parallel step meet at a barrier: a sequential dispatch would time out."""
+    import threading
+
+    from megen.protocols.executors import StageDone
+    from megen.protocols.plan import Stage
+    from megen.runtime.dispatch import run_stages_concurrently
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Waiting:
+        concurrent = True
+
+        def __init__(self, node: str) -> None:
+            self.node = node
+
+        def run_stage(self, op, ctx):
+            barrier.wait()
+            return StageDone(op.describe(), 1)
+
+    ops = [Stage("D", "ES1", 0, 1, tile=0), Stage("D", "ES2", 0, 1, tile=1)]
+    done = run_stages_concurrently({"ES1": Waiting("ES1"), "ES2": Waiting("ES2")}, ops, None)
+    assert [d.name for d in done] == ["D[0:1]@0", "D[0:1]@1"]

@@ -423,14 +423,7 @@ def run_sweep(
         Workers are *spawned*: a script that calls this with ``workers > 1`` must guard its entry point
         with ``if __name__ == "__main__":`` (the ``megen`` command does).
     """
-    if not 1 <= workers <= MAX_WORKERS:
-        raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
-    if backend not in ("local", "ray"):
-        raise MegenError(f"--backend must be local or ray, got {backend!r}")
-    if ray_address is not None and backend != "ray":
-        raise MegenError("--ray-address needs --backend ray")
-    if model is not None and (workers > 1 or backend == "ray"):
-        raise MegenError("an in-memory model can only be used with workers = 1")
+    _check_run(workers, model, backend, ray_address)
     say = log or (lambda m: _console().print(m, highlight=False, markup=False))
     points = expand(spec)
     t_start = time.perf_counter()
@@ -462,23 +455,26 @@ def run_sweep(
                 f"{todo} to compute in {len(tasks)} batches on {workers} worker(s)"
             )
             ray = {"address": ray_address} if backend == "ray" else None
-            _run_tasks(
-                store,
-                spec,
-                tasks,
-                result,
-                workers=workers,
-                progress=progress,
-                inline=inline,
-                todo=todo,
-                ray=ray,
-            )
+            run: dict[str, Any] = {"inline": inline, "todo": todo, "ray": ray}
+            _run_tasks(store, spec, tasks, result, workers=workers, progress=progress, **run)
     except BaseException:
         store.discard()  # a database this run created and wrote no row into is removed
         raise
     store.close()
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _check_run(workers: int, model: Any, backend: str, ray_address: str | None) -> None:
+    """Reject bad arguments of :func:`run_sweep` before anything runs."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
+    if backend not in ("local", "ray"):
+        raise MegenError(f"--backend must be local or ray, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise MegenError("--ray-address needs --backend ray")
+    if model is not None and (workers > 1 or backend == "ray"):
+        raise MegenError("an in-memory model can only be used with workers = 1")
 
 
 def _run_tasks(
