@@ -158,3 +158,31 @@ def test_a_parallel_step_runs_concurrent_executors_at_the_same_time():
     ops = [Stage("D", "ES1", 0, 1, tile=0), Stage("D", "ES2", 0, 1, tile=1)]
     done = run_stages_concurrently({"ES1": Waiting("ES1"), "ES2": Waiting("ES2")}, ops, None)
     assert [d.name for d in done] == ["D[0:1]@0", "D[0:1]@1"]
+
+
+def test_a_restarted_node_is_retried_before_failing_over(random_tiny):
+    """A node down for two calls and back (a restarting server): retried with backoff, no failover."""
+
+    class Flaky(LocalExecutor):
+        downs = 2
+
+        def run_stage(self, op, ctx):
+            if op.kind == "D" and Flaky.downs > 0:
+                Flaky.downs -= 1
+                raise NodeUnavailable(self.node, "test: restarting")
+            return super().run_stage(op, ctx)
+
+    class RetryingEngine(FaultTolerantEngine):
+        retries, backoff_s = 3, 0.01
+
+        def place(self, node, cfg):
+            if node != "ES2":
+                return super().place(node, cfg)
+            return Flaky(node, self.model_of(node), cfg.parts(node), self.links, self.meter, self.memo)
+
+    cfg, plan, ecfg = _setup("DIUG", "none")
+    links, profiles = make_links(cfg), load_profiles(None)
+    clean = Engine(random_tiny, links, profiles).run(plan, PROMPTS, ecfg)
+    out = RetryingEngine(random_tiny, links, profiles).run(plan, PROMPTS, ecfg)
+    assert Flaky.downs == 0 and out.faults == []
+    assert torch.equal(out.image, clean.image)

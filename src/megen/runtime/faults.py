@@ -80,6 +80,9 @@ class ResilientExecutor:
         failover: Called with ``(node, where)`` on a loss; returns the replacement and its host.
         record: Called with every :class:`Fault`.
         clock: Seconds since the run started.
+        retries: Times a call is retried on the same executor before failing over (a restarted
+            server is picked up again), after ``backoff_s``, doubling each time.
+        backoff_s: First wait before a retry, seconds.
     """
 
     def __init__(
@@ -89,6 +92,9 @@ class ResilientExecutor:
         failover: Failover,
         record: Callable[[Fault], None],
         clock: Callable[[], float],
+        *,
+        retries: int = 0,
+        backoff_s: float = 0.5,
     ) -> None:
         self.node = inner.node
         self.inner = inner
@@ -98,16 +104,23 @@ class ResilientExecutor:
         self.clock = clock
         self.journal: list[tuple[str, tuple, dict[str, Any]]] = []
         self.failovers = 0
+        self.retries, self.backoff_s = retries, backoff_s
         #: Remote executors block on their node: the engine may run several of them concurrently.
         self.concurrent = bool(getattr(inner, "concurrent", False))
 
     def _call(self, name: str, args: tuple, kwargs: dict[str, Any], *, journal: bool, what: str) -> Any:
         """``inner.name(*args, **kwargs)``, failing over (and retrying) while the node is lost."""
+        attempt = 0
         while True:
             try:
                 out = getattr(self.inner, name)(*args, **kwargs)
             except NodeUnavailable as exc:
+                if attempt < self.retries:  # the same node may come back (a restarted server)
+                    time.sleep(self.backoff_s * 2**attempt)
+                    attempt += 1
+                    continue
                 self._recover(what, exc)
+                attempt = 0
                 continue
             if journal:
                 self.journal.append((name, args, kwargs))
@@ -175,7 +188,15 @@ class FaultTolerantEngine(Engine):
 
     Subclasses place nodes with :meth:`place` (default: in process) and say where a lost node's work
     goes with :meth:`replacement`. The run's output lists the faults (``EngineOutput.faults``).
+
+    Attributes:
+        retries: Retries of a failed call on the same node before failing over (0: fail over at once,
+            right for Ray actors, which do not come back; an HTTP engine may retry a restarting server).
+        backoff_s: First wait between retries, seconds (doubling).
     """
+
+    retries: int = 0
+    backoff_s: float = 0.5
 
     def place(self, node: str, cfg: EngineConfig) -> NodeExecutor:
         """The executor that runs ``node`` at first (override; default: in process)."""
@@ -201,7 +222,10 @@ class FaultTolerantEngine(Engine):
         inner = self.place(node, cfg)
         if node == "UE":
             return inner
-        ex = ResilientExecutor(inner, node, lambda n, w: self._failover(n, w, cfg), self._record, self._clock)
+        failover: Failover = lambda n, w: self._failover(n, w, cfg)  # noqa: E731
+        ex = ResilientExecutor(
+            inner, node, failover, self._record, self._clock, retries=self.retries, backoff_s=self.backoff_s
+        )
         self._resilient.append(ex)
         return ex
 
