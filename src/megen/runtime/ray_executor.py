@@ -71,7 +71,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
             ignore_reinit_error=True,
             runtime_env={"env_vars": _worker_env()},
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises bare Exception when its processes do not come up in time
         raise MegenError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc}") from exc
     return True
 
