@@ -115,3 +115,22 @@ def test_cli_generate_backend_ray_equals_local(pool, tmp_path):
     assert (tmp_path / "ray.png").read_bytes() == (tmp_path / "local.png").read_bytes()
     bad = runner.invoke(app, [*args, "--ray-address", "127.0.0.1:1"])
     assert bad.exit_code == 2 and "--ray-address needs --backend ray" in bad.output
+
+
+def test_backend_flags_are_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from megen.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["sweep", "--backend", "bogus", "--samples", "1", "--db", str(tmp_path / "x.sqlite")]
+    )
+    assert r.exit_code == 2 and "--backend must be local or ray" in r.output
+    r = runner.invoke(
+        app, ["sweep", "--ray-address", "127.0.0.1:1", "--samples", "1", "--db", str(tmp_path / "x.sqlite")]
+    )
+    assert r.exit_code == 2 and "--ray-address needs --backend ray" in r.output
+    r = runner.invoke(app, ["generate", "-p", "a shirt", "--backend", "spark"])
+    assert r.exit_code == 2 and "--backend must be local or ray" in r.output
+    assert not (tmp_path / "x.sqlite").exists()
