@@ -152,6 +152,10 @@ def _stop_cluster(markers: list[str]) -> None:
 
 
 def test_two_node_cluster_on_loopback(tmp_path, pool_db):
+    env = {
+        **ENV,
+        "RAY_AUTH_MODE": "token",
+    }  # the head's token (~/.ray/auth_token) for the second node and driver
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
     temp_dir = (
@@ -162,12 +166,12 @@ def test_two_node_cluster_on_loopback(tmp_path, pool_db):
     worker = [str(ray_bin), "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1"]
     worker += ["--num-cpus", "1"]
     try:
-        subprocess.run(head, env=ENV, check=True, capture_output=True, timeout=300)
-        subprocess.run(worker, env=ENV, check=True, capture_output=True, timeout=300)
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=300)
         db = tmp_path / "cluster.sqlite"
         cmd = [sys.executable, "-c", CLI, "sweep", *FLAGS, "--db", str(db), "--no-progress"]
         cmd += ["--backend", "ray", "--ray-address", f"127.0.0.1:{port}", "-j", "2"]
-        r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         assert _rows(db) == _rows(pool_db)
     finally:
