@@ -27,7 +27,7 @@ def generate_images(
     *,
     protocol_given: bool = True,
     log: Callable[[str], None] = lambda _: None,
-    engine_type: Callable[..., Any] | None = None,
+    engine_factory: Callable[..., Any] | None = None,
     session: Session | None = None,
 ) -> dict[str, Any]:
     """Generate ``num_images`` images for ``prompt`` under ``cfg`` and save them (a grid) to ``out``.
@@ -41,7 +41,7 @@ def generate_images(
         protocol_given: ``False``: run protocol ``unsplit`` (the whole pipeline on one node, with the
             ES denoiser unless ``protocol.ue_model`` says otherwise) instead of ``cfg.protocol``.
         log: Where conversion notes go.
-        engine_type: Builds the engine (see :func:`~megen.protocols.runner.run_protocol`); ``None``: in-process.
+        engine_factory: Builds the engine (see :func:`~megen.protocols.runner.run_protocol`); ``None``: in-process.
         session: Caches (models, stage memo) to share with other runs (``megen app``); ``None``: fresh.
 
     Returns:
@@ -71,7 +71,7 @@ def generate_images(
             log(f"reference image: {note}")
         ref = ref.expand(num_images, -1, -1, -1).contiguous()
     t0 = time.perf_counter()
-    extra = {} if engine_type is None else {"engine_type": engine_type}
+    extra = {} if engine_factory is None else {"engine_factory": engine_factory}
     result = run_protocol(cfg, prompts, ref, model=ldm, session=session, **extra)
     seconds = time.perf_counter() - t0
     save_image(result.images, out)

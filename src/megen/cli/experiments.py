@@ -73,10 +73,13 @@ def sweep(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar with ETA on stderr."),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda[:i] | mps: where the model runs."),
+    backend: str = typer.Option("local", "--backend", help="local (processes) | ray (batches as Ray tasks)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster HOST:PORT."),
 ) -> None:
     """Run a sweep (protocols x channels x SNRs x modes x samples x seeds) into a SQLite database.
 
-    Killed and started again with the same arguments, it continues where it stopped.
+    Killed and started again with the same arguments, it continues where it stopped. (Long because
+    every grid axis and runtime choice is one option.)
     """
     from megen.experiments.sweep import run_sweep
 
@@ -93,7 +96,8 @@ def sweep(
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
-    result = run_sweep(spec, db, workers=workers, progress=progress, log=say, device=device)
+    where: dict[str, Any] = {"device": device, "backend": backend, "ray_address": ray_address}
+    result = run_sweep(spec, db, workers=workers, progress=progress, log=say, **where)
     stored = result.existing_rows + result.written_rows
     if result.interrupted:
         say(

@@ -7,6 +7,7 @@ Precedence: the file, then the flags, then ``--set``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def _generate(
     set_: list[str],
     es: list[str] | None = None,
     token_file: Path | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
     **flags: Any,
 ) -> None:
     """Generate an image: the unsplit pipeline, or a MEG protocol over noisy links (--protocol)."""
@@ -100,6 +103,12 @@ def _generate(
         or config is not None
         or any(resolve_path(s.partition("=")[0]).startswith("protocol.") for s in set_)
     )
+    if backend not in ("local", "ray"):
+        raise MegenError(f"--backend must be local or ray, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise MegenError("--ray-address needs --backend ray")
+    if es and backend == "ray":
+        raise MegenError("--es (remote edge servers) and --backend ray are alternatives; choose one")
     placement = None
     if es:
         from megen.runtime.http_executor import RemotePlacement
@@ -107,9 +116,22 @@ def _generate(
 
         token = read_token(None if token_file is None else str(token_file))
         placement = RemotePlacement(es, cfg.links, cfg.model.name, token)
-    summary = generate_images(
-        cfg, prompt, num_images, image, out, protocol_given=protocol_given, log=say, engine_type=placement
-    )
+    with contextlib.ExitStack() as stack:
+        factory: Any = placement
+        if backend == "ray":
+            from megen.runtime.ray_executor import ray_backend
+
+            factory = stack.enter_context(ray_backend(ray_address))
+        summary = generate_images(
+            cfg,
+            prompt,
+            num_images,
+            image,
+            out,
+            protocol_given=protocol_given,
+            log=say,
+            engine_factory=factory,
+        )
     if placement is not None and placement.engine is not None:
         summary["wall_s"] = placement.engine.wall.summary()
     if json_out:
@@ -162,6 +184,14 @@ _FIXED = [
         "es", list[str], "--es", default=[], help="URL of a `megen serve` edge server; the i-th serves ES<i>."
     ),
     _option("token_file", Path | None, "--token-file", help="File holding the edge servers' bearer token."),
+    _option(
+        "backend",
+        str,
+        "--backend",
+        default="local",
+        help="local | ray: where edge servers run (ray: one actor each).",
+    ),
+    _option("ray_address", str | None, "--ray-address", help="Ray cluster HOST:PORT (default: a local Ray)."),
 ]
 generate.__signature__ = inspect.Signature([*_FIXED, *(_flag(n) for n in SHORTHANDS)])  # type: ignore[attr-defined]
 

@@ -397,6 +397,8 @@ def run_sweep(
     model=None,
     log: Callable[[str], None] | None = None,
     device: str = "cpu",
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Run (or continue) a sweep into the SQLite database ``db``.
 
@@ -409,6 +411,9 @@ def run_sweep(
         log: Where one-line messages go (default: stderr console).
         device: Where every node runs (``auto``, ``cpu``, ``cuda[:i]``, ``mps``); not part of the
             results' keys (a sweep continued on another device adds rows to the same points).
+        backend: ``local`` (this process or a process pool) or ``ray`` (batches as Ray tasks on a local
+            Ray with ``workers`` CPUs, or the cluster at ``ray_address``; :mod:`megen.experiments.ray_sweep`).
+        ray_address: A running Ray cluster, ``HOST:PORT`` (``backend="ray"`` only).
 
     Returns:
         What was done; ``interrupted`` is True when SIGTERM/Ctrl-C stopped it (rerun to continue).
@@ -421,10 +426,7 @@ def run_sweep(
         Workers are *spawned*: a script that calls this with ``workers > 1`` must guard its entry point
         with ``if __name__ == "__main__":`` (the ``megen`` command does).
     """
-    if not 1 <= workers <= MAX_WORKERS:
-        raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
-    if model is not None and workers > 1:
-        raise MegenError("an in-memory model can only be used with workers = 1")
+    _check_run(workers, model, backend, ray_address)
     say = log or (lambda m: _console().print(m, highlight=False, markup=False))
     points = expand(spec)
     t_start = time.perf_counter()
@@ -434,7 +436,7 @@ def run_sweep(
 
     device = str(model.device) if model is not None else str(resolve_device(device))
     inline = None
-    if workers == 1:
+    if workers == 1 and backend == "local":
         session = Session()
         inline = (
             model if model is not None else load_sweep_model(spec.model, device, session),
@@ -455,15 +457,27 @@ def run_sweep(
                 f"sweep {spec.name!r}: {len(points)} points, {result.expected_rows} rows; {existing} stored, "
                 f"{todo} to compute in {len(tasks)} batches on {workers} worker(s)"
             )
-            _run_tasks(
-                store, spec, tasks, result, workers=workers, progress=progress, inline=inline, todo=todo
-            )
+            ray = {"address": ray_address} if backend == "ray" else None
+            run: dict[str, Any] = {"inline": inline, "todo": todo, "ray": ray}
+            _run_tasks(store, spec, tasks, result, workers=workers, progress=progress, **run)
     except BaseException:
         store.discard()  # a database this run created and wrote no row into is removed
         raise
     store.close()
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _check_run(workers: int, model: Any, backend: str, ray_address: str | None) -> None:
+    """Reject bad arguments of :func:`run_sweep` before anything runs."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise MegenError(f"--workers must be in 1..{MAX_WORKERS}, got {workers}")
+    if backend not in ("local", "ray"):
+        raise MegenError(f"--backend must be local or ray, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise MegenError("--ray-address needs --backend ray")
+    if model is not None and (workers > 1 or backend == "ray"):
+        raise MegenError("an in-memory model can only be used with workers = 1")
 
 
 def _run_tasks(
@@ -476,6 +490,7 @@ def _run_tasks(
     progress: bool,
     inline: tuple[Any, ReferenceSet, Session] | None,
     todo: int,
+    ray: dict[str, Any] | None = None,
 ) -> None:
     from rich.progress import (
         BarColumn,
@@ -525,6 +540,10 @@ def _run_tasks(
 
             if inline is not None:
                 _run_inline(tasks, *inline, write)
+            elif ray is not None:
+                from megen.experiments.ray_sweep import run_ray
+
+                run_ray(tasks, spec, workers, write, **ray)
             else:
                 _run_pool(tasks, spec, workers, write)
     except (SweepInterrupted, KeyboardInterrupt) as exc:

@@ -215,8 +215,9 @@ def measure_demand(spec: DemandSpec, session: Any = None) -> Demand:
         run = run_protocol(cfg, prompts, session=session)
         if k == 0:
             tasks = tasks_from_records(_records(run.output, len(prompts)))
-        psnr.append(float(np.nanmean(run.quality["psnr_fidelity_db"])))
-        pm = run.quality.get("prompt_match")
+        delivered = [v for v in run.quality["psnr_fidelity_db"] if v is not None]  # None: outage
+        psnr.append(float(np.mean(delivered)) if delivered else float("nan"))
+        pm = [v for v in run.quality.get("prompt_match") or [] if v is not None]
         match.append(float(np.mean(pm)) if pm else float("nan"))
         if not any(t.resource in ("uplink", "downlink") for t in tasks):
             break  # no radio link: the quality does not depend on the SNR

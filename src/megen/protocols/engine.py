@@ -32,7 +32,7 @@ from megen.costs.flops import FlopMeter
 from megen.costs.profiles import Profiles
 from megen.errors import MegenError
 from megen.models.ldm import StagedLDM
-from megen.protocols.executors import LocalExecutor, NodeExecutor, RunContext
+from megen.protocols.executors import LocalExecutor, NodeExecutor, RunContext, StageDone
 from megen.protocols.ledger import EngineOutput, Ledger, StageRecord, TransferRecord
 from megen.protocols.links import LinkSet, Sent
 from megen.protocols.memo import StageMemo
@@ -127,6 +127,12 @@ class Engine:
     def executor(self, node: str, cfg: EngineConfig) -> NodeExecutor:
         """The executor of ``node`` for one run (override to place nodes elsewhere)."""
         return LocalExecutor(node, self.model_of(node), cfg.parts(node), self.links, self.meter, self.memo)
+
+    def run_stages(
+        self, nodes: Mapping[str, NodeExecutor], ops: Sequence[Stage], ctx: RunContext
+    ) -> list[StageDone]:
+        """Run stages of distinct nodes (a parallel step); in order here, concurrently in remote engines."""
+        return [nodes[op.node].run_stage(op, ctx) for op in ops]
 
     def run(
         self,
@@ -225,10 +231,10 @@ class _Run:
             self.outage |= failed
             self.outage_known_s = min(end_s, self.outage_known_s or end_s)
 
-    def stage(self, op: Stage) -> None:
+    def stage(self, op: Stage, done: StageDone | None = None) -> None:
         reads, write = op.io(self.ctx.image_to_image)
         ex = self.nodes[op.node]
-        done = ex.run_stage(op, self.ctx)
+        done = ex.run_stage(op, self.ctx) if done is None else done
         end = self.ledger.stage(done.name, op.node, done.flops, reads)
         self.ledger.mark(op.node, [write], end)
         if done.entry is not None:
@@ -270,8 +276,9 @@ class _Run:
         exchanges = halo_exchange(self.windows)
         while step < stop:
             chunk = (stop - step) if op.sync_every <= 0 else min(op.sync_every, stop - step)
-            for i in range(len(op.nodes)):
-                self.stage(op.tile_stage(i, step, step + chunk))
+            ops = [op.tile_stage(i, step, step + chunk) for i in range(len(op.nodes))]
+            for st, done in zip(ops, self.engine.run_stages(self.nodes, ops, self.ctx), strict=True):
+                self.stage(st, done)
             step += chunk
             if op.sync_every > 0 and step < stop:
                 self.exchange_halos(op, exchanges, step)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -70,6 +71,7 @@ class EngineOutput:
             fallback replaced it; the image shown is then whatever arrived, not a result.
         fallback: Per image: the plan's fallback image is shown (``central-fallback`` on outage).
         delivered_to: The node where the image lands (the plan's result node: ``"UE"``, ``"ES1"`` ...).
+        faults: Nodes lost during the run and where their work moved (:mod:`megen.runtime.faults`).
     """
 
     image: torch.Tensor
@@ -82,6 +84,7 @@ class EngineOutput:
     outage: list[bool] = field(default_factory=list)
     fallback: list[bool] = field(default_factory=list)
     delivered_to: str = "UE"
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     def _per_link(self, field_name: str) -> dict[str, int]:
         out = {"uplink": 0, "downlink": 0, "backhaul": 0}

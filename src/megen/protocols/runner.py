@@ -71,6 +71,7 @@ class ProtocolRun:
             "fallback": self.output.fallback,
             "outage_rate": sum(self.output.outage) / len(self.prompts),
             "snr_aware_entries": [list(e) for e in self.output.snr_aware_entries],
+            "faults": self.output.faults,
             "quality": q,
             **(self.classes or {}),
             "config": cfg.model_dump(mode="json"),
@@ -137,7 +138,7 @@ def run_protocol(
     *,
     model: StagedLDM | None = None,
     session: Session | None = None,
-    engine_type: Callable[..., Engine] = Engine,
+    engine_factory: Callable[..., Engine] = Engine,
 ) -> ProtocolRun:
     """Run one protocol for a batch of prompts (and reference images) and measure its quality.
 
@@ -146,8 +147,8 @@ def run_protocol(
     the error-free centralized output with the same seed; ``psnr_reference_db``, ``ssim_reference``
     against the reference image (image-to-image); ``prompt_match`` (tiny model's classifier).
     ``session`` carries the caches (stage memo, FLOP meter, models, profiles); ``None``: a fresh one.
-    ``engine_type`` builds the engine (e.g. :class:`~megen.runtime.http_executor.RemoteEngine`, which
-    places the ES nodes on remote servers); it takes :class:`Engine`'s arguments.
+    ``engine_factory`` builds the engine (same arguments as :class:`Engine`), e.g. one that places the
+    edge servers on Ray actors (:mod:`megen.runtime.ray_executor`).
     """
     check_prompts(prompts)
     session = session or Session()
@@ -169,7 +170,7 @@ def run_protocol(
         plan = load_plan(proto.plan)
     else:
         plan = build_plan(proto.name, cfg, start, run_ref is not None)
-    engine = engine_type(
+    engine = engine_factory(
         model,
         make_links(cfg),
         session.profiles(cfg.costs.profiles),

@@ -325,7 +325,7 @@ class RemoteEngine(Engine):
 
 
 class RemotePlacement:
-    """Builds :class:`RemoteEngine` s for ``run_protocol(engine_type=...)`` and keeps the last one.
+    """Builds :class:`RemoteEngine` s for ``run_protocol(engine_factory=...)`` and keeps the last one.
 
     On first use it asks every server's ``GET /info`` and refuses servers whose model differs from
     ``model`` (by fingerprint, :func:`~megen.models.fingerprint.model_fingerprint`).
