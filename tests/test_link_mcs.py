@@ -86,9 +86,12 @@ def test_decodable_rates_are_below_shannon_capacity(table) -> None:
 def test_thresholds_rise_with_spectral_efficiency_and_fading_costs_snr(table) -> None:
     n = len(table.entries)
     awgn = [table.threshold("awgn", i) for i in range(n)]
-    measured = [t for t in awgn if math.isfinite(t)]
-    # neighbours of nearly equal efficiency (QPSK 679/1024 vs 16QAM 340/1024) may swap within noise
-    assert all(b >= a - 0.3 for a, b in zip(measured, measured[1:], strict=False))
+    # per modulation the threshold rises with the code rate (across modulations a low-rate 64QAM entry
+    # may need more SNR than a 16QAM entry of the same efficiency: that is the modulation, not noise)
+    for modulation in {m.modulation for m in table.entries}:
+        measured = [awgn[i] for i, m in enumerate(table.entries) if m.modulation == modulation]
+        measured = [t for t in measured if math.isfinite(t)]
+        assert all(b >= a - 0.3 for a, b in zip(measured, measured[1:], strict=False)), modulation
     for i in range(n):
         r, e = table.threshold("rayleigh", i), table.threshold("rayleigh_estimated_csi", i)
         if math.isfinite(r):
