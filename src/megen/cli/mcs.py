@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
             "Print the 5G NR MCS tables (38.214 qam64, qam256, qam64lowse): each entry's spectral "
             "efficiency and the SNR (Es/N0 per complex symbol) from which its first-transmission BLER "
             "stays at or below 10% on AWGN and block Rayleigh (perfect and estimated CSI), next to the "
-            "Shannon SNR. --rebuild re-measures the BLER curves (about 20 minutes)."
+            "Shannon SNR. --rebuild re-measures the BLER curves (tens of minutes)."
         ),
     )(mcs)
 

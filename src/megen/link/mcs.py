@@ -7,7 +7,7 @@ module, measured with this package's own link (CRC24A + 5G LDPC + Gray QAM + cha
 layered min-sum decoding, one transmission, no HARQ) on transport blocks of :data:`REFERENCE_TB_BITS`
 bits, on AWGN and block-Rayleigh fading with perfect and with estimated CSI (LS on counted pilots).
 Only a window around each entry's threshold is measured (:func:`measure_curve`); regenerate with
-``megen mcs --rebuild`` (about 20 minutes on 2 cores); ``megen mcs`` prints the table.
+``megen mcs --rebuild`` (tens of CPU-minutes; ``meta.seconds`` of the table says how long it took); ``megen mcs`` prints the table.
 
 Selection (:func:`select_mcs`) picks the entry with the highest spectral efficiency whose first
 transmission meets the target BLER (10%) at the given average SNR, from the curves of the channel's
@@ -270,7 +270,7 @@ def select_mcs(
     if meets:
         index = max(meeting, key=lambda i: (entries[i].spectral_efficiency, -thresholds[i]))
     else:
-        index = min(range(len(entries)), key=lambda i: (thresholds[i], entries[i].spectral_efficiency))
+        index = min(range(len(entries)), key=lambda i: (entries[i].spectral_efficiency, thresholds[i]))
     mcs = entries[index]
     curve = table.curves[used[index]][index]
     predicted = 1.0 if curve is None else curve.at(snr)
