@@ -28,7 +28,6 @@ def _central(app, tmp_path, snr_db: str, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xfail(strict=False, reason="needs 5G low-SE table (link branch)")
 def test_central_delivers_at_minus_10_db(app, tmp_path):
     data = _central(app, tmp_path, "-10")
     assert data["outage"] == [False] and data["delivered_to"] == "UE"

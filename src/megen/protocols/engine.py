@@ -221,12 +221,12 @@ class _Run:
         return torch.where(mask, own, planned.to(own.device))
 
     def note_outage(self, sent: Sent, end_s: float) -> None:
-        """Mark the images a transfer left in outage (``Sent.ok`` False: failed after HARQ).
-
-        ``ok`` is one flag for the batch, or a bool tensor ``[B]`` per image.
-        """
-        ok = torch.as_tensor(sent.ok, dtype=torch.bool).cpu()
-        failed = ~ok.expand(self.outage.shape) if ok.dim() == 0 else ~ok.reshape(self.outage.shape)
+        """Mark the images a transfer left in outage (failed after HARQ): per item when the link says
+        which items failed (``Sent.item_ok``), else every image of the batch."""
+        if sent.item_ok and len(sent.item_ok) == self.outage.numel():
+            failed = ~torch.tensor(sent.item_ok, dtype=torch.bool)
+        else:
+            failed = torch.full_like(self.outage, not sent.ok)
         if bool(failed.any()):
             self.outage |= failed
             self.outage_known_s = min(end_s, self.outage_known_s or end_s)

@@ -54,6 +54,8 @@ class TransferRecord:
     start_s: float
     end_s: float
     energy_j: float
+    transmissions: int = 0
+    """Digital transmissions of its transport blocks, HARQ retransmissions and control data included."""
 
 
 @dataclass
@@ -96,6 +98,10 @@ class EngineOutput:
     def channel_uses(self) -> dict[str, int]:
         """Complex channel uses per link kind and in total."""
         return self._per_link("channel_uses")
+
+    def transmissions(self) -> dict[str, int]:
+        """Digital transport-block transmissions (HARQ retransmissions included) per link kind and in total."""
+        return self._per_link("transmissions")
 
     def payload_bits(self) -> dict[str, int]:
         """Digitally sent bits per link kind and in total."""
@@ -194,6 +200,7 @@ class Ledger:
                 t0,
                 end,
                 prof.joules(sent.channel_uses),
+                sent.transmissions,
             )
         )
         return end

@@ -51,7 +51,9 @@ class Sent:
         channel_uses: Complex channel uses spent (pilots included).
         payload_bits: Digital bits sent (control, side information, coded payload's info bits).
         ok: Whether every digital transport block (payload, control and side information) decoded
-            after HARQ; ``False`` means this transfer is in outage.
+            after HARQ; ``False`` means this transfer is in outage (for at least one item).
+        item_ok: Per batch item, the same flag (the items whose own blocks all decoded); empty when
+            the transfer is not per item (then ``ok`` holds for every item).
         failures: Failed code blocks (digital) or undecodable images, after HARQ.
         effective_snr_db: Mean post-equalisation SNR (analog), or the link SNR (digital).
         noise_var: Analog only: per-item noise variance ``[B]`` in the item's own units, for the
@@ -70,6 +72,7 @@ class Sent:
     noise_var: torch.Tensor | None = None
     unbiased: torch.Tensor | None = None
     transmissions: int = 0
+    item_ok: tuple[bool, ...] = ()
 
 
 class LinkSet:
@@ -121,6 +124,7 @@ class LinkSet:
                 channel_uses=ri.channel_uses,
                 payload_bits=ri.info_bits + ri.header_bits,
                 ok=bool(ri.ok.all()),
+                item_ok=tuple(bool(v) for v in ri.ok),
                 failures=int((~ri.decoded).sum()) + ri.block_errors,
                 effective_snr_db=snr,
                 transmissions=sum(item.transmissions for item in ri.items),
@@ -132,6 +136,7 @@ class LinkSet:
                 channel_uses=rq.channel_uses,
                 payload_bits=rq.info_bits + rq.header_bits,
                 ok=bool(rq.ok.all()),
+                item_ok=tuple(bool(v) for v in rq.ok),
                 failures=rq.block_errors,
                 effective_snr_db=snr,
                 transmissions=sum(item.transmissions for item in rq.items),
@@ -147,6 +152,7 @@ class LinkSet:
             channel_uses=control.channel_uses,
             payload_bits=control.payload_bits,
             ok=control.ok,
+            item_ok=control.item_ok,
             failures=control.failures,
             transmissions=control.transmissions,
         )
@@ -170,6 +176,7 @@ class LinkSet:
             channel_uses=sum(r.channel_uses for r in results),
             payload_bits=sum(r.info_bits + r.header_bits for r in results),
             ok=all(r.ok for r in results),
+            item_ok=tuple(bool(r.ok) for r in results),
             failures=sum(r.block_errors for r in results),
             effective_snr_db=None if ch.kind == "none" else ch.snr_db,
             transmissions=sum(r.transmissions for r in results),
@@ -195,6 +202,7 @@ class LinkSet:
             channel_uses=r.channel_uses + side.channel_uses,
             payload_bits=side.payload_bits,
             ok=side.ok,
+            item_ok=side.item_ok,
             failures=side.failures,
             effective_snr_db=snr,
             noise_var=noise,

@@ -58,6 +58,7 @@ class ProtocolRun:
             "seed": cfg.task.seed,
             "steps": cfg.task.steps,
             "channel_uses": self.output.channel_uses(),
+            "transmissions": self.output.transmissions(),
             "payload_bits": self.output.payload_bits(),
             "flops": self.output.flops(),
             "flops_by_stage": self.output.flops_by_stage(),

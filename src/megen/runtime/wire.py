@@ -280,6 +280,8 @@ def sent_to_wire(sent: Sent) -> dict[str, Any]:
         "channel_uses": int(sent.channel_uses),
         "payload_bits": int(sent.payload_bits),
         "ok": bool(sent.ok),
+        "item_ok": [bool(v) for v in sent.item_ok],
+        "transmissions": int(sent.transmissions),
         "failures": int(sent.failures),
         "effective_snr_db": None if snr is None else float(snr),
     }
@@ -295,6 +297,8 @@ def sent_from_wire(data: Any) -> Sent:
             channel_uses=int(d["channel_uses"]),
             payload_bits=int(d["payload_bits"]),
             ok=bool(d["ok"]),
+            item_ok=tuple(bool(v) for v in d.get("item_ok", [])),
+            transmissions=int(d.get("transmissions", 0)),
             failures=int(d["failures"]),
             effective_snr_db=None if snr is None else float(snr),
         )
