@@ -47,6 +47,10 @@ def sweep(
     num_es: int | None = typer.Option(
         None, "--num-es", help="Edge servers for multi-ES protocols (default 2)."
     ),
+    seed_codec: str | None = typer.Option(
+        None, "--seed-codec", help="Seed codecs: identity,linear,learned,digital (docs/seed_codecs.md)."
+    ),
+    seed_uses: str | None = typer.Option(None, "--seed-uses", help="Seed budgets in channel uses, e.g. 64,128,512."),
     set_: list[str] = typer.Option(
         [],
         "--set",
@@ -89,6 +93,8 @@ def sweep(
         "steps": steps,
         "strength": strength,
         "num_es": num_es,
+        "seed_codec": seed_codec,
+        "seed_uses": seed_uses,
         "set": set_ or None,
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
@@ -122,7 +128,8 @@ def _sweep_spec(
             overrides["references"] = references
         return make_spec({**spec.model_dump(), **overrides}) if overrides else spec
     extra: dict[str, Any] = {k: flags[k] for k in ("steps", "strength", "num_es") if flags[k] is not None}
-    extra.update(parse_assignments(flags["set"] or [], lists=True))
+    seed_axes = [f"{k}={flags[k]}" for k in ("seed_codec", "seed_uses") if flags.get(k) is not None]
+    extra.update(parse_assignments([*seed_axes, *(flags["set"] or [])], lists=True))
     return spec_from_flags(
         protocols=flags["protocols"] or "central",
         channels=flags["channels"] or "awgn",

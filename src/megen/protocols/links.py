@@ -28,6 +28,7 @@ from megen.link.codecs import send_image_digital, send_tensor_quantized
 from megen.link.digital import send_bytes_batch
 from megen.link.mcs import select_mcs
 from megen.link.modulation import MODULATIONS, Mcs
+from megen.link.seed_codecs import send_seed, uses_seed_codec
 
 CONTROL_BITS_PER_PROMPT = 64
 IMAGE_ITEMS = ("reference", "image", "sketch")
@@ -63,7 +64,8 @@ class Sent:
 class LinkSet:
     """The three link kinds of a run (``uplink``, ``downlink``, ``backhaul``)."""
 
-    def __init__(self, links: LinksSection) -> None:
+    def __init__(self, links: LinksSection, model: str = "tiny") -> None:
+        self.model = model  # whose seed-codec weights the seed codecs use
         self.settings = {link: links.of(link) for link in LINKS}
         self._channels = {link: sec.channel_config() for link, sec in self.settings.items()}
         self._mcs_cache: dict[str, Any] = {}
@@ -83,6 +85,9 @@ class LinkSet:
         s, ch = self.settings[link], self._channels[link]
         if kind == "prompt":
             return self._send_prompt(value, link, gen)
+        c = s.codec
+        if kind in TENSOR_ITEMS and uses_seed_codec(c.seed, c.seed_uses, c.seed_power, mode, value[0].numel()):
+            return self._send_seed(value, link, gen)
         if mode == "analog":
             return self._send_analog(kind, value, ch, gen)
         if mode != "digital":
@@ -118,6 +123,16 @@ class LinkSet:
         uses = sum(r.channel_uses for r in results)
         bits = sum(r.info_bits + r.header_bits for r in results)
         return Sent(value=list(prompts), channel_uses=uses, payload_bits=bits)
+
+    def _send_seed(self, value: torch.Tensor, link: str, gen: torch.Generator) -> Sent:
+        """A seed through its link's seed codec (:func:`megen.link.seed_codecs.send_seed`)."""
+        c, ch = self.settings[link].codec, self._channels[link]
+        mcs = self.mcs_for(link) if c.seed == "digital" else None
+        r = send_seed(
+            value, ch, gen, codec=c.seed, uses=c.seed_uses, power=c.seed_power, model=self.model, mcs=mcs
+        )
+        unbiased = None if r.noise_var is None else r.estimate
+        return Sent(r.estimate, r.channel_uses, r.payload_bits, r.ok, r.failures, r.effective_snr_db, r.noise_var, unbiased)
 
     def _send_analog(self, kind: str, value: torch.Tensor, ch: ChannelConfig, gen: torch.Generator) -> Sent:
         r = transmit_analog(value, ch, gen)
