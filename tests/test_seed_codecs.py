@@ -34,7 +34,9 @@ def _prior_latents(batch: int, seed: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- unit: power constraint, budgets
-@pytest.mark.parametrize(("codec", "uses"), [("identity", 128), ("linear", 16), ("linear", 64), ("linear", 512)])
+@pytest.mark.parametrize(
+    ("codec", "uses"), [("identity", 128), ("linear", 16), ("linear", 64), ("linear", 512)]
+)
 def test_power_constraint_exact_per_image(codec: str, uses: int) -> None:
     x = _prior_latents(6) * torch.linspace(0.1, 10.0, 6).view(-1, 1, 1, 1)
     prior = None if codec == "identity" else load_prior("tiny", SHAPE)
@@ -49,7 +51,9 @@ def test_waterfilling_power_constraint_exact() -> None:
     lengths = torch.tensor([16, 16, 16, 16, 16, 16, 4], dtype=torch.float64)
     p = block_powers(gains, lengths)
     assert bool((p >= 0).all())
-    torch.testing.assert_close((p * lengths).sum(1), torch.full((5,), float(lengths.sum()), dtype=torch.float64))
+    torch.testing.assert_close(
+        (p * lengths).sum(1), torch.full((5,), float(lengths.sum()), dtype=torch.float64)
+    )
     ch = ChannelConfig(kind="rayleigh", snr_db=5.0, coherence_symbols=16)
     x = torch.polar(torch.ones(3, 100), torch.rand(3, 100, generator=_gen(2)) * 6.28)
     wf = transmit_waterfilled(x, ch, _gen(3))

@@ -50,7 +50,9 @@ def sweep(
     seed_codec: str | None = typer.Option(
         None, "--seed-codec", help="Seed codecs: identity,linear,learned,digital (docs/seed_codecs.md)."
     ),
-    seed_uses: str | None = typer.Option(None, "--seed-uses", help="Seed budgets in channel uses, e.g. 64,128,512."),
+    seed_uses: str | None = typer.Option(
+        None, "--seed-uses", help="Seed budgets in channel uses, e.g. 64,128,512."
+    ),
     set_: list[str] = typer.Option(
         [],
         "--set",

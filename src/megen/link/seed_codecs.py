@@ -328,7 +328,5 @@ def uses_seed_codec(codec: str, uses: int | None, power: str, mode: str, numel: 
     """
     check_budget(codec, numel, uses)
     if codec in ("linear", "learned") and mode == "digital":
-        raise MegenError(
-            f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)"
-        )
+        raise MegenError(f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)")
     return codec == "digital" or (mode == "analog" and (codec != "identity" or power != "uniform"))

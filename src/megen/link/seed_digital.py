@@ -112,7 +112,10 @@ def send_seed_digital(
     mean_c, var_c = prior.moments(alpha)
     std = var_c.sqrt().numpy()
     capacity = payload_capacity(uses, mcs)
-    chosen = [_best_level((coeffs - mean_c)[b].numpy(), std[b], capacity) if capacity else None for b in range(batch)]
+    chosen = [
+        _best_level((coeffs - mean_c)[b].numpy(), std[b], capacity) if capacity else None
+        for b in range(batch)
+    ]
     sent = [b for b in range(batch) if chosen[b] is not None]
     est, resid = prior.moments(torch.ones(batch, dtype=torch.float64))  # what a lost block leaves
     resid = resid.mean(1)

@@ -96,7 +96,9 @@ def prior_from_latents(latents: torch.Tensor) -> SeedPrior:
     cov = torch.cov((flat - mean).T)
     eigvals, basis = torch.linalg.eigh(cov)
     order = torch.argsort(eigvals, descending=True)
-    return SeedPrior(mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), tuple(latents.shape[1:]))
+    return SeedPrior(
+        mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), tuple(latents.shape[1:])
+    )
 
 
 def weights_path(model: str) -> Path:
@@ -145,9 +147,7 @@ def load_prior(model: str, shape: tuple[int, ...]) -> SeedPrior:
             f"the seed-codec weights of model {model!r} are for latents {stored}, not {tuple(shape)}; "
             "train them for this model with `megen train --parts seed-codec`"
         )
-    return SeedPrior(
-        tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), stored
-    )
+    return SeedPrior(tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), stored)
 
 
 def prior_tensors(prior: SeedPrior) -> dict[str, torch.Tensor]:

@@ -86,7 +86,9 @@ class LinkSet:
         if kind == "prompt":
             return self._send_prompt(value, link, gen)
         c = s.codec
-        if kind in TENSOR_ITEMS and uses_seed_codec(c.seed, c.seed_uses, c.seed_power, mode, value[0].numel()):
+        if kind in TENSOR_ITEMS and uses_seed_codec(
+            c.seed, c.seed_uses, c.seed_power, mode, value[0].numel()
+        ):
             return self._send_seed(value, link, gen)
         if mode == "analog":
             return self._send_analog(kind, value, ch, gen)
@@ -132,7 +134,16 @@ class LinkSet:
             value, ch, gen, codec=c.seed, uses=c.seed_uses, power=c.seed_power, model=self.model, mcs=mcs
         )
         unbiased = None if r.noise_var is None else r.estimate
-        return Sent(r.estimate, r.channel_uses, r.payload_bits, r.ok, r.failures, r.effective_snr_db, r.noise_var, unbiased)
+        return Sent(
+            r.estimate,
+            r.channel_uses,
+            r.payload_bits,
+            r.ok,
+            r.failures,
+            r.effective_snr_db,
+            r.noise_var,
+            unbiased,
+        )
 
     def _send_analog(self, kind: str, value: torch.Tensor, ch: ChannelConfig, gen: torch.Generator) -> Sent:
         r = transmit_analog(value, ch, gen)

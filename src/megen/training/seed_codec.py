@@ -80,7 +80,9 @@ def simulate_linear(
     """
     n0 = 10.0 ** (-snr_db / 10.0)
     enc = encode_analog(z, prior, uses, n0 / 2.0)
-    noise = torch.randn(enc.symbols.shape[0], 2 * uses, generator=gen, dtype=torch.float64) * math.sqrt(n0 / 2)
+    noise = torch.randn(enc.symbols.shape[0], 2 * uses, generator=gen, dtype=torch.float64) * math.sqrt(
+        n0 / 2
+    )
     received = torch.view_as_real(enc.symbols).reshape(z.shape[0], -1) + noise
     mean_c, var_c = prior.moments(enc.alpha)
     est, mse = decode_linear(enc, received, torch.full_like(received, n0 / 2), var_c)
@@ -107,7 +109,9 @@ def _step_loss(net: SeedDecoderNet, prior: SeedPrior, x0: torch.Tensor, gen: tor
     return err.mean(), calib
 
 
-def train_decoder(prior: SeedPrior, x0: torch.Tensor, cfg: SeedCodecTrainConfig, log: Log) -> tuple[SeedDecoderNet, float, int]:
+def train_decoder(
+    prior: SeedPrior, x0: torch.Tensor, cfg: SeedCodecTrainConfig, log: Log
+) -> tuple[SeedDecoderNet, float, int]:
     """Train the learned decoder on clean latents ``x0 [N, C, H, W]``; returns (net, final loss, steps)."""
     gen = torch.Generator().manual_seed(cfg.seed + 11)
     torch.manual_seed(cfg.seed + 11)
@@ -209,7 +213,7 @@ def photo_latents(model, count: int, seed: int) -> torch.Tensor:
 def codec_latents(model_name: str, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(training, held-out) clean latents of a model for the seed codecs.
 
-    Tiny models: Fashion-MNIST training images (the first ``count``) and 1000 test images through the
+    Tiny models: Fashion-MNIST training images (the first ``count``) and 500 test images through the
     VAE. Other models: :func:`photo_latents` (``count`` crops, and 10% more for the held-out set).
     """
     from megen.models.registry import load_model
@@ -220,5 +224,5 @@ def codec_latents(model_name: str, count: int, seed: int) -> tuple[torch.Tensor,
 
         train, _ = load_fashion_mnist("train")
         test, _ = load_fashion_mnist("test")
-        return _encode_batches(model, train[:count]), _encode_batches(model, test[:1000])
+        return _encode_batches(model, train[:count]), _encode_batches(model, test[:500])
     return photo_latents(model, count, seed), photo_latents(model, max(8, count // 10), seed + 1)
