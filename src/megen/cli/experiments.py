@@ -47,12 +47,8 @@ def sweep(
     num_es: int | None = typer.Option(
         None, "--num-es", help="Edge servers for multi-ES protocols (default 2)."
     ),
-    seed_codec: str | None = typer.Option(
-        None, "--seed-codec", help="Seed codecs: identity,linear,learned,digital (docs/seed_codecs.md)."
-    ),
-    seed_uses: str | None = typer.Option(
-        None, "--seed-uses", help="Seed budgets in channel uses, e.g. 64,128,512."
-    ),
+    seed_codec: str | None = typer.Option(None, help="Seed codecs, e.g. identity,linear,learned,digital."),
+    seed_uses: str | None = typer.Option(None, help="Seed budgets in channel uses, e.g. 64,128,512."),
     set_: list[str] = typer.Option(
         [],
         "--set",
@@ -82,7 +78,8 @@ def sweep(
 ) -> None:
     """Run a sweep (protocols x channels x SNRs x modes x samples x seeds) into a SQLite database.
 
-    Killed and started again with the same arguments, it continues where it stopped.
+    Killed and started again with the same arguments, it continues where it stopped. (Long because
+    it declares every flag.)
     """
     from megen.experiments.sweep import run_sweep
 
@@ -95,9 +92,7 @@ def sweep(
         "steps": steps,
         "strength": strength,
         "num_es": num_es,
-        "seed_codec": seed_codec,
-        "seed_uses": seed_uses,
-        "set": set_ or None,
+        "set": [*seed_axes(seed_codec=seed_codec, seed_uses=seed_uses), *set_] or None,
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
@@ -110,6 +105,11 @@ def sweep(
         )
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
     say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
+
+
+def seed_axes(**axes: str | None) -> list[str]:
+    """``--seed-codec``/``--seed-uses`` as ``--set`` assignments (grid axes over every link)."""
+    return [f"{k}={v}" for k, v in axes.items() if v is not None]
 
 
 def _sweep_spec(
@@ -130,8 +130,7 @@ def _sweep_spec(
             overrides["references"] = references
         return make_spec({**spec.model_dump(), **overrides}) if overrides else spec
     extra: dict[str, Any] = {k: flags[k] for k in ("steps", "strength", "num_es") if flags[k] is not None}
-    seed_axes = [f"{k}={flags[k]}" for k in ("seed_codec", "seed_uses") if flags.get(k) is not None]
-    extra.update(parse_assignments([*seed_axes, *(flags["set"] or [])], lists=True))
+    extra.update(parse_assignments(flags["set"] or [], lists=True))
     return spec_from_flags(
         protocols=flags["protocols"] or "central",
         channels=flags["channels"] or "awgn",
