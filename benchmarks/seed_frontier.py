@@ -1,6 +1,6 @@
 """The MEG frontier figure and table of the seed codecs (docs/seed_codecs.md).
 
-Reads a results database made by ``megen sweep --config benchmarks/seed_frontier.toml`` and draws
+Reads results databases made by ``megen sweep --config benchmarks/seed_frontier.toml`` and draws
 fidelity PSNR (UIEG against the unsplit ES pipeline) against channel uses per image, one panel per
 SNR, the seed codecs as curves (their budgets as points), the centralized baseline's points beside and
 the ``local`` level as a line. Prints a Markdown table of the means with 95% confidence half-widths.
@@ -20,9 +20,15 @@ from megen.store import ResultsStore
 CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
 
 
-def summary(db: Path):
+def summary(dbs: list[Path]):
     """Mean fidelity PSNR, its 95% half-width and mean uses per (protocol, codec, uses, snr, quality)."""
-    df = ResultsStore(db).frame()
+    import pandas as pd
+
+    frames = []
+    for db in dbs:
+        with ResultsStore.open(db) as store:
+            frames.append(store.frame())
+    df = pd.concat(frames, ignore_index=True)
     df["codec"] = df["cfg_seed_codec"].fillna("identity")
     df["budget"] = df["cfg_seed_uses"].fillna(128)
     keys = ["protocol", "codec", "budget", "snr_db", "cfg_image_quality"]
@@ -90,7 +96,7 @@ def markdown(table) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--db", type=Path, nargs="+", required=True, help="one or more results databases")
     parser.add_argument("--out", type=Path, default=Path("docs/images/seed_frontier.png"))
     args = parser.parse_args()
     table = summary(args.db)
