@@ -197,3 +197,12 @@ def test_cli_bad_budget_exits_2_with_one_line(tmp_path) -> None:
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "16..512" in lines[0], out.stderr
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import megen.link.seed_codecs as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
