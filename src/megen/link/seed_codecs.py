@@ -67,6 +67,10 @@ class SeedResult:
             ``None`` on the ideal link.
         ok: Every digital block decoded (always True for analog codecs).
         failures: Failed code blocks (digital).
+        unbiased: For receiver-side denoising: the seed as "sent seed + white noise" (``None``: use
+            ``estimate``). ``linear``/``learned``: the linear estimate with each component's MMSE
+            shrinkage undone (components not received: the prior mean).
+        unbiased_var: ``[B]`` noise variance per value of ``unbiased`` (``None``: ``noise_var``).
     """
 
     estimate: torch.Tensor
@@ -77,6 +81,8 @@ class SeedResult:
     effective_snr_db: float | None
     ok: bool = True
     failures: int = 0
+    unbiased: torch.Tensor | None = None
+    unbiased_var: torch.Tensor | None = None
 
 
 def check_budget(codec: str, numel: int, uses: int | None) -> int:
@@ -275,22 +281,27 @@ def _send_analog_codec(
     enc = encode_analog(x, prior, uses, channel.noise_variance / 2.0)
     if power == "waterfilling" and channel.is_fading:
         wf = transmit_waterfilled(enc.symbols, channel, generator)
-        unbiased, noise_c = wf.unbiased, wf.noise_var
+        rx, noise_c = wf.unbiased, wf.noise_var
         used, pilots = wf.channel_uses, wf.pilot_symbols
     else:
         tx = transmit_symbols(enc.symbols, channel, generator)
-        unbiased, noise_c = tx.unbiased, tx.noise_var.expand(tx.symbols.shape)
+        rx, noise_c = tx.unbiased, tx.noise_var.expand(tx.symbols.shape)
         used, pilots = tx.channel_uses, tx.pilot_symbols
-    received = torch.view_as_real(unbiased).reshape(batch, -1)
+    received = torch.view_as_real(rx).reshape(batch, -1)
     noise_r = (noise_c.double() / 2.0).unsqueeze(-1).expand(batch, uses, 2).reshape(batch, -1)
     if prior is None:
         numel = x[0].numel()
         var = (0.5 / enc.scale.square()).unsqueeze(1).expand(batch, numel).contiguous()
         est, mse = decode_linear(enc, received, noise_r, var)
         flat, resid = est, mse.mean(1)
+        unbiased, unbiased_var = None, None
     else:
         mean_c, var_c = prior.moments(enc.alpha)
         est, mse = decode_linear(enc, received, noise_r, var_c)
+        shrink = (1.0 - mse / var_c).clamp_min(1e-3)
+        got = shrink > 1e-3
+        unbiased = prior.latents(torch.where(got, est / shrink, torch.zeros_like(est)) + mean_c)
+        unbiased_var = torch.where(got, mse / shrink, var_c).mean(1).float()
         resid = mse.mean(1)
         if decoder is not None:
             est, resid = _refine(decoder, est, mse, var_c, enc.alpha)
@@ -304,6 +315,8 @@ def _send_analog_codec(
         pilot_symbols=pilots,
         payload_bits=batch * SIDE_INFO_BITS_PER_ITEM * (1 if prior is None else 2),
         effective_snr_db=snr,
+        unbiased=None if unbiased is None else unbiased.reshape(x.shape).to(x.dtype),
+        unbiased_var=unbiased_var,
     )
 
 

@@ -133,17 +133,10 @@ class LinkSet:
         r = send_seed(
             value, ch, gen, codec=c.seed, uses=c.seed_uses, power=c.seed_power, model=self.model, mcs=mcs
         )
-        unbiased = None if r.noise_var is None else r.estimate
-        return Sent(
-            r.estimate,
-            r.channel_uses,
-            r.payload_bits,
-            r.ok,
-            r.failures,
-            r.effective_snr_db,
-            r.noise_var,
-            unbiased,
-        )
+        unbiased = r.estimate if r.unbiased is None else r.unbiased
+        var = r.noise_var if r.unbiased_var is None else r.unbiased_var
+        args = (r.channel_uses, r.payload_bits, r.ok, r.failures, r.effective_snr_db)
+        return Sent(r.estimate, *args, noise_var=var, unbiased=None if var is None else unbiased)
 
     def _send_analog(self, kind: str, value: torch.Tensor, ch: ChannelConfig, gen: torch.Generator) -> Sent:
         r = transmit_analog(value, ch, gen)
