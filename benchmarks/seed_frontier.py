@@ -61,7 +61,7 @@ def plot(table, out: Path) -> None:
                 ax.errorbar(pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, label=f"UIEG {codec}")
         cen = at[at["protocol"] == "central"]
         if len(cen):
-            ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG q10, q90)")
+            ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG)")
         if len(local):
             ax.axhline(float(local.iloc[0]), color="grey", ls="--", label="local")
         ax.set_xscale("log")
