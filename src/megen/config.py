@@ -194,11 +194,18 @@ class CodecSection(_Section):
         image: Image codec: ``jpeg``, ``webp`` or ``png``.
         image_quality: Codec quality 1..100 (lossy codecs).
         seed_bits: Bits per latent value of digital seeds.
+        seed: Seed codec (:mod:`megen.link.seed_codecs`): ``identity`` (the raw latent), ``linear``
+            (KLT + MMSE power allocation), ``learned`` (+ learned decoder) or ``digital``.
+        seed_uses: Seed budget in channel uses per latent (``None``: the raw latent's uses).
+        seed_power: Analog seeds on fading links: ``uniform`` or ``waterfilling`` (transmitter CSI).
     """
 
     image: ImageCodec = "jpeg"
     image_quality: int = Field(90, ge=1, le=100)
     seed_bits: int = Field(8, ge=1, le=16)
+    seed: Literal["identity", "linear", "learned", "digital"] = "identity"
+    seed_uses: int | None = Field(None, ge=1)
+    seed_power: Literal["uniform", "waterfilling"] = "uniform"
 
 
 class LinkSection(_Section):
@@ -376,6 +383,9 @@ SHORTHANDS: dict[str, str] = {
     "image_codec": "links.*.codec.image",
     "image_quality": "links.*.codec.image_quality",
     "seed_bits": "links.*.codec.seed_bits",
+    "seed_codec": "links.*.codec.seed",
+    "seed_uses": "links.*.codec.seed_uses",
+    "seed_power": "links.*.codec.seed_power",
     "equalizer": "links.*.receiver.equalizer",
     "csi": "links.*.receiver.csi",
     "noise": "links.*.receiver.noise",

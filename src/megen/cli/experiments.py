@@ -47,6 +47,8 @@ def sweep(
     num_es: int | None = typer.Option(
         None, "--num-es", help="Edge servers for multi-ES protocols (default 2)."
     ),
+    seed_codec: str | None = typer.Option(None, help="Seed codecs, e.g. identity,linear,learned,digital."),
+    seed_uses: str | None = typer.Option(None, help="Seed budgets in channel uses, e.g. 64,128,512."),
     set_: list[str] = typer.Option(
         [],
         "--set",
@@ -92,7 +94,7 @@ def sweep(
         "steps": steps,
         "strength": strength,
         "num_es": num_es,
-        "set": set_ or None,
+        "set": [*seed_axes(seed_codec=seed_codec, seed_uses=seed_uses), *set_] or None,
     }
     common = {"samples": samples, "seeds": seeds, "batch_size": batch_size, "prompt_shift": prompt_shift}
     spec = _sweep_spec(config, grid_flags, model=model, references=references, common=common)
@@ -106,6 +108,11 @@ def sweep(
         )
         raise typer.Exit(EXIT_INTERRUPTED.get(result.signal_name or "", 130))
     say(f"{db}: {stored}/{result.expected_rows} rows ({result.written_rows} new) in {result.seconds:.1f} s")
+
+
+def seed_axes(**axes: str | None) -> list[str]:
+    """``--seed-codec``/``--seed-uses`` as ``--set`` assignments (grid axes over every link)."""
+    return [f"{k}={v}" for k, v in axes.items() if v is not None]
 
 
 def _sweep_spec(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from megen.cli.common import console, handle_errors
+from megen.cli.common import console, handle_errors, print_json, say
 from megen.errors import MegenError
 
 
@@ -24,7 +24,17 @@ def train(
     es_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the ES denoiser."),
     ue_steps: int = typer.Option(1500, min=0, help="Optimiser steps of the UE denoiser."),
     parts: str = typer.Option(
-        "classifier,vae,es,ue", help="Comma list of parts to (re)train; others load from OUT."
+        "classifier,vae,es,ue",
+        help="Comma list of parts to (re)train (classifier, vae, es, ue, seed-codec); others load from OUT.",
+    ),
+    seed_codec_steps: int = typer.Option(3000, min=1, help="Optimiser steps of the learned seed decoder."),
+    seed_codec_latents: int = typer.Option(
+        20000, min=16, help="Training latents of the seed codecs (images, or photo crops for SD)."
+    ),
+    seed_model: str | None = typer.Option(
+        None,
+        help="seed-codec part: the model whose latents to use (a Stable Diffusion folder: photo crops; "
+        "writes seed_codec.safetensors into it). Default: OUT if it holds a VAE, else the packaged tiny.",
     ),
     max_minutes: float = typer.Option(60.0, min=0.1, help="Safety cap on the time of each part (minutes)."),
     threads: int = typer.Option(0, min=0, help="torch threads (0 = torch default)."),
@@ -37,17 +47,26 @@ def train(
         1000, min=100, help="Generated samples per denoiser for prompt accuracy/FID."
     ),
 ) -> None:
-    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST."""
+    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST, and the seed codecs."""
     from megen.data import dataset_available
     from megen.models.tiny import packaged_weights_dir
     from megen.training.train import TrainConfig, train_tiny
 
-    if not dataset_available():
-        raise MegenError("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
-    bad = set(chosen) - {"classifier", "vae", "es", "ue"}
+    bad = set(chosen) - {"classifier", "vae", "es", "ue", "seed-codec"}
     if bad:
-        raise MegenError(f"unknown part(s) {sorted(bad)}; choose from classifier, vae, es, ue")
+        raise MegenError(f"unknown part(s) {sorted(bad)}; choose from classifier, vae, es, ue, seed-codec")
+    if not dataset_available() and (seed_model is None or set(chosen) != {"seed-codec"}):
+        raise MegenError("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if "seed-codec" in chosen:
+        chosen = tuple(p for p in chosen if p != "seed-codec")
+        _train_seed_codec(out, seed_model, seed, seed_codec_steps, seed_codec_latents, max_minutes, install)
+        if not chosen:
+            return
     cfg = TrainConfig(
         seed=seed,
         classifier_steps=classifier_steps,
@@ -70,3 +89,24 @@ def train(
         dest = packaged_weights_dir()
         shutil.copytree(out, dest, dirs_exist_ok=True)
         console.print(f"installed into {dest}")
+
+
+def _train_seed_codec(
+    out: Path, seed_model: str | None, seed: int, steps: int, count: int, max_minutes: float, install: bool
+) -> None:
+    """The seed-codec part: latents of the model, then :func:`megen.training.seed_codec.train_seed_codec`."""
+    from megen.models.tiny import is_tiny_folder, packaged_weights_dir
+    from megen.training.seed_codec import SeedCodecTrainConfig, codec_latents, train_seed_codec
+
+    model = seed_model or (str(out) if is_tiny_folder(out) and (out / "vae").exists() else "tiny")
+    dest = Path(seed_model) if seed_model is not None else out
+    dest.mkdir(parents=True, exist_ok=True)
+    say(f"seed-codec: encoding {count} training latents of {model}")
+    latents, heldout = codec_latents(model, count, seed)
+    cfg = SeedCodecTrainConfig(seed=seed, steps=steps, max_minutes=max_minutes)
+    report = train_seed_codec(latents, heldout, dest / "seed_codec.safetensors", cfg, log=say)
+    say(f"trained seed-codec in {report.seconds:.0f} s -> {dest / 'seed_codec.safetensors'}")
+    print_json({"seed_codec_heldout_mse": report.heldout_mse})
+    if install and seed_model is None:
+        shutil.copy2(dest / "seed_codec.safetensors", packaged_weights_dir() / "seed_codec.safetensors")
+        say(f"installed into {packaged_weights_dir()}")

@@ -36,6 +36,7 @@ from megen.link.harq import Harq
 from megen.link.mcs import select_mcs
 from megen.link.mcs_tables import parse_entry
 from megen.link.modulation import MODULATIONS, Mcs
+from megen.link.seed_codecs import send_seed, uses_seed_codec
 
 CONTROL_BITS_PER_PROMPT = 64
 IMAGE_ITEMS = ("reference", "image", "sketch")
@@ -78,7 +79,8 @@ class Sent:
 class LinkSet:
     """The three link kinds of a run (``uplink``, ``downlink``, ``backhaul``)."""
 
-    def __init__(self, links: LinksSection) -> None:
+    def __init__(self, links: LinksSection, model: str = "tiny") -> None:
+        self.model = model  # whose seed-codec weights the seed codecs use
         self.settings = {link: links.of(link) for link in LINKS}
         self._channels = {link: sec.channel_config() for link, sec in self.settings.items()}
         self._mcs_cache: dict[str, Any] = {}
@@ -109,6 +111,11 @@ class LinkSet:
         s, ch = self.settings[link], self._channels[link]
         if kind == "prompt":
             return self._send_prompt(value, link, gen)
+        c = s.codec
+        if kind in TENSOR_ITEMS and uses_seed_codec(
+            c.seed, c.seed_uses, c.seed_power, mode, value[0].numel()
+        ):
+            return self._send_seed(value, link, gen)
         if mode == "analog":
             return self._send_analog(kind, value, link, ch, gen)
         if mode != "digital":
@@ -180,6 +187,40 @@ class LinkSet:
             failures=sum(r.block_errors for r in results),
             effective_snr_db=None if ch.kind == "none" else ch.snr_db,
             transmissions=sum(r.transmissions for r in results),
+        )
+
+    def _send_seed(self, value: torch.Tensor, link: str, gen: torch.Generator) -> Sent:
+        """A seed through its link's seed codec (:func:`megen.link.seed_codecs.send_seed`).
+
+        An analog codec's side information (its ``payload_bits``: power scale and the like) crosses the
+        link as control data (:meth:`_send_side_info`), counted and able to fail like any other.
+        """
+        c, ch = self.settings[link].codec, self._channels[link]
+        digital = c.seed == "digital"
+        r = send_seed(
+            value,
+            ch,
+            gen,
+            codec=c.seed,
+            uses=c.seed_uses,
+            power=c.seed_power,
+            model=self.model,
+            mcs=self.mcs_for(link) if digital else None,
+        )
+        unbiased = r.estimate if r.unbiased is None else r.unbiased
+        var = r.noise_var if r.unbiased_var is None else r.unbiased_var
+        side = Sent(None, 0, 0) if digital else self._send_side_info(value, r.payload_bits, link, gen)
+        return Sent(
+            r.estimate,
+            channel_uses=r.channel_uses + side.channel_uses,
+            payload_bits=r.payload_bits,
+            ok=bool(r.ok) and side.ok,
+            failures=r.failures + side.failures,
+            effective_snr_db=r.effective_snr_db,
+            noise_var=var,
+            unbiased=None if var is None else unbiased,
+            transmissions=side.transmissions,
+            item_ok=side.item_ok,
         )
 
     def _send_analog(

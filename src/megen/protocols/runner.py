@@ -94,7 +94,7 @@ def check_prompts(prompts: list[str]) -> None:
 
 def make_links(cfg: RunConfig) -> LinkSet:
     """The links of a run, one per link section of ``cfg``."""
-    return LinkSet(cfg.links)
+    return LinkSet(cfg.links, model=cfg.model.name)
 
 
 def error_free_output(

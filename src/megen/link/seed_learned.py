@@ -1,0 +1,73 @@
+"""The learned seed decoder: a small network that refines the linear MMSE estimate of a seed.
+
+The ``learned`` codec sends what the ``linear`` codec sends (KLT, MMSE power allocation, repetition);
+its receiver feeds the linear MMSE estimate of the KLT coefficients, normalised by the prior, together
+with each component's remaining uncertainty and the seed's signal level, to a residual MLP. The
+network outputs a correction of the coefficients and the log of the residual error it expects,
+which the receiver reports as the seed's noise level (an estimate made at the receiver). Its last
+layer starts at zero, so an untrained decoder is exactly the linear MMSE decoder. It is trained over
+a range of SNRs, budgets and signal levels with the loss on the latent
+(:mod:`megen.training.seed_codec`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DECODER_PREFIX = "decoder."
+HIDDEN = 256
+
+
+class SeedDecoderNet(nn.Module):
+    """Residual MLP over KLT coefficients.
+
+    Args:
+        n: Values per latent.
+        hidden: Width of the hidden layers.
+    """
+
+    def __init__(self, n: int, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(2 * n + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU()
+        )
+        self.correction = nn.Linear(hidden, n)
+        self.log_error = nn.Linear(hidden, 1)
+        for layer in (self.correction, self.log_error):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(
+        self, coeffs: torch.Tensor, reliability: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correction and log residual ratio.
+
+        Args:
+            coeffs: ``[B, n]`` linear MMSE estimate of the centred coefficients over the prior std.
+            reliability: ``[B, n]`` MMSE error of each component over its prior variance, in [0, 1].
+            alpha: ``[B]`` signal level of the seed.
+
+        Returns:
+            ``(delta [B, n], log_ratio [B])``: the corrected normalised coefficients are
+            ``coeffs + delta``; the expected residual MSE is ``exp(log_ratio)`` times the linear one.
+            ``delta`` is scaled by ``sqrt(reliability)``: components the channel delivered exactly
+            are left as the linear MMSE estimate.
+        """
+        h = self.body(torch.cat([coeffs, reliability, alpha.unsqueeze(1)], dim=1))
+        return self.correction(h) * reliability.clamp(0, 1).sqrt(), self.log_error(h).squeeze(1)
+
+
+def load_decoder(tensors: dict[str, torch.Tensor], n: int) -> SeedDecoderNet | None:
+    """The decoder stored in seed-codec weights, or ``None`` when they hold none."""
+    state = {k[len(DECODER_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(DECODER_PREFIX)}
+    if not state:
+        return None
+    net = SeedDecoderNet(n, hidden=int(state["correction.weight"].shape[1]))
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def decoder_tensors(net: SeedDecoderNet) -> dict[str, torch.Tensor]:
+    """The tensors that store ``net`` (float16, to keep the shipped file small)."""
+    return {DECODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}

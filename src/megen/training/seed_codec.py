@@ -1,0 +1,228 @@
+"""Training of the seed codecs (``megen train --parts seed-codec``): the KLT prior and the learned decoder.
+
+The ``linear`` codec only needs the KLT of clean training latents (:func:`prior_from_latents`). The
+``learned`` codec's decoder (:class:`~megen.link.seed_learned.SeedDecoderNet`) is trained on diffusion
+states ``z = sqrt(a) x0 + sqrt(1 - a) eps`` of training latents ``x0`` sent through the ``linear``
+transmitter over AWGN, with the SNR, the budget and ``a`` drawn per batch, and the loss on the
+latent (its KLT coefficients, an orthonormal change of basis), plus a log-scale loss that teaches
+its residual-error output. Seeded: the same command gives the same weights on the same stack.
+
+Latents: the tiny model's Fashion-MNIST training images through its VAE; for other models (Stable
+Diffusion folders) the photo reference set, augmented with random crops and flips
+(:func:`photo_latents`). The full KLT needs ``C*H*W <= MAX_KLT_VALUES`` values per latent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from megen.errors import MegenError
+from megen.files import atomic_output
+from megen.link.seed_codecs import decode_linear, encode_analog
+from megen.link.seed_learned import SeedDecoderNet, decoder_tensors
+from megen.link.seed_prior import SeedPrior, prior_from_latents, prior_tensors, raw_uses
+
+Log = Callable[[str], None]
+#: Largest latent (values) a full KLT is fitted for.
+MAX_KLT_VALUES = 4096
+#: Budgets (fractions of the raw seed's uses) drawn while training the decoder.
+BUDGET_FRACTIONS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+SNR_RANGE_DB = (-15.0, 25.0)
+
+
+@dataclass
+class SeedCodecTrainConfig:
+    """Settings of the seed-codec training (steps are optimiser steps)."""
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 2e-3
+    max_minutes: float = 30.0
+
+
+@dataclass
+class SeedCodecReport:
+    """What training measured: time, steps, final loss, held-out latent MSE per (SNR, uses)."""
+
+    seconds: float = 0.0
+    steps: int = 0
+    final_loss: float = math.nan
+    heldout_mse: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _draw_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Signal levels: 10% pure noise, 20% clean latents, the rest uniform in [0, 1]."""
+    u = torch.rand(batch, generator=gen, dtype=torch.float64)
+    a = torch.rand(batch, generator=gen, dtype=torch.float64)
+    return torch.where(u < 0.1, torch.zeros_like(a), torch.where(u < 0.3, torch.ones_like(a), a))
+
+
+def _noisy_states(x0: torch.Tensor, alpha: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    a = alpha.view(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0.double() + (1 - a).sqrt() * eps
+
+
+def simulate_linear(
+    prior: SeedPrior, z: torch.Tensor, uses: int, snr_db: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``linear`` codec over AWGN at ``snr_db``: (estimate, mse, target, var, alpha), all ``[B, n]`` / ``[B]``.
+
+    ``estimate`` and ``target`` are centred KLT coefficients; ``mse`` the linear MMSE's error per
+    component as the receiver computes it.
+    """
+    n0 = 10.0 ** (-snr_db / 10.0)
+    enc = encode_analog(z, prior, uses, n0 / 2.0)
+    noise = torch.randn(enc.symbols.shape[0], 2 * uses, generator=gen, dtype=torch.float64) * math.sqrt(
+        n0 / 2
+    )
+    received = torch.view_as_real(enc.symbols).reshape(z.shape[0], -1) + noise
+    mean_c, var_c = prior.moments(enc.alpha)
+    est, mse = decode_linear(enc, received, torch.full_like(received, n0 / 2), var_c)
+    target = prior.coefficients(z.reshape(z.shape[0], -1)) - mean_c
+    return est, mse, target, var_c, enc.alpha
+
+
+def _step_loss(net: SeedDecoderNet, prior: SeedPrior, x0: torch.Tensor, gen: torch.Generator, batch: int):
+    idx = torch.randint(0, x0.shape[0], (batch,), generator=gen)
+    raw = raw_uses(prior.numel)
+    frac = BUDGET_FRACTIONS[int(torch.randint(0, len(BUDGET_FRACTIONS), (1,), generator=gen))]
+    uses = max(1, round(raw * frac))
+    lo, hi = SNR_RANGE_DB
+    snr = lo + (hi - lo) * float(torch.rand(1, generator=gen))
+    z = _noisy_states(x0[idx], _draw_alpha(batch, gen), gen)
+    with torch.no_grad():
+        est, mse, target, var, alpha = simulate_linear(prior, z, uses, snr, gen)
+    std = var.sqrt().float()
+    delta, log_ratio = net((est / var.sqrt()).float(), (mse / var).float(), alpha.float())
+    refined = est.float() + std * delta
+    err = (refined - target.float()).square().mean(1)  # latent MSE per item (orthonormal basis)
+    predicted = mse.mean(1).float() * log_ratio.exp()
+    calib = (predicted.log() + err.detach() / predicted).mean()
+    return err.mean(), calib
+
+
+def train_decoder(
+    prior: SeedPrior, x0: torch.Tensor, cfg: SeedCodecTrainConfig, log: Log
+) -> tuple[SeedDecoderNet, float, int]:
+    """Train the learned decoder on clean latents ``x0 [N, C, H, W]``; returns (net, final loss, steps)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 11)
+    torch.manual_seed(cfg.seed + 11)
+    net = SeedDecoderNet(prior.numel)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    t0, loss_v, step = time.time(), math.nan, 0
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+        mse, calib = _step_loss(net, prior, x0, gen, cfg.batch_size)
+        opt.zero_grad(set_to_none=True)
+        (mse + 0.01 * calib).backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        loss_v = float(mse.detach())
+        if step % 250 == 0:
+            log(f"seed-codec step {step}/{cfg.steps} latent mse {loss_v:.4f} ({time.time() - t0:.0f} s)")
+        if time.time() - t0 > cfg.max_minutes * 60:
+            log("seed-codec: time cap reached")
+            break
+    return net.eval(), loss_v, step + 1
+
+
+@torch.no_grad()
+def heldout_mse(
+    prior: SeedPrior, net: SeedDecoderNet, x0: torch.Tensor, seed: int, alpha: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """Latent MSE per value of ``linear`` and ``learned`` on held-out latents, per SNR and budget."""
+    out: dict[str, dict[str, float]] = {}
+    raw = raw_uses(prior.numel)
+    for snr in (-10.0, -5.0, 0.0, 10.0, 20.0):
+        for frac in (0.125, 0.5, 1.0, 4.0):
+            uses = max(1, round(raw * frac))
+            gen = torch.Generator().manual_seed(seed)
+            z = _noisy_states(x0, torch.full((x0.shape[0],), alpha, dtype=torch.float64), gen)
+            est, mse, target, var, a = simulate_linear(prior, z, uses, snr, gen)
+            delta, _ = net((est / var.sqrt()).float(), (mse / var).float(), a.float())
+            learned = est + var.sqrt() * delta.double()
+            out[f"snr{snr:g}_uses{uses}"] = {
+                "linear": float((est - target).square().mean()),
+                "learned": float((learned - target).square().mean()),
+            }
+    return out
+
+
+def train_seed_codec(
+    latents: torch.Tensor, heldout: torch.Tensor, out_file: Path, cfg: SeedCodecTrainConfig, log: Log = print
+) -> SeedCodecReport:
+    """Fit the KLT prior, train the learned decoder and write ``out_file`` (safetensors).
+
+    Args:
+        latents: Clean training latents ``[N, C, H, W]`` (scaled latent units).
+        heldout: Held-out clean latents for the report.
+        out_file: Where the weights go (``seed_codec.safetensors`` in a model folder).
+        cfg: Settings.
+        log: Progress messages.
+    """
+    if latents[0].numel() > MAX_KLT_VALUES:
+        raise MegenError(
+            f"latents of {latents[0].numel()} values are too large for a full KLT (at most {MAX_KLT_VALUES})"
+        )
+    from safetensors.torch import save_file
+
+    t0 = time.time()
+    prior = prior_from_latents(latents)
+    net, loss, steps = train_decoder(prior, latents, cfg, log)
+    report = SeedCodecReport(seconds=0.0, steps=steps, final_loss=loss)
+    report.heldout_mse = heldout_mse(prior, net, heldout, cfg.seed)
+    report.seconds = round(time.time() - t0, 1)
+    meta = {"steps": str(steps), "seed": str(cfg.seed), "latents": str(latents.shape[0])}
+    with atomic_output(Path(out_file)) as tmp:
+        save_file({**prior_tensors(prior), **decoder_tensors(net)}, str(tmp), metadata=meta)
+    return report
+
+
+def _encode_batches(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([model.encode_image(images[i : i + batch]).cpu() for i in range(0, len(images), batch)])
+
+
+def photo_latents(model, count: int, seed: int) -> torch.Tensor:
+    """Latents of random crops (1/4 .. full side) and flips of the photo reference set, ``[count, ...]``."""
+    from megen.experiments.references import fit_to_model, load_references
+
+    photos = load_references("photos").images
+    gen = torch.Generator().manual_seed(seed + 12)
+    side = photos.shape[-1]
+    crops = []
+    for _ in range(count):
+        pick = int(torch.randint(0, len(photos), (1,), generator=gen))
+        size = int(torch.randint(side // 4, side + 1, (1,), generator=gen))
+        top, left = (int(v) for v in torch.randint(0, side - size + 1, (2,), generator=gen))
+        crop = photos[pick : pick + 1, :, top : top + size, left : left + size]
+        if float(torch.rand(1, generator=gen)) < 0.5:
+            crop = crop.flip(-1)
+        crops.append(fit_to_model(crop, model.image_shape))
+    return _encode_batches(model, torch.cat(crops), batch=64)
+
+
+def codec_latents(model_name: str, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, held-out) clean latents of a model for the seed codecs.
+
+    Tiny models: Fashion-MNIST training images (the first ``count``) and 500 test images through the
+    VAE. Other models: :func:`photo_latents` (``count`` crops, and 10% more for the held-out set).
+    """
+    from megen.models.registry import load_model
+
+    model = load_model(model_name)
+    if model.name in ("tiny", "tiny-random") or model.image_shape == (1, 32, 32):
+        from megen.data import load_fashion_mnist
+
+        train, _ = load_fashion_mnist("train")
+        test, _ = load_fashion_mnist("test")
+        return _encode_batches(model, train[:count]), _encode_batches(model, test[:500])
+    return photo_latents(model, count, seed), photo_latents(model, max(8, count // 10), seed + 1)
