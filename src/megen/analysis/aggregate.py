@@ -92,7 +92,8 @@ def wilson_ci95(k: float, n: int) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if k <= 0 else max(0.0, centre - half)
+    return (lo, 1.0 if k >= n else min(1.0, centre + half))
 
 
 def outage_line(sub) -> dict[str, Any]:
