@@ -375,10 +375,10 @@ def _equal_quality(ctx: ReportContext) -> list[str]:
     if eq.empty:
         return lines
     eq = eq[eq["channel"] != "none"]
-    dests = eq["destination"] if "destination" in eq else ["UE"] * len(eq)
-    for dest, sub in eq.groupby(list(dests), sort=True):
+    dests = eq["destination"] if "destination" in eq else eq["channel"].map(lambda _c: "UE")
+    for dest in sorted(set(dests), key=lambda d: (d != "UE", d)):  # the UE first
         lines += [f"### {DESTINATION_TITLES.get(str(dest), f'image at {dest}')}", ""]
-        lines += [_equal_quality_table(sub), ""]
+        lines += [_equal_quality_table(eq[dests == dest]), ""]
     return lines
 
 
