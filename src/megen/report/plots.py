@@ -245,14 +245,21 @@ def _matched_bars(ax, x: float, agg, e, ch: str, snr: float) -> None:
         base = agg[
             (agg["label"] == label) & (agg["channel"] == ch) & np.isclose(agg["snr_db"].astype(float), snr)
         ]
-    if base is not None and not base.empty:
+    if isinstance(label, str) and base is not None and not base.empty:
         top = _stack(ax, x + 0.4, base.iloc[0], hatch="//")
         ax.text(x + 0.4, top, _variant(label), fontsize=6, rotation=90, ha="center", va="bottom")
-        ax.plot([x + 0.22, x + 0.58], [e["capacity_uses"]] * 2, "k-", lw=2, label="capacity bound (its file)")
+        cap = "capacity bound (its file)"
+        ax.plot([x + 0.22, x + 0.58], [e["capacity_uses"]] * 2, "k-", lw=2, label=_once(ax, cap))
     else:
         ax.text(x + 0.4, 0, "n/r", fontsize=7, ha="center", va="bottom")
     if e is not None and isinstance(e.get("digital_label"), str):
-        ax.bar(x + 0.8, e["digital_uses"], 0.3, color="0.6", label="digital latent (LDPC)")
+        digital = "digital latent (LDPC)"
+        ax.bar(x + 0.8, e["digital_uses"], 0.3, color="0.6", label=_once(ax, digital))
+
+
+def _once(ax, label: str) -> str | None:
+    """``label`` the first time it is used on ``ax``, then None (one legend entry each)."""
+    return None if label in ax.get_legend_handles_labels()[1] else label
 
 
 def plot_costs(agg, out: Path, *, snr_db: float | None = None, channel: str | None = None) -> list[Path]:
