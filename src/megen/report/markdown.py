@@ -209,7 +209,7 @@ def outage_cell(r) -> str:
 
     Example:
         >>> outage_cell({"outage_mean": 0.04, "outage_lo": 0.0071, "outage_hi": 0.1954})
-        '0.04 [0.0071, 0.2]'
+        '0.04 [0.01, 0.2]'
     """
     mean = r.get("outage_mean", math.nan)
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
