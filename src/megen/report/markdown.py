@@ -205,7 +205,7 @@ def lands_at(r) -> str:
 
 
 def outage_cell(r) -> str:
-    """``"0.04 [0.01, 0.14]"``: outage probability and its 95% Wilson interval (``0`` without outage data).
+    """``"0.04 [0.01, 0.2]"``: outage probability and its 95% Wilson interval (``n/a`` without outage data).
 
     Example:
         >>> outage_cell({"outage_mean": 0.04, "outage_lo": 0.0071, "outage_hi": 0.1954})

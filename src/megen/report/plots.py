@@ -210,6 +210,7 @@ def plot_channel_uses(agg, out: Path, *, snr_db: float | None = None) -> list[Pa
                 _matched_bars(ax, x, agg, m.iloc[0] if not m.empty else None, ch, snr)
         ax.set_xticks(ticks, names, rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("channel uses per image")
+        ax.margins(y=0.18)  # room for the variant labels above the bars
         ax.set_title(
             f"{ch} at {snr:g} dB (hatched: matched baseline of the same destination at equal fidelity)",
             fontsize=8,
