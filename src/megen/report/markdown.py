@@ -241,7 +241,9 @@ def _header(ctx: ReportContext) -> list[str]:
         "with the prompt's class (our stand-in for CLIP score); ± is the half width of the normal 95% "
         "confidence interval over images. FID is on the evaluation classifier's 128-d features against "
         "the 10 000 Fashion-MNIST test images (refused below 100 samples, biased upwards below 1000). "
-        "Costs are per image (batch totals / batch size).",
+        "Costs are per image (batch totals / batch size). Every comparison is made against the baselines of "
+        "the protocol's destination (where its image lands): image at the UE against `central`, "
+        "`central-fallback` and `local`; image at an ES against `central-es` and `local-upload`.",
         "",
     ]
 
@@ -311,8 +313,9 @@ def _local_baseline(ctx: ReportContext) -> list[str]:
         return []
     la = float(local[f"{metric}_mean"].iloc[0])
     return [
-        f"Baseline `local` (the UE alone, no link): {what} {pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. "
-        f"{what.capitalize()} at or below this is not a gain of the link.",
+        f"Baseline `local` (the UE alone, no link; image at the UE): {what} "
+        f"{pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. {what.capitalize()} at or below this is not a gain "
+        "of the link.",
         "",
     ]
 
