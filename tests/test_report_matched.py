@@ -121,3 +121,30 @@ def test_report_renders_the_new_columns(report_dir: Path, tmp_path: Path):
     assert "between -5 and -4 dB" in thr  # outage 50% at -5 dB, none from -4 dB
     bare = dataclasses.replace(ctx, agg=agg.drop(columns=["outage_mean", "delivered_to", "destination"]))
     assert "| n/a |" in report_markdown(bare)  # an aggregate without the columns still renders
+
+
+def test_genie_section_pairs_genie_with_estimated():
+    import types
+
+    import pandas as pd
+
+    from megen.report.markdown import _genie
+
+    def cell(name, noise, csi):
+        return {"cell": name, "protocol": "UIEG", "delivered_to": "ES1", "channel": "rayleigh", "snr_db": 0.0,
+                "task": "i2i", "cfg_noise": noise, "cfg_csi": csi, "cfg_seed": 0, "cfg_protocol": "UIEG",
+                "outage_mean": 0.0, "outage_lo": 0.0, "outage_hi": 0.5}  # fmt: skip
+
+    agg = pd.DataFrame([cell("g", "genie", "perfect"), cell("e", "estimated", "estimated")])
+    frame = pd.DataFrame(
+        [
+            {"cell": c, "seed": 0, "sample": i, "psnr_fidelity_db": v + i}
+            for c, v in (("g", 30.0), ("e", 29.0))
+            for i in range(4)
+        ]
+    )
+    text = "\n".join(_genie(types.SimpleNamespace(agg=agg, frame=frame)))
+    assert "## What the genie receiver hides" in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| UIEG |"))
+    assert "| ES1 | rayleigh | 0 | 31.5 | 30.5 | 1 ± 0 |" in row and row.endswith("| 4 |")
+    assert _genie(types.SimpleNamespace(agg=agg.drop(columns=["cfg_noise"]), frame=frame)) == []
