@@ -3,7 +3,7 @@
 Figures (each written as ``<name>.png`` and ``<name>.pdf``):
 
 * ``quality_vs_snr``: fidelity PSNR/SSIM and prompt accuracy against SNR, one line per protocol
-  (series), one column per channel (AWGN, Rayleigh ...), shaded 95% confidence bands; ``local``
+  (series, ``[UE]`` or ``[ES1]``: where its image lands), one column per channel (AWGN, Rayleigh ...), shaded 95% confidence bands; ``local``
   (no link) as a dashed horizontal line.
 * ``channel_uses``: channel uses per image of each protocol at one SNR, stacked uplink / downlink /
   backhaul, next to the baseline variant of its destination (codec, quality, MCS) that reaches the
@@ -135,6 +135,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
     panels = [(m, t) for m, t in QUALITY_PANELS if cells[f"{m}_n"].sum() > 0]
     labels = list(dict.fromkeys(cells["label"]))
     colors = _colors(labels)
+    where = {r["label"]: lands_at(r) for _, r in cells.iterrows()}  # legend: where each image lands
     fig, axes = plt.subplots(
         len(panels),
         len(channels),
@@ -152,7 +153,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
                     x = sub["snr_db"].to_numpy(float)
                     y = sub[f"{m}_mean"].to_numpy(float)
                     ci = np.nan_to_num(sub[f"{m}_ci95"].to_numpy(float))
-                    ax.plot(x, y, marker="o", ms=3, color=colors[lab], label=lab)
+                    ax.plot(x, y, marker="o", ms=3, color=colors[lab], label=f"{lab} [{where[lab]}]")
                     ax.fill_between(x, y - ci, y + ci, color=colors[lab], alpha=0.18, linewidth=0)
                 elif not flat.empty and np.isfinite(flat[f"{m}_mean"].iloc[0]):
                     ax.axhline(
@@ -160,7 +161,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
                         color=colors[lab],
                         ls="--",
                         lw=1,
-                        label=f"{lab} (no link)",
+                        label=f"{lab} [{where[lab]}] (no link)",
                     )
             if i == 0:
                 ax.set_title(ch.upper() if ch == "awgn" else ch.capitalize())
