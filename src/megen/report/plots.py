@@ -3,8 +3,8 @@
 Figures (each written as ``<name>.png`` and ``<name>.pdf``):
 
 * ``quality_vs_snr``: fidelity PSNR/SSIM and prompt accuracy against SNR, one line per protocol
-  (series, ``[UE]`` or ``[ES1]``: where its image lands), one column per channel (AWGN, Rayleigh ...), shaded 95% confidence bands; ``local``
-  (no link) as a dashed horizontal line.
+  (series, ``[UE]`` or ``[ES1]``: where its image lands), one column per channel (AWGN, Rayleigh
+  ...), shaded 95% confidence bands; ``local`` (no link) as a dashed horizontal line.
 * ``channel_uses``: channel uses per image of each protocol at one SNR, stacked uplink / downlink /
   backhaul, next to the baseline variant of its destination (codec, quality, MCS) that reaches the
   same fidelity PSNR with the fewest channel uses (hatched; "n/r" when none does), the capacity bound
