@@ -21,6 +21,9 @@ MODULES = [
     "megen.protocols.builders",
     "megen.rng",
     "megen.report.markdown",
+    "megen.analysis.aggregate",
+    "megen.analysis.cells",
+    "megen.analysis.compare",
 ]
 
 

@@ -50,13 +50,13 @@ def _cells(values, snrs=(-10.0, 0.0, 10.0, 20.0), free=None):
     return pd.DataFrame(rows)
 
 
-def test_threshold_interpolates_between_grid_points():
+def test_threshold_is_bracketed_never_interpolated():
     t = threshold_snr(_cells([0.1, 0.5, 0.9, 1.0], free=1.0)).iloc[0]
     assert t["reference_from"] == "channel none"
-    assert t["snr_db_below"] == pytest.approx(0.0 + (0.9 - 0.5) / (0.9 - 0.5) * 10.0)
+    assert t["snr_db_below"] == "between 0 and 10 dB (grid too coarse)"
     t = threshold_snr(_cells([0.2, 0.5, 0.7, 0.8])).iloc[0]  # reference: the highest SNR
     assert t["reference_from"] == "20 dB" and t["threshold"] == pytest.approx(0.72)
-    assert 10.0 < t["snr_db_below"] < 20.0
+    assert (t["bracket_low_db"], t["bracket_high_db"]) == (10.0, 20.0)
     assert threshold_snr(_cells([1.0, 1.0, 1.0, 1.0], free=1.0)).iloc[0]["snr_db_below"] == "above all"
     assert threshold_snr(_cells([0.1, 0.1, 0.1, 0.1], free=1.0)).iloc[0]["snr_db_below"] == "below all"
     assert threshold_snr(_cells([0.1, 1.0], snrs=(0.0, 10.0))).empty  # too few SNRs

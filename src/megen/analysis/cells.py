@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -114,3 +115,66 @@ def _short(v: Any) -> str:
     if _missing(v):
         return "auto"
     return str(v)
+
+
+# ---------------------------------------------------------------------------------------------- destinations
+#: The baselines matched to each destination (where the image lands): centralized variants first, then the
+#: UE-local one. A protocol is compared only with the baselines of its own destination.
+BASELINES: dict[str, tuple[str, ...]] = {
+    "UE": ("central", "central-fallback", "local"),
+    "ES": ("central-es", "local-upload"),
+}
+#: Every baseline protocol (never compared against a baseline itself).
+BASELINE_PROTOCOLS: frozenset[str] = frozenset(p for ps in BASELINES.values() for p in ps)
+
+
+def destination(delivered_to: str) -> str:
+    """The destination class of a node name: ``"ES"`` for ``"ES1"``, ``"ES2"`` ..., else ``"UE"``.
+
+    Example:
+        >>> destination("ES2"), destination("UE")
+        ('ES', 'UE')
+    """
+    return "ES" if str(delivered_to).upper().startswith("ES") else "UE"
+
+
+@functools.cache
+def known_delivered_to(protocol: str) -> str:
+    """The node where ``protocol``'s image lands (its plan's result node), for rows stored without one.
+
+    Protocols this code version cannot build (e.g. read from a newer database) land at ``"UE"``,
+    except the ES baselines (:data:`BASELINES`), which land at ``"ES1"``.
+    """
+    from megen.config import RunConfig
+    from megen.errors import MegenError
+    from megen.protocols.builders import build_plan
+
+    if protocol in BASELINES["ES"]:
+        return "ES1"
+    try:
+        cfg = RunConfig.from_paths({"protocol.name": protocol})
+        return str(build_plan(protocol, cfg, 0, protocol != "local").result_node)
+    except MegenError:
+        return "UE"
+
+
+def with_outcome_columns(df):
+    """Rows with ``outage`` (0/1) and ``delivered_to`` filled in where the database predates them.
+
+    A database without an ``outage`` column had no outage (every image was shown): 0. A missing
+    ``delivered_to`` is the protocol's known destination (:func:`known_delivered_to`). Adds
+    ``destination`` (``"UE"`` or ``"ES"``, :func:`destination`).
+    """
+    import pandas as pd
+
+    df = df.copy()
+    if "outage" not in df.columns:
+        df["outage"] = 0
+    df["outage"] = pd.to_numeric(df["outage"], errors="coerce").fillna(0).astype(float)
+    known = df["protocol"].astype(str).map(known_delivered_to) if len(df) else df["protocol"]
+    if "delivered_to" not in df.columns:
+        df["delivered_to"] = known
+    else:
+        df["delivered_to"] = df["delivered_to"].where(df["delivered_to"].notna(), known)
+    df["destination"] = [destination(d) for d in df["delivered_to"]]
+    return df

@@ -2,26 +2,29 @@
 
 Three presets of one experiment, each a file in the format of ``megen sweep --config``:
 
-* ``demo.toml`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols and
-  ``local`` on AWGN at 4 SNRs, 25 samples per point (FID is refused: fewer than 100 samples);
-* ``default.toml`` (<= 15 minutes on 2 cores): single-ES protocols on AWGN and Rayleigh at 5 SNRs with
-  100 samples per point on AWGN (25 elsewhere), the multi-ES protocols on AWGN, receiver-side denoising
-  on/off, ``sync_every`` for the parallel protocols, and the centralized baseline with JPEG and WebP at
-  several qualities and MCSs;
-* ``full.toml`` (``--full``, about 1.5-2 hours on 2 cores): every point at 1000 samples, a finer AWGN
-  grid (7 SNRs), ESUC with analog sketches (denoising on and off).
+* ``demo.toml`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols with
+  their matched baselines on AWGN around the cliffs (-14 to 10 dB), 25 samples per point (FID is
+  refused: fewer than 100 samples), and the centralized frontier over every codec at 10 dB;
+* ``default.toml`` (~20 minutes on 2 cores, ~9 500 images): every single-ES protocol with its matched
+  baselines (image at the UE: ``central``, ``central-fallback``, ``local``; image at the ES:
+  ``central-es``, ``local-upload``) from -15 to 20 dB on AWGN and Rayleigh with 1 dB steps over the
+  cliffs, 100 samples at 0 and 10 dB for FID, the multi-ES protocols on AWGN, receiver-side denoising
+  on/off, ``sync_every``, the centralized frontier (png and the header-once JPEG included), the
+  digital-latent points, and a genie-vs-estimated receiver pair;
+* ``full.toml`` (``--full``, ~149 000 images): the same with 1 dB steps from -15 to 0 dB on both
+  channels, 250 samples per point (1000 at 0 and 10 dB), ESUC with analog sketches.
 
-Grids (tags): ``main`` (quality vs SNR, costs, image grid), ``error_free`` (channel ``none``: the
-reference for the 90% prompt-accuracy threshold), ``snr_aware`` (receiver-side denoising off for
-CIAG's analog seed; ``full`` also ESUC with analog sketches, on and off: a digital sketch arrives
-clean, so there is nothing to denoise), ``sync`` (parallel protocols' halo exchange period),
-``frontier`` (centralized with every codec quality and MCS, MEG protocols with digital seeds).
+Grids (tags): ``main`` (quality vs SNR, outage, costs, image grid), ``error_free`` (channel ``none``:
+the reference for the 90% thresholds), ``snr_aware`` (receiver-side denoising off), ``sync``
+(parallel protocols' halo exchange period), ``frontier`` (the centralized baselines over every codec,
+quality and MCS; MEG protocols with digital seeds, the digital-latent points), ``genie`` (true noise
+variance and perfect CSI beside the estimated defaults).
 
 Budget of ``default``: measured on the project's 2-core CPU (25 DDIM steps, 1 thread per worker), a
-batch of 25 images takes ~2-4 s for a single-ES protocol and ~4-7 s for a multi-ES one. Only the main
-AWGN grid has the 100 samples FID needs. The centralized frontier variants are cheap: the stage memo
-(:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
-reference bytes.
+batch of 25 images takes ~2-4 s for a single-ES protocol and ~4-7 s for a multi-ES one; before issue 10
+the preset's 6 750 images took ~15 minutes. The centralized frontier variants are cheaper: the stage
+memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
+reference bytes. ``tests/test_presets.py`` pins each preset's digest and its image budget.
 
 TOML has no null, so in a preset's grid lists the string ``"auto"`` stands for ``None`` (the option's
 automatic choice, as in ``megen sweep --set mcs=auto``).

@@ -23,10 +23,14 @@ METRIC_NAMES = {"prompt_match": "prompt accuracy", "ssim_fidelity": "SSIM fideli
 #: Captions of the figures, in report order.
 CAPTIONS = {
     "quality_vs_snr": "Quality against SNR (95% CI bands).",
-    "channel_uses": "Channel uses per image (UL/DL/BH) next to centralized at equal fidelity PSNR.",
+    "channel_uses": "Channel uses per image (UL/DL/BH; [where the image lands]) next to the matched baseline "
+    "at equal fidelity PSNR (hatched), its file's capacity bound (tick) and the digital-latent point (grey).",
     "costs": "Latency and energy per image by node and link.",
     "image_grid": "Images: rows protocols, columns SNRs.",
-    "frontier": "Fidelity against channel uses: MEG protocols vs every centralized variant and its capacity bound.",
+    "frontier": "Image at the UE: fidelity against channel uses, MEG protocols vs every variant of central and "
+    "central-fallback, and each variant's file at capacity.",
+    "frontier_es": "Image at the ES: fidelity against channel uses, MEG protocols vs every variant of central-es "
+    "and local-upload, and each variant's file at capacity.",
 }
 
 
@@ -102,7 +106,9 @@ def write_report(
             agg.to_csv(tmp, index=False)
         figures = plot_all(store, out / "figures", agg=agg, log=note)
         frame = add_keys(store.frame())
-    swept = agg[has_tag(agg, "main") | has_tag(agg, "snr_aware") | has_tag(agg, "error_free")]
+    swept = agg[
+        has_tag(agg, "main") | has_tag(agg, "snr_aware") | has_tag(agg, "error_free") | has_tag(agg, "genie")
+    ]
     ctx = ReportContext(
         spec=spec,
         meta=meta,
@@ -132,6 +138,7 @@ def report_markdown(ctx: ReportContext) -> str:
         _thresholds,
         _equal_quality,
         _snr_aware,
+        _genie,
         _sync,
         _data,
     )
@@ -194,6 +201,25 @@ def threshold_metric(agg) -> str:
     return "prompt_match" if col is not None and col.notna().any() else "ssim_fidelity"
 
 
+def lands_at(r) -> str:
+    """Where a cell's image lands: ``"UE"`` or the ES node (``"ES1"``), from ``delivered_to``."""
+    v = r.get("delivered_to") if hasattr(r, "get") else None
+    return str(v) if isinstance(v, str) and v else "UE"
+
+
+def outage_cell(r) -> str:
+    """``"0.04 [0.01, 0.2]"``: outage probability and its 95% Wilson interval (``n/a`` without outage data).
+
+    Example:
+        >>> outage_cell({"outage_mean": 0.04, "outage_lo": 0.0071, "outage_hi": 0.1954})
+        '0.04 [0.01, 0.2]'
+    """
+    mean = r.get("outage_mean", math.nan)
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    return f"{fmt(float(mean), 2)} [{fmt(float(r['outage_lo']), 2)}, {fmt(float(r['outage_hi']), 2)}]"
+
+
 # ---------------------------------------------------------------------------------------------- sections
 def _header(ctx: ReportContext) -> list[str]:
     agg, spec = ctx.agg, ctx.spec
@@ -218,7 +244,9 @@ def _header(ctx: ReportContext) -> list[str]:
         "with the prompt's class (our stand-in for CLIP score); ± is the half width of the normal 95% "
         "confidence interval over images. FID is on the evaluation classifier's 128-d features against "
         "the 10 000 Fashion-MNIST test images (refused below 100 samples, biased upwards below 1000). "
-        "Costs are per image (batch totals / batch size).",
+        "Costs are per image (batch totals / batch size). Every comparison is made against the baselines of "
+        "the protocol's destination (where its image lands): image at the UE against `central`, "
+        "`central-fallback` and `local`; image at an ES against `central-es` and `local-upload`.",
         "",
     ]
 
@@ -244,8 +272,10 @@ def _main_table(ctx: ReportContext) -> list[str]:
     rows = [
         [
             r["label"],
+            lands_at(r),
             r["channel"],
             "" if r["channel"] == "none" else fmt(float(r["snr_db"])),
+            outage_cell(r),
             pm(r["psnr_fidelity_db_mean"], r["psnr_fidelity_db_ci95"]),
             pm(r["ssim_fidelity_mean"], r["ssim_fidelity_ci95"]),
             pm(r["prompt_match_mean"], r["prompt_match_ci95"]),
@@ -256,10 +286,26 @@ def _main_table(ctx: ReportContext) -> list[str]:
         ]
         for _, r in main.iterrows()
     ]
-    header = ["protocol", "channel", "SNR dB", "PSNR fid. dB", "SSIM fid.", "prompt acc."]
-    header += [*(["CLIP score"] if clip else []), "FID", "UL uses", "DL uses", "BH uses"]
+    header = [
+        "protocol",
+        "image lands at",
+        "channel",
+        "SNR dB",
+        "outage [95% CI]",
+        "PSNR fid. dB",
+        "SSIM fid.",
+    ]
+    header += ["prompt acc.", *(["CLIP score"] if clip else []), "FID", "UL uses", "DL uses", "BH uses"]
     header += ["latency s", "energy J", "failed blocks"]
-    return ["## Quality and costs per configuration (tag `main`)", "", md_table(header, rows), ""]
+    return [
+        "## Quality and costs per configuration (tag `main`)",
+        "",
+        "Quality is averaged over the delivered images (an image in outage has no fidelity); the outage "
+        "probability stands beside it with its 95% Wilson interval.",
+        "",
+        md_table(header, rows),
+        "",
+    ]
 
 
 def _local_baseline(ctx: ReportContext) -> list[str]:
@@ -270,43 +316,63 @@ def _local_baseline(ctx: ReportContext) -> list[str]:
         return []
     la = float(local[f"{metric}_mean"].iloc[0])
     return [
-        f"Baseline `local` (the UE alone, no link): {what} {pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. "
-        f"{what.capitalize()} at or below this is not a gain of the link.",
+        f"Baseline `local` (the UE alone, no link; image at the UE): {what} "
+        f"{pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. {what.capitalize()} at or below this is not a gain "
+        "of the link.",
         "",
     ]
 
 
 def _thresholds(ctx: ReportContext) -> list[str]:
     what = METRIC_NAMES[threshold_metric(ctx.agg)]
-    lines = [f"## Where each protocol falls below 90% of its error-free {what}", ""]
+    lines = [
+        f"## Where each protocol falls below 90% of its error-free {what}",
+        "",
+        "Bracketed between two swept SNRs, never interpolated: a bracket wider than 1 dB is marked "
+        '"grid too coarse" (the cliff lies somewhere inside it). *above all*: it never falls below '
+        "at the SNRs swept; *below all*: not even at the highest. The outage cliff is where the outage "
+        "probability rises above 10%.",
+        "",
+    ]
     thr = ctx.thresholds
     if thr.empty:
         return lines
-    header = ["protocol", "channel", f"error-free {what}", "from", "90% threshold"]
-    header.append("SNR (dB) below which it falls")
+    header = ["protocol", "image lands at", "channel", f"error-free {what}", "from", "90% threshold"]
+    header += ["falls below it", "outage > 10%"]
     rows = [
         [
             t["label"],
+            t.get("destination", "UE"),
             t["channel"],
             t["error_free"],
             t["reference_from"],
             t["threshold"],
-            fmt(t["snr_db_below"]),
+            str(t["snr_db_below"]),
+            str(t.get("outage_below", "")) or "n/a",
         ]
         for _, t in thr.iterrows()
     ]
     return [*lines, md_table(header, rows), ""]
 
 
+#: What each destination's comparison is against, in the report's words.
+DESTINATION_TITLES = {
+    "UE": "image at the UE: against `central` (up and down) and `central-fallback`",
+    "ES": "image at the ES: against `central-es` (up only, nothing comes down) and `local-upload`",
+}
+
+
 def _equal_quality(ctx: ReportContext) -> list[str]:
     lines = [
-        "## Channel uses against centralized at equal fidelity, and centralized at equal bandwidth",
+        "## Channel uses against the matched baselines at equal fidelity, and their fidelity at equal uses",
         "",
-        "For every MEG configuration: the fewest channel uses of any centralized variant (codec quality x MCS, "
-        "same channel and SNR) reaching at least its fidelity PSNR; the capacity bound `bits / log2(1 + SNR)` "
-        "(ergodic capacity for fading) for that variant's bits; and the best fidelity any centralized variant "
-        "reaches with at most the MEG configuration's channel uses. n/a: no variant qualifies. Where the "
-        "centralized variant's code blocks fail, equal quality compares two broken images.",
+        "Each protocol is compared only with the baselines of its destination (where its image lands). "
+        "For every configuration: the fewest channel uses of any matched baseline variant (codec, quality "
+        "and MCS, png included; same channel and SNR) reaching at least its fidelity PSNR with no more "
+        "outage; the capacity bound `bits / log2(1 + SNR)` (ergodic capacity for fading): the fewest "
+        "channel uses any code needs for that variant's file; the digital-latent point (the same protocol "
+        "with its seed quantised and sent over LDPC); and the best fidelity any matched variant reaches "
+        "with at most the configuration's channel uses. n/a: no variant qualifies.",
         "",
     ]
     agg, eq = ctx.agg, ctx.equal
@@ -314,30 +380,52 @@ def _equal_quality(ctx: ReportContext) -> list[str]:
     eq = eq[eq["label"].isin(keep)] if not eq.empty else eq
     if eq.empty:
         return lines
+    eq = eq[eq["channel"] != "none"]
+    dests = eq["destination"] if "destination" in eq else eq["channel"].map(lambda _c: "UE")
+    for dest in sorted(set(dests), key=lambda d: (d != "UE", d)):  # the UE first
+        lines += [f"### {DESTINATION_TITLES.get(str(dest), f'image at {dest}')}", ""]
+        lines += [_equal_quality_table(eq[dests == dest]), ""]
+    return lines
+
+
+def _equal_quality_table(eq) -> str:
     rows = [
         [
             e["label"],
             e["channel"],
             fmt(e["snr_db"]),
             e["psnr_fidelity_db"],
+            fmt(float(e.get("outage", 0.0)), 2),
             e["uses_total"],
-            e["baseline_label"] or "none reaches it",
+            e["baseline_label"] if isinstance(e["baseline_label"], str) else "none reaches it",
             e["baseline_uses_equal_quality"],
             e["baseline_failures_equal_quality"],
             e["capacity_uses"],
+            _digital(e),
             e["baseline_quality_equal_uses"],
         ]
         for _, e in eq.iterrows()
-        if e["channel"] != "none"
     ]
-    header = ["protocol", "channel", "SNR dB", "PSNR fid. dB", "uses", "centralized at equal quality"]
-    header += ["its uses", "its failed blocks", "capacity bound uses", "centralized PSNR at equal uses"]
-    return [*lines, md_table(header, rows), ""]
+    header = ["protocol", "channel", "SNR dB", "PSNR fid. dB", "outage", "uses", "baseline at equal quality"]
+    header += ["its uses", "its failed blocks", "capacity bound uses (its file)", "digital latent"]
+    header.append("baseline PSNR at equal uses")
+    return md_table(header, rows)
 
 
-def _pair_off(agg, field: str, values: tuple) -> list[tuple[Any, Any]]:
-    """Cells that differ only in ``field`` (one value each of ``values``)."""
-    cfg_cols = [c for c in agg.columns if c.startswith("cfg_") and c not in (f"cfg_{field}", "cfg_seed")]
+def _digital(e) -> str:
+    """``"1.7e+03 uses, 27 dB"``: the digital-latent point of an analog cell (empty when none)."""
+    label = e.get("digital_label")
+    if not isinstance(label, str):
+        return ""
+    return f"{fmt(float(e['digital_uses']))} uses, {fmt(float(e['digital_quality']))} dB ({label})"
+
+
+def _pair_off(agg, field: str, values: tuple, *, also: tuple[str, ...] = ()) -> list[tuple[Any, Any]]:
+    """Cells that differ only in ``field`` (one value each of ``values``) and the fields ``also``."""
+    skip = (f"cfg_{field}", "cfg_seed", *(f"cfg_{a}" for a in also))
+    if f"cfg_{field}" not in agg:
+        return []
+    cfg_cols = [c for c in agg.columns if c.startswith("cfg_") and c not in skip]
     keys = agg[cfg_cols + ["task"]].astype(str).apply(lambda r: json.dumps(list(r)), axis=1)
     pairs = []
     for _, grp in agg.groupby(keys, sort=False):
@@ -371,6 +459,44 @@ def _snr_aware(ctx: ReportContext) -> list[str]:
         "on minus off with its 95% interval.",
         "",
         md_table(header, lines),
+        "",
+    ]
+
+
+def _genie(ctx: ReportContext) -> list[str]:
+    """Genie receiver (true noise variance, perfect CSI) against the estimated default, paired per image."""
+    from megen.analysis import paired_difference
+
+    rows = []
+    for genie, est in _pair_off(ctx.agg, "noise", ("genie", "estimated"), also=("csi",)):
+        if genie["channel"] == "none":
+            continue
+        d = paired_difference(ctx.frame, genie["cell"], est["cell"], "psnr_fidelity_db")
+        rows.append(
+            [
+                genie["protocol"],
+                lands_at(genie),
+                genie["channel"],
+                fmt(float(genie["snr_db"])),
+                fmt(d["mean_a"]),
+                fmt(d["mean_b"]),
+                pm(d["diff"], d["diff_ci95"]),
+                outage_cell(genie),
+                outage_cell(est),
+                str(int(d["n"])),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["protocol", "image lands at", "channel", "SNR dB", "PSNR fid. genie", "estimated"]
+    header += ["difference dB", "outage genie", "outage estimated", "n"]
+    return [
+        "## What the genie receiver hides (true noise variance and CSI against estimated)",
+        "",
+        "Paired over the images both ran; the difference is genie minus estimated with its 95% interval "
+        "(PSNR over the images both delivered).",
+        "",
+        md_table(header, rows),
         "",
     ]
 

@@ -3,17 +3,19 @@
 Figures (each written as ``<name>.png`` and ``<name>.pdf``):
 
 * ``quality_vs_snr``: fidelity PSNR/SSIM and prompt accuracy against SNR, one line per protocol
-  (series), one column per channel (AWGN, Rayleigh ...), shaded 95% confidence bands; ``local``
-  (no link) as a dashed horizontal line.
+  (series, ``[UE]`` or ``[ES1]``: where its image lands), one column per channel (AWGN, Rayleigh
+  ...), shaded 95% confidence bands; ``local`` (no link) as a dashed horizontal line.
 * ``channel_uses``: channel uses per image of each protocol at one SNR, stacked uplink / downlink /
-  backhaul, next to the centralized baseline variant (codec quality, MCS) that reaches the same
-  fidelity PSNR with the fewest channel uses (hatched; "n/r" when no variant reaches it).
+  backhaul, next to the baseline variant of its destination (codec, quality, MCS) that reaches the
+  same fidelity PSNR with the fewest channel uses (hatched; "n/r" when none does), the capacity bound
+  for that variant's file (tick) and the digital-latent point (grey).
 * ``costs``: busy time and energy per image of each protocol, stacked by node and link, with the
   end-to-end (critical path) latency as a marker.
 * ``image_grid``: rows protocols, columns SNRs (one channel), for the first samples, like the paper's
   figure; the reference image and the prompt head the grid.
-* ``frontier``: fidelity PSNR against channel uses per SNR: MEG protocols (markers) against every
-  centralized variant (line through its Pareto front) and the capacity bound for centralized's bits.
+* ``frontier`` / ``frontier_es``: fidelity PSNR against channel uses per SNR for the protocols whose
+  image lands at the UE / at an ES (markers) against every variant of that destination's baselines
+  (line through their Pareto front) and each variant's file at capacity.
 
 Figures use the cells tagged ``main`` (all cells when no tag is ``main``), except ``frontier`` which
 uses every cell.
@@ -29,9 +31,11 @@ from typing import Any
 import numpy as np
 
 from megen.analysis import aggregate, equal_quality
+from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES
 from megen.errors import MegenError
 from megen.files import WriteError, writable_folder, write_errors
 from megen.link.theory import capacity_channel_uses
+from megen.report.markdown import lands_at
 from megen.store import ResultsStore
 
 QUALITY_PANELS = (
@@ -40,7 +44,7 @@ QUALITY_PANELS = (
     ("prompt_match", "prompt accuracy"),
 )
 CHANNEL_ORDER = ("awgn", "rayleigh", "rician")
-FIGURES = ("quality_vs_snr", "channel_uses", "costs", "image_grid", "frontier")
+FIGURES = ("quality_vs_snr", "channel_uses", "costs", "image_grid", "frontier", "frontier_es")
 
 
 def _plt():
@@ -131,6 +135,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
     panels = [(m, t) for m, t in QUALITY_PANELS if cells[f"{m}_n"].sum() > 0]
     labels = list(dict.fromkeys(cells["label"]))
     colors = _colors(labels)
+    where = {r["label"]: lands_at(r) for _, r in cells.iterrows()}  # legend: where each image lands
     fig, axes = plt.subplots(
         len(panels),
         len(channels),
@@ -148,7 +153,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
                     x = sub["snr_db"].to_numpy(float)
                     y = sub[f"{m}_mean"].to_numpy(float)
                     ci = np.nan_to_num(sub[f"{m}_ci95"].to_numpy(float))
-                    ax.plot(x, y, marker="o", ms=3, color=colors[lab], label=lab)
+                    ax.plot(x, y, marker="o", ms=3, color=colors[lab], label=f"{lab} [{where[lab]}]")
                     ax.fill_between(x, y - ci, y + ci, color=colors[lab], alpha=0.18, linewidth=0)
                 elif not flat.empty and np.isfinite(flat[f"{m}_mean"].iloc[0]):
                     ax.axhline(
@@ -156,7 +161,7 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
                         color=colors[lab],
                         ls="--",
                         lw=1,
-                        label=f"{lab} (no link)",
+                        label=f"{lab} [{where[lab]}] (no link)",
                     )
             if i == 0:
                 ax.set_title(ch.upper() if ch == "awgn" else ch.capitalize())
@@ -169,7 +174,12 @@ def plot_quality_vs_snr(agg, out: Path) -> list[Path]:
 
 
 def plot_channel_uses(agg, out: Path, *, snr_db: float | None = None) -> list[Path]:
-    """Stacked channel uses per image (UL/DL/BH) per protocol next to central at equal fidelity PSNR."""
+    """Stacked channel uses per image (UL/DL/BH) per protocol next to its matched baseline at equal fidelity.
+
+    Beside each protocol: the cheapest baseline variant of its destination reaching its fidelity PSNR
+    (hatched; "n/r" when none does), a black tick at the capacity bound for that variant's file, and
+    the protocol's digital-latent point (quantised seed over LDPC, grey bar) where swept.
+    """
     plt = _plt()
     snr = _pick_snr(agg, snr_db)
     cells = main_cells(agg)
@@ -178,70 +188,80 @@ def plot_channel_uses(agg, out: Path, *, snr_db: float | None = None) -> list[Pa
     fig, axes = plt.subplots(
         1,
         len(channels),
-        figsize=(max(5.0, 1.1 * len(cells["label"].unique())) * len(channels) / 1.4, 4.2),
+        figsize=(max(5.0, 1.4 * len(cells["label"].unique())) * len(channels) / 1.4, 4.4),
         squeeze=False,
-    )
-    parts = (
-        ("uses_uplink", "uplink", "#4c72b0"),
-        ("uses_downlink", "downlink", "#dd8452"),
-        ("uses_backhaul", "backhaul", "#55a868"),
     )
     for j, ch in enumerate(channels):
         ax = axes[0][j]
         sel = cells[(cells["channel"] == ch) & np.isclose(cells["snr_db"].astype(float).fillna(-999), snr)]
         sel = sel[sel["protocol"] != "local"]
         names: list[str] = []
-        x = 0.0
         ticks: list[float] = []
-        for _, r in sel.iterrows():
-            bottom = 0.0
-            for col, name, color in parts:
-                ax.bar(x, r[col], 0.38, bottom=bottom, color=color, label=name if not names else None)
-                bottom += r[col]
-            names.append(r["label"])
+        for k, (_, r) in enumerate(sel.iterrows()):
+            x = 1.4 * k
+            _stack(ax, x, r, legend=k == 0)
+            names.append(f"{r['label']} [{lands_at(r)}]")
             ticks.append(x)
-            if r["protocol"] != "central":
+            if r["protocol"] not in BASELINE_PROTOCOLS:
                 m = eq[
                     (eq["label"] == r["label"])
                     & (eq["channel"] == ch)
                     & np.isclose(eq["snr_db"].astype(float), snr)
                 ]
-                label = m["baseline_label"].iloc[0] if not m.empty else None
-                base = None
-                if isinstance(label, str) and label:  # NaN/None: no centralized variant reaches it
-                    base = agg[
-                        (agg["label"] == label)
-                        & (agg["channel"] == ch)
-                        & np.isclose(agg["snr_db"].astype(float), snr)
-                    ]
-                    base = None if base.empty else base
-                if base is not None:
-                    b = base.iloc[0]
-                    bottom = 0.0
-                    for col, _name, color in parts:
-                        ax.bar(
-                            x + 0.4, b[col], 0.38, bottom=bottom, color=color, hatch="//", edgecolor="white"
-                        )
-                        bottom += b[col]
-                    ax.text(
-                        x + 0.4,
-                        bottom,
-                        _variant(b["label"]),
-                        fontsize=6,
-                        rotation=90,
-                        ha="center",
-                        va="bottom",
-                    )
-                else:
-                    ax.text(x + 0.4, 0, "n/r", fontsize=7, ha="center", va="bottom")
-            x += 1.0
+                _matched_bars(ax, x, agg, m.iloc[0] if not m.empty else None, ch, snr)
         ax.set_xticks(ticks, names, rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("channel uses per image")
-        ax.set_title(f"{ch} at {snr:g} dB (hatched: central at equal fidelity PSNR)", fontsize=9)
+        ax.margins(y=0.18)  # room for the variant labels above the bars
+        ax.set_title(
+            f"{ch} at {snr:g} dB (hatched: matched baseline of the same destination at equal fidelity)",
+            fontsize=8,
+        )
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out, "channel_uses")
+
+
+_USE_PARTS = (
+    ("uses_uplink", "uplink", "#4c72b0"),
+    ("uses_downlink", "downlink", "#dd8452"),
+    ("uses_backhaul", "backhaul", "#55a868"),
+)
+
+
+def _stack(ax, x: float, r, *, legend: bool = False, hatch: str | None = None) -> float:
+    """One stacked UL/DL/BH bar of a cell at ``x``; returns its height (channel uses)."""
+    bottom = 0.0
+    for col, name, color in _USE_PARTS:
+        kw = {"hatch": hatch, "edgecolor": "white"} if hatch else {}
+        ax.bar(x, r[col], 0.38, bottom=bottom, color=color, label=name if legend else None, **kw)
+        bottom += r[col]
+    return bottom
+
+
+def _matched_bars(ax, x: float, agg, e, ch: str, snr: float) -> None:
+    """The matched baseline (hatched), its capacity bound (tick) and the digital-latent point (grey)."""
+    label = None if e is None else e["baseline_label"]
+    base = None
+    if isinstance(label, str) and label:  # NaN/None: no matched variant reaches it
+        base = agg[
+            (agg["label"] == label) & (agg["channel"] == ch) & np.isclose(agg["snr_db"].astype(float), snr)
+        ]
+    if isinstance(label, str) and base is not None and not base.empty:
+        top = _stack(ax, x + 0.4, base.iloc[0], hatch="//")
+        ax.text(x + 0.4, top, _variant(label), fontsize=6, rotation=90, ha="center", va="bottom")
+        cap = "capacity bound (its file)"
+        ax.plot([x + 0.22, x + 0.58], [e["capacity_uses"]] * 2, "k-", lw=2, label=_once(ax, cap))
+    else:
+        ax.text(x + 0.4, 0, "n/r", fontsize=7, ha="center", va="bottom")
+    if e is not None and isinstance(e.get("digital_label"), str):
+        digital = "digital latent (LDPC)"
+        ax.bar(x + 0.8, e["digital_uses"], 0.3, color="0.6", label=_once(ax, digital))
+
+
+def _once(ax, label: str) -> str | None:
+    """``label`` the first time it is used on ``ax``, then None (one legend entry each)."""
+    return None if label in ax.get_legend_handles_labels()[1] else label
 
 
 def plot_costs(agg, out: Path, *, snr_db: float | None = None, channel: str | None = None) -> list[Path]:
@@ -340,8 +360,13 @@ def plot_image_grid(
     return _save(fig, out, "image_grid")
 
 
-def plot_frontier(agg, out: Path, *, channel: str | None = None, baseline: str = "central") -> list[Path]:
-    """Fidelity PSNR against channel uses per image, one panel per SNR; central's Pareto front and bound."""
+def plot_frontier(agg, out: Path, *, channel: str | None = None, destination: str = "UE") -> list[Path]:
+    """Fidelity PSNR against channel uses per image, one panel per SNR, for one destination.
+
+    The protocols whose image lands at ``destination`` (``"UE"`` or ``"ES"``) against the matched
+    baselines' variants (every codec, quality and MCS), their Pareto front and each variant's file at
+    capacity. Written as ``frontier`` (UE) or ``frontier_es`` (ES).
+    """
     plt = _plt()
     from matplotlib.ticker import NullFormatter
 
@@ -349,7 +374,13 @@ def plot_frontier(agg, out: Path, *, channel: str | None = None, baseline: str =
     ch = channel or (channels[0] if channels else None)
     if ch is None:
         raise MegenError("the frontier needs a noisy channel in the results")
-    sel = agg[agg["channel"] == ch]
+    dest = agg.get("destination", "UE")
+    sel = agg[(agg["channel"] == ch) & (dest == destination)]
+    baselines = [b for b in BASELINES[destination] if b != "local" and (sel["protocol"] == b).any()]
+    if sel.empty or not baselines:
+        raise MegenError(f"no baseline with an image at the {destination} on channel {ch!r}")
+    baseline = " / ".join(baselines)
+    sel = sel.assign(protocol=sel["protocol"].where(~sel["protocol"].isin(baselines), baseline))
     snrs = sorted(float(s) for s in sel["snr_db"].dropna().unique())
     base_all = sel[sel["protocol"] == baseline]
     rich = [s for s in snrs if (np.isclose(base_all["snr_db"].astype(float), s)).sum() >= 2]
@@ -392,13 +423,13 @@ def plot_frontier(agg, out: Path, *, channel: str | None = None, baseline: str =
                 ax.plot(m["uses_total"], m["psnr_fidelity_db_mean"], marker, color=color, ms=6, label=lab)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{ch}, {snr:g} dB", fontsize=9)
+        ax.set_title(f"{ch}, {snr:g} dB, image at the {destination}", fontsize=9)
         ax.set_xlabel("channel uses per image")
         ax.set_ylabel("fidelity PSNR (dB)")
         ax.grid(alpha=0.3, which="both")
     for k in range(len(snrs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
-    return _save_with_legend(fig, axes, out, "frontier", fontsize=7)
+    return _save_with_legend(fig, axes, out, "frontier" if destination == "UE" else "frontier_es", fontsize=7)
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -425,6 +456,7 @@ def plot_all(
         ("costs", lambda: plot_costs(agg, out, snr_db=snr_db)),
         ("image_grid", lambda: plot_image_grid(store, agg, out)),
         ("frontier", lambda: plot_frontier(agg, out)),
+        ("frontier_es", lambda: plot_frontier(agg, out, destination="ES")),
     ]
     for name, job in jobs:
         try:

@@ -1,0 +1,174 @@
+"""Matched baselines, bracketed thresholds and outage probabilities (issue 10, items 3, 6 and 7)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from megen.analysis import BASELINES, bracket, equal_quality, threshold_snr, with_outcome_columns
+from megen.analysis.aggregate import outage_line, wilson_ci95
+from megen.analysis.cells import known_delivered_to
+from megen.link.theory import capacity_channel_uses
+
+
+def _cell(protocol, label=None, *, psnr, uses, bits=1000.0, outage=0.0, dest="UE", snr=0.0, **kw):
+    return {
+        "label": label or protocol,
+        "protocol": protocol,
+        "task": "i2i",
+        "channel": "awgn",
+        "snr_db": snr,
+        "psnr_fidelity_db_mean": psnr,
+        "uses_total": uses,
+        "bits_total": bits,
+        "link_failures": 0.0,
+        "outage_mean": outage,
+        "destination": dest,
+        "transmission": "analog",
+        **kw,
+    }
+
+
+def _matched_frame():
+    return pd.DataFrame(
+        [
+            _cell("central", "central (q=90)", psnr=40.0, uses=3000.0, bits=6000.0),
+            _cell("central", "central (png)", psnr=99.0, uses=2000.0, bits=4000.0),  # lossless, cheaper
+            _cell("central-fallback", psnr=99.0, uses=2500.0, bits=4000.0),
+            _cell("central-es", "central-es (q=10)", psnr=20.0, uses=200.0, bits=300.0, dest="ES"),
+            _cell("central-es", "central-es (q=50)", psnr=30.0, uses=400.0, bits=500.0, dest="ES"),
+            _cell("local-upload", psnr=35.0, uses=1500.0, bits=4000.0, dest="ES"),
+            _cell("UIEG", psnr=28.0, uses=600.0, dest="ES"),
+            _cell("EIUG", psnr=28.0, uses=600.0, dest="UE"),
+        ]
+    )
+
+
+def test_protocols_compare_only_with_the_baselines_of_their_destination():
+    eq = equal_quality(_matched_frame()).set_index("protocol")
+    assert set(eq.index) == {"UIEG", "EIUG"}  # baselines are never compared against baselines
+    uieg, eiug = eq.loc["UIEG"], eq.loc["EIUG"]
+    assert uieg["destination"] == "ES" and uieg["baselines"] == "central-es,local-upload"
+    assert uieg["baseline_label"] == "central-es (q=50)"  # cheapest ES-side variant reaching 28 dB
+    assert uieg["baseline_uses_equal_quality"] == 400.0
+    assert uieg["baseline_quality_equal_uses"] == 30.0  # best ES variant within 600 uses
+    assert uieg["capacity_uses"] == pytest.approx(capacity_channel_uses(500.0, 0.0, "awgn"))
+    assert eiug["destination"] == "UE" and eiug["baselines"] == "central,central-fallback,local"
+    assert eiug["baseline_label"] == "central (png)"  # cheapest over every codec, png included
+    assert eiug["baseline_uses_equal_quality"] == 2000.0
+    assert math.isnan(eiug["baseline_quality_equal_uses"])  # no UE-side variant fits in 600 uses
+
+
+def test_a_baseline_that_drops_more_images_is_not_equal_quality():
+    agg = pd.DataFrame(
+        [
+            _cell("central", "central (mcs=a)", psnr=40.0, uses=500.0, outage=0.3),  # fine when delivered
+            _cell("central", "central (mcs=b)", psnr=40.0, uses=900.0, outage=0.0),
+            _cell("EIUG", psnr=30.0, uses=1000.0, outage=0.0),
+        ]
+    )
+    e = equal_quality(agg).iloc[0]
+    assert e["baseline_label"] == "central (mcs=b)" and e["baseline_outage_equal_quality"] == 0.0
+
+
+def test_digital_latent_point_beside_the_analog_cell():
+    agg = pd.DataFrame(
+        [
+            _cell("central", psnr=40.0, uses=3000.0),
+            _cell("EIUG", psnr=28.0, uses=600.0),
+            _cell("EIUG", "EIUG (digital, bits=4)", psnr=25.0, uses=900.0, transmission="digital"),
+            _cell("EIUG", "EIUG (digital, bits=8)", psnr=27.0, uses=1700.0, transmission="digital"),
+        ]
+    )
+    eq = equal_quality(agg).set_index("label")
+    analog = eq.loc["EIUG"]
+    assert analog["digital_label"] == "EIUG (digital, bits=8)"
+    assert (analog["digital_uses"], analog["digital_quality"]) == (1700.0, 27.0)
+    assert pd.isna(eq.loc["EIUG (digital, bits=4)"]["digital_label"])  # digital cells have no partner
+
+
+def test_every_baseline_has_one_destination():
+    assert set(BASELINES["UE"]).isdisjoint(BASELINES["ES"])
+    assert known_delivered_to("UIEG") == "ES1" and known_delivered_to("UIDCG").startswith("ES")
+    assert known_delivered_to("central") == "UE" and known_delivered_to("EIUG") == "UE"
+    assert known_delivered_to("central-es") == "ES1"
+
+
+@pytest.mark.parametrize(
+    ("snrs", "bad", "text"),
+    [
+        ([-5, -4, -3, -2], [True, True, False, False], "between -4 and -3 dB"),
+        ([-5, -4.5, -3.5], [True, True, False], "between -4.5 and -3.5 dB"),  # exactly 1 dB: located
+        ([-10, -5, 0], [True, False, False], "between -10 and -5 dB (grid too coarse)"),
+        ([-10, -9, -8], [False, False, False], "above all"),
+        ([-10, -9, -8], [True, True, True], "below all"),
+        ([-3, -2, -1, 0], [True, False, True, False], "between -1 and 0 dB"),  # the last crossing
+    ],
+)
+def test_bracket_one_db_rule(snrs, bad, text):
+    b = bracket(snrs, bad)
+    assert b.text == text
+    assert b.located == ("between" in text and "coarse" not in text)
+    assert not any(ch.isdigit() for ch in text.split("between")[0])  # never a lone number
+
+
+def test_threshold_reports_brackets_and_the_outage_cliff():
+    snrs = np.arange(-6.0, 1.0)
+    psnr = [np.nan, np.nan, 35.0, 38.0, 40.0, 40.0, 40.0]  # NaN: every image in outage
+    outage = [1.0, 0.9, 0.4, 0.05, 0.0, 0.0, 0.0]
+    agg = pd.DataFrame(
+        {
+            "series": "s",
+            "label": "central",
+            "protocol": "central",
+            "destination": "UE",
+            "channel": "awgn",
+            "snr_db": snrs,
+            "psnr_fidelity_db_mean": psnr,
+            "outage_mean": outage,
+        }
+    )
+    t = threshold_snr(agg, metric="psnr_fidelity_db").iloc[0]
+    assert t["snr_db_below"] == "between -4 and -3 dB"  # 0.9 x 40 = 36 dB
+    assert (t["bracket_low_db"], t["bracket_high_db"], t["bracket_gap_db"]) == (-4.0, -3.0, 1.0)
+    assert t["outage_below"] == "between -4 and -3 dB"  # outage > 10% up to -4 dB
+    assert t["destination"] == "UE"
+
+
+def test_wilson_interval_of_the_outage_probability():
+    lo, hi = wilson_ci95(0, 25)
+    assert lo == 0.0 and hi == pytest.approx(0.1332, abs=1e-4)
+    lo, hi = wilson_ci95(25, 25)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.1332, abs=1e-4)
+    lo, hi = wilson_ci95(50, 100)  # symmetric about 1/2, close to the normal interval 1.96 * 0.05
+    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(2 * 0.0962, abs=2e-3)
+    assert all(math.isnan(x) for x in wilson_ci95(0, 0))
+
+
+def test_wilson_interval_covers_the_true_probability():
+    rng = np.random.default_rng(7)
+    p, n, trials = 0.1, 40, 2000
+    k = rng.binomial(n, p, trials)
+    covered = np.mean([lo <= p <= hi for lo, hi in (wilson_ci95(int(x), n) for x in k)])
+    assert covered > 0.93  # nominal 95%; tolerance ~4 standard errors of 2000 trials
+
+
+def test_outcome_columns_filled_for_databases_that_predate_them():
+    old = pd.DataFrame({"protocol": ["central", "UIEG", "UIDCG"], "psnr_fidelity_db": [40.0, 30.0, 29.0]})
+    df = with_outcome_columns(old)
+    assert df["outage"].tolist() == [0.0, 0.0, 0.0]
+    assert df["delivered_to"].tolist() == ["UE", "ES1", "ES2"]
+    assert df["destination"].tolist() == ["UE", "ES", "ES"]
+    new = pd.DataFrame(
+        {"protocol": ["central-es", "central"], "outage": [1, 0], "delivered_to": ["ES1", None]}
+    )
+    df = with_outcome_columns(new)
+    assert df["outage"].tolist() == [1.0, 0.0] and df["destination"].tolist() == ["ES", "UE"]
+    line = outage_line(
+        with_outcome_columns(pd.DataFrame({"protocol": ["central"] * 4, "outage": [1, 0, 0, 0]}))
+    )
+    assert line["outage_mean"] == 0.25 and line["outage_n"] == 4
+    assert line["outage_lo"] < 0.25 < line["outage_hi"] and line["destination"] == "UE"
