@@ -14,7 +14,8 @@ Conventions (used everywhere in :mod:`megen.link`):
 * CSI: ``"perfect"`` gives the receiver the true ``h`` (no pilots). ``"estimated"`` spends
   ``pilots_per_block`` unit-energy pilot symbols at the start of each coherence block; the receiver
   forms the least-squares estimate ``h_hat = mean(y_pilot)``, whose error is ``CN(0, N0 / P)``. The
-  error is drawn directly from that distribution (statistically identical to simulating the pilots).
+  pilots' noise samples are drawn one by one (``P`` per block), so the receiver also has their
+  residuals ``y_pilot - h_hat`` for its noise estimate.
 * Noise variance: ``noise="estimated"`` (the default) makes the receiver estimate ``N0`` per item
   from what it received and what it knows: the transmit energy (``Es = 1`` per occupied symbol;
   symbols that are exactly 0 are padding of the frame layout, known at both ends, sent with no
@@ -24,7 +25,11 @@ Conventions (used everywhere in :mod:`megen.link`):
   CSI, ``1 / P = 0`` otherwise), so ``N0_hat = (S - H) / (n - n_occupied / P)``, floored at
   :data:`MIN_NOISE_ESTIMATE`. Its spread is ``~ sqrt(var|x|^2 + 2 N0) / sqrt(n)``: tiny for
   power-normalised analog payloads (``|x|^2`` averages exactly 1 per item), larger for QAM
-  (16-QAM: ``var|x|^2 = 0.32``), where it only matters at high SNR. Every receiver quantity that
+  (16-QAM: ``var|x|^2 = 0.32``), where it only matters at high SNR. With estimated CSI and ``P >= 2``
+  pilots per block the receiver instead pools the pilot residuals, ``N0_hat = sum |y_pilot -
+  h_hat|^2 / (blocks (P - 1))`` (unbiased, independent of the data's modulation and of the channel
+  estimate's error; on fading links the data-based estimate above has an error ``~ sqrt(N0)`` through
+  ``|h_hat|^2 - |h|^2``, which floors 64/256-QAM at high SNR). Every receiver quantity that
   needs ``N0`` (MMSE weights, the reported ``noise_var`` that soft demapping and SNR-aware
   denoising read) uses ``N0_hat``; ``noise="genie"`` gives the receiver the true ``N0``.
 * Equalisation with the channel estimate ``g`` (``g = h`` for perfect CSI):
@@ -288,16 +293,27 @@ def transmit_symbols(
     num_blocks = -(-n // per_block) if n else 0
     h_blocks = draw_fading(channel, batch, num_blocks, generator)
     pilot_share = 0.0
+    pilot_n0: torch.Tensor | None = None
     if channel.csi == "estimated":
-        pilot_share = 1.0 / channel.pilots_per_block
-        h_est_blocks = h_blocks + complex_normal((batch, num_blocks), n0 * pilot_share, generator)
+        pilots_per_block = channel.pilots_per_block
+        pilot_share = 1.0 / pilots_per_block
+        pilot_noise = complex_normal((batch, num_blocks, pilots_per_block), n0, generator)
+        pilot_mean = pilot_noise.mean(dim=2)
+        h_est_blocks = h_blocks + pilot_mean
+        if pilots_per_block >= 2 and num_blocks:
+            residual = pilot_noise - pilot_mean.unsqueeze(-1)
+            power_sum = (residual.real.square() + residual.imag.square()).sum(dim=(1, 2))
+            pilot_n0 = (power_sum / (num_blocks * (pilots_per_block - 1))).reshape(batch, 1)
     else:
         h_est_blocks = h_blocks
     h = _expand_blocks(h_blocks, per_block, n).to(device=x.device, dtype=x.dtype)
     h_est = _expand_blocks(h_est_blocks, per_block, n).to(device=x.device, dtype=x.dtype)
     y.addcmul_(h, x)
     power = h_est.real.square() + h_est.imag.square()
-    n0_rx = _noise_at_receiver(channel, y, x, power, pilot_share)
+    if pilot_n0 is not None and channel.noise == "estimated":
+        n0_rx = pilot_n0.to(device=x.device, dtype=real_dtype).clamp_min(MIN_NOISE_ESTIMATE)
+    else:
+        n0_rx = _noise_at_receiver(channel, y, x, power, pilot_share)
     power = power.clamp_min(_MIN_CHANNEL_POWER)
     interference = n0_rx * (1.0 + pilot_share)  # N0 plus the LS estimate's error variance N0 / P
     noise_var = interference / power
