@@ -279,11 +279,56 @@ def _over_the_air(
         grid[i, : s.numel()] = s
     rx = transmit_symbols(grid, channel, generator)
     method: DemapMethod = "app" if mcs.coded else "maxlog"
-    llr = demap_llr(rx.unbiased, rx.noise_var, mcs.modulation, method)
     noise_var = rx.noise_var.expand(grid.shape)
+    if channel.noise == "estimated" and channel.kind != "none":
+        noise_var = noise_var * _decision_directed_factor(rx.unbiased, noise_var, grid != 0, m)
+    llr = demap_llr(rx.unbiased, noise_var, mcs.modulation, method)
     llrs = [llr[i, : n * m].reshape(c.shape) for i, (n, c) in enumerate(zip(num_symbols, coded, strict=True))]
     noise = [(float(noise_var[i, :n].to(torch.float64).mean()), n) for i, n in enumerate(num_symbols)]
     return llrs, noise
+
+
+DD_RELIABLE_MARGIN = 2.0
+"""Decisions count as reliable when the residual's standard deviation per real dimension is below
+``1 / DD_RELIABLE_MARGIN`` of the half distance between constellation points (symbol errors ~ 5%)."""
+
+
+def _decision_directed_factor(
+    unbiased: torch.Tensor, noise_var: torch.Tensor, occupied: torch.Tensor, bits_per_symbol: int
+) -> torch.Tensor:
+    """How much larger the noise is than the receiver's estimate says, from hard decisions; >= 1.
+
+    The receiver slices each unbiased symbol to the nearest constellation point and measures the
+    residual, normalised by the estimated post-equalisation variance: ``c = mean |y - x_hat|^2 /
+    noise_var`` per item over its occupied symbols. Decisions are reliable at high SNR, where the
+    estimate from the received energy (see :mod:`megen.link.channels`) has an error of the order of
+    ``sqrt(var|x|^2 / n)`` that can exceed ``N0`` for 64/256-QAM (and is then floored, giving
+    saturated LLRs); at low SNR wrong decisions make ``c`` too small and the energy estimate is the
+    accurate one. So the receiver trusts the decisions when the noise they show is small against the
+    constellation (per real dimension, standard deviation below half the distance to the decision
+    boundary: :data:`DD_RELIABLE_MARGIN`) and returns ``c``; otherwise it keeps the larger of the two
+    estimates, ``max(c, 1)``. Real ``[B, 1]``.
+    """
+    y = unbiased.to(torch.complex64)
+    half_spacing = 1.0
+    if bits_per_symbol == 1:
+        x_hat = torch.complex(torch.sign(y.real) + (y.real == 0).to(y.real.dtype), torch.zeros_like(y.real))
+    else:
+        levels = 2 ** (bits_per_symbol // 2)
+        half_spacing = math.sqrt(3.0 / (2.0 * (levels * levels - 1)))
+
+        def slice_axis(v: torch.Tensor) -> torch.Tensor:
+            k = torch.round((v / half_spacing + (levels - 1)) / 2).clamp(0, levels - 1)
+            return (2 * k - (levels - 1)) * half_spacing
+
+        x_hat = torch.complex(slice_axis(y.real), slice_axis(y.imag))
+    residual = (y - x_hat).abs().square()
+    occ = occupied.to(residual.dtype)
+    count = occ.sum(dim=1, keepdim=True).clamp_min(1.0)
+    c = (residual / noise_var.clamp_min(1e-12) * occ).sum(dim=1, keepdim=True) / count
+    per_dim_std = ((residual * occ).sum(dim=1, keepdim=True) / count / 2).sqrt()
+    reliable = per_dim_std * DD_RELIABLE_MARGIN < half_spacing
+    return torch.where(reliable, c.clamp_min(1e-3), c.clamp_min(1.0))
 
 
 def send_bytes(
