@@ -135,7 +135,7 @@ def test_generate_set_and_config_file(tmp_path, monkeypatch):
     """--config, flags and --set reach the same configuration (file < flags < --set)."""
     seen = {}
 
-    def fake(cfg, prompt, n, image, out, *, protocol_given, log):
+    def fake(cfg, prompt, n, image, out, *, protocol_given, log, **placement):
         seen["cfg"], seen["given"] = cfg, protocol_given
         return {"message": "ok"}
 

@@ -93,12 +93,18 @@ def test_thresholds_rise_with_spectral_efficiency_and_fading_costs_snr(table) ->
         measured = [awgn[i] for i, m in enumerate(table.entries) if m.modulation == modulation]
         measured = [t for t in measured if math.isfinite(t)]
         assert all(b >= a - 0.3 for a, b in zip(measured, measured[1:], strict=False)), modulation
+    gaps = []
     for i in range(n):
         r, e = table.threshold("rayleigh", i), table.threshold("rayleigh_estimated_csi", i)
         if math.isfinite(r):
             assert r > awgn[i] - 0.25  # fading costs SNR
         if math.isfinite(e) and math.isfinite(r):
-            assert e > r - 0.25  # so does estimating h
+            # so does estimating h, on average; a single pair may cross by measurement noise: 40 blocks
+            # per point on block fading (~3 coherence blocks per transport block) put +-0.05 on a
+            # 10% BLER, about 1 dB on these flat curves
+            assert e > r - 1.5
+            gaps.append(e - r)
+    assert sum(gaps) / len(gaps) > 0.5
 
 
 def test_estimated_csi_selects_from_its_own_curves(table) -> None:

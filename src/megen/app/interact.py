@@ -48,7 +48,7 @@ def path_choices(path: str) -> list[str] | None:
 
     Example:
         >>> path_choices("links.*.codec.image"), path_choices("task.steps")
-        (['jpeg', 'webp', 'png'], None)
+        (['jpeg', 'jpeg-session', 'webp', 'png'], None)
     """
     from megen.config import _field_of
 

@@ -244,7 +244,9 @@ def select_mcs(
         >>> select_mcs(30.0, "awgn").mcs.modulation
         '256qam'
         >>> select_mcs(-10.0, "awgn").entry
-        'qam64lowse:0'
+        'qam64lowse:1'
+        >>> select_mcs(-20.0, "awgn").entry, select_mcs(-20.0, "awgn").meets_target
+        ('qam64lowse:0', False)
     """
     kind = curve_kind(channel)
     snr = float(snr_db)
