@@ -169,11 +169,14 @@ class LocalExecutor:
         fn: Callable[[], Any],
         measure: Callable[[], Any] | None = None,
         memo: tuple | None = None,
+        per_call: tuple[tuple, int] | None = None,
     ) -> tuple[Any, int]:
         """``fn()`` and its FLOPs: ``key`` is the FLOP signature (shapes); ``memo`` (optional) holds
         everything else the result depends on (step range, stream seeds, guidance, input tensors): a
-        stage seen before with equal ``key`` and ``memo`` reuses its output."""
+        stage seen before with equal ``key`` and ``memo`` reuses its output. ``per_call = (call
+        signature, calls)``: ``fn`` repeats one call (:meth:`~megen.costs.flops.FlopMeter.run`)."""
         flop_key = (self.model.name, id(self.model), *key)
+        calls = None if per_call is None else ((self.model.name, id(self.model), *per_call[0]), per_call[1])
         memo_key: Hashable | None = None
         if memo is not None and self.memo is not None:
             memo_key = self.memo.key(flop_key, memo)
@@ -181,7 +184,7 @@ class LocalExecutor:
             known = self.meter.known(flop_key)
             if cached is not None and known is not None:
                 return cached, known
-        result, flops = self.meter.run(flop_key, fn, measure)
+        result, flops = self.meter.run(flop_key, fn, measure, per_call=calls)
         if memo_key is not None and self.memo is not None:
             self.memo.put(memo_key, result)
         return result, flops
@@ -233,6 +236,7 @@ class LocalExecutor:
         lat, meta = self.get(item), self.meta(item)
         cond = self.get(cond_ref)
         entry = None
+        unet_call: tuple = ("unet call", den, tuple(lat.shape), g > 1)
         if cfg.snr_aware and meta.noise_var is not None:
             received = lat if meta.unbiased is None else meta.unbiased
             k = start if meta.step is None else meta.step
@@ -245,6 +249,7 @@ class LocalExecutor:
                 key,
                 lambda: m.denoise_noisy(e, cond, num_steps=n, stop=stop, guidance=g, denoiser=den),
                 memo=memo,
+                per_call=(unet_call, stop - e.step + 1),  # one hop, then a call per step
             )
             first = e.step
         else:
@@ -254,6 +259,7 @@ class LocalExecutor:
                 key,
                 lambda: m.denoise(lat, cond, num_steps=n, start=start, stop=stop, guidance=g, denoiser=den),
                 memo=memo,
+                per_call=(unet_call, stop - start),
             )
             first = start
         self.put(item, out, ItemMeta(step=stop, core=meta.core))
