@@ -15,13 +15,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_serve_load import start_server  # the same `megen serve` subprocess on a free loopback port
 
 from megen.config import RunConfig
 from megen.costs.flops import FlopMeter
@@ -33,36 +32,6 @@ from megen.runtime.http_executor import HttpExecutor
 
 TOKEN = "bench-token"
 IMAGE = ItemRef("image")
-
-
-def start_server(token_file: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "megen.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def hop_seconds(ue: LocalExecutor, es, batch: int, repeats: int) -> tuple[float, float]:
