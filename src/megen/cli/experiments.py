@@ -203,7 +203,7 @@ def reproduce(
     ),
     full: bool = typer.Option(False, "--full", help="Publication size: >= 1000 samples per point (hours)."),
     preset: str = typer.Option(
-        "default", help="demo (a few minutes) | default (<= 15 min on 2 cores) | full."
+        "default", help="demo (a few minutes) | default (~22 min on one worker) | full."
     ),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
     model: str = typer.Option(

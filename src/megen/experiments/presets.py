@@ -22,7 +22,8 @@ variance and perfect CSI beside the estimated defaults).
 
 Budget of ``default``: measured on the project's 2-core CPU (25 DDIM steps, 1 thread per worker), a
 batch of 25 images takes ~2-4 s for a single-ES protocol and ~4-7 s for a multi-ES one; before issue 10
-the preset's 6 750 images took ~15 minutes. The centralized frontier variants are cheaper: the stage
+the preset's 6 750 images took ~15 minutes; the issue-10 preset's 9 350 images took 21 min 50 s of
+sweep on one worker (commit feefdfc). The centralized frontier variants are cheaper: the stage
 memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
 reference bytes. ``tests/test_presets.py`` pins each preset's digest and its image budget.
 
