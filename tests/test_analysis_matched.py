@@ -172,3 +172,23 @@ def test_outcome_columns_filled_for_databases_that_predate_them():
     )
     assert line["outage_mean"] == 0.25 and line["outage_n"] == 4
     assert line["outage_lo"] < 0.25 < line["outage_hi"] and line["destination"] == "UE"
+
+
+def test_a_genie_receiver_baseline_is_compared_only_with_a_genie_protocol():
+    """The genie pair of the presets must not become the estimated protocol's cheapest baseline."""
+    est, genie = (
+        {"cfg_noise": "estimated", "cfg_csi": "estimated"},
+        {"cfg_noise": "genie", "cfg_csi": "perfect"},
+    )
+    agg = pd.DataFrame(
+        [
+            _cell("central", "central", psnr=40.0, uses=900.0, **est),
+            _cell("central", "central (csi=perfect, noise=genie)", psnr=40.0, uses=300.0, **genie),
+            _cell("EIUG", "EIUG", psnr=30.0, uses=600.0, **est),
+            _cell("EIUG", "EIUG (csi=perfect, noise=genie)", psnr=30.0, uses=600.0, **genie),
+        ]
+    )
+    eq = equal_quality(agg).set_index("label")
+    assert eq.loc["EIUG", "baseline_label"] == "central"
+    assert eq.loc["EIUG", "baseline_uses_equal_quality"] == 900.0
+    assert eq.loc["EIUG (csi=perfect, noise=genie)", "baseline_label"] == "central (csi=perfect, noise=genie)"

@@ -148,3 +148,20 @@ def test_genie_section_pairs_genie_with_estimated():
     row = next(ln for ln in text.splitlines() if ln.startswith("| UIEG |"))
     assert "| ES1 | rayleigh | 0 | 31.5 | 30.5 | 1 ± 0 |" in row and row.endswith("| 4 |")
     assert _genie(types.SimpleNamespace(agg=agg.drop(columns=["cfg_noise"]), frame=frame)) == []
+
+
+def test_report_opens_with_the_at_a_glance_tables(report_dir: Path):
+    """Per destination and channel: quality/outage/uses at the summary SNRs, the ES protocols apart."""
+    text = (report_dir / "report.md").read_text()
+    glance = _section(text, "## At a glance")
+    assert text.index("## At a glance") < text.index("## Quality and costs per configuration")
+    ue, es = glance.split("### Image at the ES, awgn: quality and cost")
+    assert "### Image at the UE, awgn: quality and cost" in ue
+    assert "| protocol | -5 dB | -3 dB |" in ue  # -4 dB is not a summary SNR
+    assert "| EIUG |" in ue and "| central |" in ue and "| UIEG |" not in ue
+    assert "| UIEG |" in es and "| EIUG |" not in es
+    row = next(line for line in ue.splitlines() if line.startswith("| central |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    psnr, acc, outage, uses = cells[0].split(" / ")
+    assert float(outage) == 0.0 and int(uses.replace(",", "")) > 0 and float(psnr) > 0
+    assert "saving at equal fidelity" not in glance  # no frontier was swept: no saving claimed

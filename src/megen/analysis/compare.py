@@ -19,6 +19,9 @@ from megen.metrics import mean_ci95
 
 #: Widest gap (dB) between two swept SNRs across which a threshold is still located (issue 10, item 6).
 MAX_BRACKET_DB = 1.0
+#: Link-system options a baseline must share with the protocol it is compared with: the receiver
+#: (a genie-receiver baseline is not a real system's), HARQ and the channel model's parameters.
+SAME_SYSTEM = ("csi", "noise", "equalizer", "harq", "max_transmissions", "coherence_symbols", "k_factor_db")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,22 @@ def _at_point(cells, r):
     return same[np.isclose(same["snr_db"].astype(float), float(r["snr_db"]))]
 
 
+def _same_system(cells, r):
+    """The cells whose link system (:data:`SAME_SYSTEM`: receiver, HARQ, channel parameters) equals ``r``'s."""
+    keep = np.ones(len(cells), dtype=bool)
+    for name in SAME_SYSTEM:
+        col = f"cfg_{name}"
+        if col in cells and col in r:
+            mine, values = r[col], cells[col]
+            same = (values.astype(str) == str(mine)).to_numpy()
+            keep &= (same | values.isna().to_numpy()) if _missing(mine) else same
+    return cells[keep]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _outage(row) -> float:
     v = row.get("outage_mean", 0.0) if hasattr(row, "get") else 0.0
     return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
@@ -172,7 +191,9 @@ def equal_quality(agg, *, metric: str = "psnr_fidelity_db"):
 
     A protocol whose image lands at the UE is compared with ``central`` and ``central-fallback``, one
     whose image lands at an ES with ``central-es`` and ``local-upload`` (:data:`BASELINES`), at the
-    same task, channel and SNR, over every variant swept (codec, quality, MCS). A baseline variant
+    same task, channel and SNR and the same link system (:data:`SAME_SYSTEM`: a genie-receiver
+    baseline is compared only with a genie-receiver protocol), over every variant swept (codec,
+    quality, MCS). A baseline variant
     qualifies for "equal quality" when its mean metric (over delivered images) is at least the
     protocol's AND its outage probability is at most the protocol's (dropping more images is not equal
     quality).
@@ -194,7 +215,7 @@ def equal_quality(agg, *, metric: str = "psnr_fidelity_db"):
     for _, r in agg[~agg["protocol"].isin(BASELINE_PROTOCOLS)].iterrows():
         dest = _destination_of(r)
         matched = BASELINES[dest]
-        same = _at_point(agg[agg["protocol"].isin(matched)], r)
+        same = _same_system(_at_point(agg[agg["protocol"].isin(matched)], r), r)
         same = same[same["channel"] != "none"] if r["channel"] != "none" else same
         outage = _outage(r)
         b_out = same["outage_mean"].fillna(0.0) if "outage_mean" in same else 0.0 * same[col]

@@ -129,9 +129,12 @@ def write_report(
 
 def report_markdown(ctx: ReportContext) -> str:
     """The whole ``report.md``: every section in order."""
+    from megen.report.glance import glance
+
     sections = (
         _header,
         _notes,
+        glance,
         _figures,
         _main_table,
         _local_baseline,
