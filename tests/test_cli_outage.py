@@ -44,3 +44,24 @@ def test_central_reports_outage_at_minus_25_db(app, tmp_path):
     assert (
         fb["outage"] == [False] and fb["fallback"] == [True] and fb["quality"]["psnr_fidelity_db"] is not None
     )
+
+
+def test_nothing_is_generated_or_sent_for_an_image_whose_uplink_failed(app, tmp_path):
+    """At -25 dB the prompt never reaches the ES: the ES generates nothing and nothing comes down; the
+    fallback's cost is exactly the UE's own ``local`` generation (booked for the images in outage)."""
+    fb = _central(app, tmp_path, "-25", "--protocol", "central-fallback")
+    assert fb["flops"]["ES1"] == 0.0 and fb["channel_uses"]["downlink"] == 0
+    assert fb["channel_uses"]["uplink"] > 0  # the failed attempt (all four transmissions) is counted
+    local = _central(app, tmp_path, "-25", "--protocol", "local", "--channel", "none")
+    assert fb["flops"]["UE"] == pytest.approx(local["flops"]["UE"])
+
+
+def test_pro_rata_books_only_the_share_of_the_batch_still_served():
+    from megen.protocols.engine import pro_rata
+    from megen.protocols.links import Sent
+
+    sent = Sent(value=None, channel_uses=1000, payload_bits=800, transmissions=4)
+    assert pro_rata(sent, 1.0) is sent
+    part = pro_rata(sent, 0.75)
+    assert (part.channel_uses, part.payload_bits, part.transmissions) == (750, 600, 3)
+    assert pro_rata(sent, 0.0).channel_uses == 0

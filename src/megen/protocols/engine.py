@@ -20,6 +20,7 @@ other operation's draws.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,19 @@ class Engine:
         return _Run(self, plan, ctx, nodes).execute()
 
 
+def pro_rata(sent: Sent, share: float) -> Sent:
+    """``sent`` with its channel uses, bits and transmissions scaled to the ``share`` of the batch
+    actually sent (items already in outage are not sent; per-image costs are batch averages anyway)."""
+    if share >= 1.0:
+        return sent
+    return dataclasses.replace(
+        sent,
+        channel_uses=round(sent.channel_uses * share),
+        payload_bits=round(sent.payload_bits * share),
+        transmissions=round(sent.transmissions * share),
+    )
+
+
 class _Run:
     """The interpreter's state for one execution: executors, tile geometry, ledger, final latent."""
 
@@ -176,6 +190,13 @@ class _Run:
         self.sent: Counter[tuple[str, str, ItemRef]] = Counter()
         self.outage = torch.zeros(ctx.batch_size, dtype=torch.bool)
         self.outage_known_s: float | None = None
+        # Items the current path still serves: a node does not work on, or send, an image whose earlier
+        # transfer failed (its receiver knows: HARQ gave up); the fallback serves only the outage.
+        self.served = torch.ones(ctx.batch_size, dtype=torch.bool)
+
+    def share(self) -> float:
+        """Fraction of the batch the current path still serves: the batch's costs are booked pro rata."""
+        return float(self.served.float().mean())
 
     def execute(self) -> EngineOutput:
         """Run the plan's operations, then its fallback for the images in outage (if it has one)."""
@@ -209,11 +230,13 @@ class _Run:
         """Run the plan's fallback once the outage is known; images in outage show its image.
 
         The result node starts the fallback when the first failed transfer has ended (HARQ gave up),
-        not before; its stages are booked like any other (FLOPs, seconds, joules), for the whole batch.
+        not before; its stages are booked like any other (FLOPs, seconds, joules), pro rata for the
+        images in outage only.
         """
         node = self.plan.result_node
         known = self.outage_known_s or 0.0
         self.ledger.node_free[node] = max(self.ledger.node_free.get(node, 0.0), known)
+        self.served = self.outage.clone()
         for op in self.plan.fallback:
             self.dispatch(op)
         own = self.nodes[node].get(IMAGE)
@@ -229,13 +252,14 @@ class _Run:
             failed = torch.full_like(self.outage, not sent.ok)
         if bool(failed.any()):
             self.outage |= failed
+            self.served &= ~failed
             self.outage_known_s = min(end_s, self.outage_known_s or end_s)
 
     def stage(self, op: Stage, done: StageDone | None = None) -> None:
         reads, write = op.io(self.ctx.image_to_image)
         ex = self.nodes[op.node]
         done = ex.run_stage(op, self.ctx) if done is None else done
-        end = self.ledger.stage(done.name, op.node, done.flops, reads)
+        end = self.ledger.stage(done.name, op.node, round(done.flops * self.share()), reads)
         self.ledger.mark(op.node, [write], end)
         if done.entry is not None:
             self.entries.append((op.node, *done.entry))
@@ -250,7 +274,9 @@ class _Run:
         self.sent[key] += 1
         sent = self.nodes[op.dst].receive(op.item, out, mode=op.mode, link=op.link, stream_seed=stream)
         ready = self.ledger.ready_at(op.src, op.item)
-        end = self.ledger.transfer(str(op.item), op.src, op.dst, op.link, op.mode, sent, ready)
+        end = self.ledger.transfer(
+            str(op.item), op.src, op.dst, op.link, op.mode, pro_rata(sent, self.share()), ready
+        )
         self.ledger.mark(op.dst, [op.item], end)
         self.note_outage(sent, end)
 
@@ -301,7 +327,9 @@ class _Run:
             sent = self.nodes[dst].receive(
                 tiles[d], out, mode="analog", link="backhaul", stream_seed=stream, into=dcols
             )
-            t = self.ledger.transfer(f"halo@{s}->{d}", src, dst, "backhaul", "analog", sent, ready[s])
+            t = self.ledger.transfer(
+                f"halo@{s}->{d}", src, dst, "backhaul", "analog", pro_rata(sent, self.share()), ready[s]
+            )
             self.note_outage(sent, t)
             arrived[d] = max(arrived[d], t)
         for d, node in enumerate(op.nodes):
