@@ -9,7 +9,9 @@ the link's profile. Timeline rules (end-to-end latency along the plan's critical
   free (each ES has its own links, so parallel ESs transmit at the same time);
 * the end-to-end latency is the time the final ``image`` is ready at the plan's result node;
 * a plan's fallback (:attr:`~megen.protocols.plan.Plan.fallback`) starts on the result node no
-  earlier than the end of the first failed transfer (when the outage is known).
+  earlier than the end of the first failed transfer (when the outage is known);
+* the engine books a stage's FLOPs and a transfer's channel uses pro rata for the images the path
+  still serves (an image in outage is not generated or sent further; the fallback serves only them).
 """
 
 from __future__ import annotations
