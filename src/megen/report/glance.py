@@ -1,6 +1,6 @@
 """The report's summary: each protocol against its matched baselines from -15 to 20 dB, at a glance.
 
-Two tables per destination (where the image lands) and channel, one column per summary SNR that was
+Three tables per destination (where the image lands) and channel, one column per summary SNR that was
 swept:
 
 * **quality and cost**: fidelity PSNR (dB, over delivered images) / prompt accuracy / outage
@@ -8,7 +8,9 @@ swept:
 * **saving at equal fidelity**: the cheapest matched baseline variant reaching the protocol's
   fidelity with no more outage (:func:`megen.analysis.equal_quality`) divided into the protocol's
   channel uses: ``12.5x`` means the baseline needs 12.5 times the uses; below 1 the protocol loses.
-  Only at the SNRs where the baselines' codec/quality/MCS variants were swept (tag ``frontier``).
+  Only at the SNRs where the baselines' codec/quality/MCS variants were swept (tag ``frontier``);
+* **fidelity at equal channel uses**: the protocol's fidelity beside the best a matched baseline
+  variant reaches within the protocol's channel uses.
 
 These are the tables ``docs/results.md`` quotes; the full per-configuration tables follow in the report.
 """
@@ -110,13 +112,40 @@ def _saving(eq, protocol: str, channel: str, snr: float) -> str:
     return f"{ratio:.2g}x ({e['baseline_label']})" if ratio < 10 else f"{ratio:.0f}x ({e['baseline_label']})"
 
 
+def _at_equal_uses(eq, protocol: str, channel: str, snr: float) -> str:
+    hit = eq[
+        (eq["label"] == protocol)
+        & (eq["channel"] == channel)
+        & (abs(eq["snr_db"].astype(float) - snr) < 1e-9)
+    ]
+    if hit.empty:
+        return ""
+    e = hit.iloc[0]
+    mine, best = float(e["psnr_fidelity_db"]), float(e["baseline_quality_equal_uses"])
+    mine_s = "outage" if math.isnan(mine) else f"{mine:.1f}"
+    return f"{mine_s} vs {'none fits' if math.isnan(best) else f'{best:.1f}'}"
+
+
 def _saving_table(eq, sub, dest: str, channel: str, snrs: list[float]) -> list[str]:
     if eq is None or eq.empty or not snrs:
         return []
     meg = [p for p in _order(set(sub["label"])) if p not in _BASELINE_ORDER]
-    rows = [[p, *(_saving(eq, p, channel, s) for s in snrs)] for p in meg]
     header = ["protocol", *(f"{s:g} dB" for s in snrs)]
-    return [f"### Image at the {dest}, {channel}: saving at equal fidelity", "", md_table(header, rows), ""]
+    saving = [[p, *(_saving(eq, p, channel, s) for s in snrs)] for p in meg]
+    equal_uses = [[p, *(_at_equal_uses(eq, p, channel, s) for s in snrs)] for p in meg]
+    return [
+        f"### Image at the {dest}, {channel}: saving at equal fidelity",
+        "",
+        md_table(header, saving),
+        "",
+        f"### Image at the {dest}, {channel}: fidelity at equal channel uses",
+        "",
+        "The protocol's fidelity PSNR (dB) vs the best any matched baseline variant reaches within the "
+        "protocol's channel uses (*none fits*: every variant needs more uses).",
+        "",
+        md_table(header, equal_uses),
+        "",
+    ]
 
 
 __all__ = ["GLANCE_SNRS_DB", "glance"]
