@@ -152,6 +152,12 @@ def run(
     scenario: str | None = typer.Option(None, "--scenario", help="TR 38.901 scenario: umi or uma."),
     num_ues: int | None = typer.Option(None, "--ues", help="UEs in the cell."),
     num_es: int | None = typer.Option(None, "--es", help="Edge servers (one FIFO pool)."),
+    es_batch: int | None = typer.Option(
+        None, "--es-batch", help="Largest ES batch of one stage (1: FIFO; >1 uses the measured batch curve)."
+    ),
+    batch_device: str | None = typer.Option(
+        None, "--batch-device", help="Device the ES batch curve is measured on (cpu, cuda)."
+    ),
     bandwidth_mhz: float | None = typer.Option(
         None, "--bandwidth-mhz", help="Uplink and downlink carrier (MHz each)."
     ),
@@ -184,6 +190,8 @@ def run(
             scenario=scenario,
             num_ues=num_ues,
             num_es=num_es,
+            es_batch=es_batch,
+            batch_device=batch_device,
             bandwidth_mhz=bandwidth_mhz,
             scheduler=scheduler,
             arrival_rate=arrival_rate,
@@ -214,7 +222,7 @@ def _ms(value: float | None) -> str:
 def describe_system(objs: list[dict[str, Any]], cfg: Any, elapsed_s: float) -> list[str]:
     """Human-readable table of :meth:`ProtocolResult.to_dict` objects."""
     lines = [
-        f"{cfg.scenario} cell, {cfg.num_ues} UEs, {cfg.num_es} ES, {cfg.bandwidth_mhz:g} MHz, {cfg.scheduler}, "
+        f"{cfg.scenario} cell, {cfg.num_ues} UEs, {cfg.num_es} ES (batch <= {cfg.es_batch}), {cfg.bandwidth_mhz:g} MHz, {cfg.scheduler}, "
         f"{cfg.arrival_rate:g} requests/s, deadline {1e3 * cfg.deadline_s:g} ms, {cfg.replications} replication(s), "
         f"{elapsed_s:.1f} s",
         f"{'protocol':<9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'in time':>9}{'ES use':>8}{'UL use':>8}{'DL use':>8}"
@@ -245,16 +253,20 @@ def figures(
     protocols: str | None = typer.Option(None, "--protocols", help="Comma-separated protocols."),
     requests: int | None = typer.Option(None, "--requests", help="Arrivals per simulation."),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
+    es_batch: int | None = typer.Option(None, "--es-batch", help="Largest ES batch of one stage (1: FIFO)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
     """Latency vs offered load, capacity vs bandwidth and vs number of ESs, per protocol (PNG + JSON)."""
     from megen.costs.profiles import load_profiles
     from megen.netsim.plots import sweep_data, write_figures
-    from megen.netsim.runner import demands
+    from megen.netsim.runner import batch_curve, demands
 
-    cfg = _config(config, preset, dict(protocols=protocols, requests=requests, cache_dir=cache_dir))
+    cfg = _config(
+        config, preset, dict(protocols=protocols, requests=requests, cache_dir=cache_dir, es_batch=es_batch)
+    )
     ds = demands(cfg, log=say)
+    curve = batch_curve(cfg, say)
     with progress_steps(len(ds), progress) as step:
-        data = sweep_data(cfg, ds, load_profiles(cfg.profiles), step)
+        data = sweep_data(cfg, ds, load_profiles(cfg.profiles), step, curve=curve)
     for path in write_figures(data, out):
         echo(str(path))

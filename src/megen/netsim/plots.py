@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from megen.files import atomic_output, writable_folder, write_errors
+from megen.netsim.batching import BatchCurve
 from megen.netsim.cell import make_cell
 from megen.netsim.config import NetsimConfig
 from megen.netsim.demand import Demand
@@ -39,11 +40,15 @@ def sweep_data(
     step: Callable[[str], None] | None = None,
     bandwidths_mhz: Sequence[float] = BANDWIDTHS_MHZ,
     edge_servers: Sequence[int] = EDGE_SERVERS,
+    curve: BatchCurve | None = None,
 ) -> dict[str, Any]:
-    """The numbers of the three figures (JSON-ready; ``None`` for a p95 that never finishes)."""
+    """The numbers of the three figures (JSON-ready; ``None`` for a p95 that never finishes).
+
+    ``curve`` is the ES batch curve, needed when ``cfg.es_batch > 1``.
+    """
     from megen.netsim.system import resource_loads, stability_bound
 
-    cell = make_cell(cfg, 0)
+    cell = make_cell(cfg, 0, curve)
     top = max(stability_bound(resource_loads(cfg, cell, d, profiles)) for d in demands.values())
     rates = [f * top for f in LOAD_FRACTIONS]
     out: dict[str, Any] = {
@@ -59,7 +64,7 @@ def sweep_data(
         caps = []
         for bw in bandwidths_mhz:
             c = cfg.with_(bandwidth_mhz=bw)
-            caps.append(service_capacity(c, make_cell(c, 0), d, profiles, 0)[0])
+            caps.append(service_capacity(c, make_cell(c, 0, curve), d, profiles, 0)[0])
         out["capacity_vs_bandwidth"][name] = caps
         caps = []
         for m in edge_servers:
