@@ -15,7 +15,8 @@ quantity is the thread's CPU time with torch on one thread (stable on a shared m
 core of the server spends); on CUDA it is wall time after a synchronize. The ES tasks of a demand are
 dominated by the denoiser (25 steps of ``D`` against one ``G``), so the cell applies the ``D`` curve
 to whole ES tasks. Curves are cached next to the demands as ``batch-<key>.json``, the key hashing
-model, device, batch sizes, repeats, seed and the megen version.
+model, device, batch sizes, repeats, seed and the megen version (a shipped file of that key, see
+:data:`megen.netsim.demand.SHIPPED_DIR`, is used when the cache folder lacks it).
 
 Between the measured sizes the time is linear in ``b``; beyond the largest it grows on the last
 segment's slope. A measured time is never allowed to exceed that of a larger batch (a smaller batch
@@ -208,12 +209,14 @@ def cached_batch_curve(
 ) -> BatchCurve:
     """The batch curve of ``model`` on ``device`` from ``cache_dir`` (measured and written when missing)."""
     from megen.files import atomic_output, read_table
+    from megen.netsim.demand import shipped_or_cached
 
     repeats = 5
     key = curve_key(model, device, BATCH_SIZES, repeats, seed)
     path = Path(cache_dir) / f"batch-{key}.json"
-    if path.is_file():
-        return BatchCurve.from_dict(read_table(path, "netsim batch curve cache"))
+    found = shipped_or_cached(path)
+    if found is not None:
+        return BatchCurve.from_dict(read_table(found, "netsim batch curve cache"))
     if log is not None:
         log(f"measuring the batch curve of {model} on {device} (cached in {path})")
     curve = measure_batch_curve(model, device, BATCH_SIZES, repeats=repeats, seed=seed)
