@@ -1,6 +1,7 @@
 """One cell simulated with SimPy: UEs, an edge-server pool and two shared OFDMA links.
 
-**Resources.** Each UE has its own processor (FIFO, one request at a time); the ``num_es`` edge
+**Resources.** Each UE has its own processor (FIFO, one task at a time, a one-server
+:class:`BatchPool`); the ``num_es`` edge
 servers form one FIFO pool (a :class:`BatchPool`: a free server takes the first waiting task and,
 with ``es_batch`` B > 1, up to B - 1 more waiting tasks of the same protocol stage, served together
 in ``factor(b)`` times one task's seconds, :mod:`megen.netsim.batching`); the uplink
@@ -265,7 +266,7 @@ def simulate_cell(
 
     env = simpy.Environment()
     n = len(arrivals.time_s)
-    ue_procs = [simpy.Resource(env, capacity=1) for _ in range(cfg.num_ues)]
+    ue_procs = [BatchPool(env, 1) for _ in range(cfg.num_ues)]  # one FIFO processor per UE
     pool = BatchPool(env, cfg.num_es, cell.batch_factors)
     links = {k: SharedLink(env, cell.re_per_s, cell.goodput[k]) for k in RADIO}
     ue_rate = profiles.ue.peak_flops * profiles.ue.efficiency
@@ -286,9 +287,7 @@ def simulate_cell(
 
     def work(i: int, t: Task, ue: int, uplink_re: list):  # type: ignore[no-untyped-def]
         if t.resource == "UE":
-            with ue_procs[ue].request() as req:
-                yield req
-                yield env.timeout(t.amount / ue_rate)
+            yield ue_procs[ue].serve(i, t.amount / ue_rate)
         elif t.resource == "ES":
             yield pool.serve(i, t.amount / es_rate)
         elif t.resource == "backhaul":
