@@ -142,7 +142,8 @@ class BatchPool:
         if len(self.factors) == 1:
             self.head += 1
             return [first]
-        batch, rest = [], []
+        batch: list[tuple[int, float, Any]] = []
+        rest: list[tuple[int, float, Any]] = []
         for w in self.waiting[self.head :]:
             (batch if w[0] == first[0] and len(batch) < len(self.factors) else rest).append(w)
         self.waiting, self.head = rest, 0

@@ -98,8 +98,8 @@ def figure_data(rows: Sequence[Mapping[str, Any]], deadline_s: float) -> dict[st
         out: dict[str, list[Any]] = {}
         for r in sorted((r for r in rows if r["figure"] == figure), key=lambda r: float(r["x"])):
             v = r.get(key)
-            ok = v is not None and isinstance(v, int | float) and math.isfinite(v)
-            out.setdefault(r["protocol"], []).append(float(v) if ok else None)
+            ok = isinstance(v, int | float) and math.isfinite(v)
+            out.setdefault(r["protocol"], []).append(float(v) if isinstance(v, int | float) and ok else None)
         return out
 
     return {
