@@ -157,3 +157,39 @@ def test_measured_tiny_curve_is_positive_and_monotone() -> None:
     c = batching.measure_batch_curve("tiny", "cpu", (1, 2, 4), repeats=2)
     f = [c.factor(b) for b in (1, 2, 4)]
     assert f[0] == 1.0 and f == sorted(f) and np.all(np.isfinite(f))
+
+
+def test_shipped_measurements_parse_and_are_found(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from megen.files import read_table
+    from megen.netsim.demand import SHIPPED_DIR, Demand, shipped_or_cached
+
+    demands = [Demand.from_dict(read_table(p, "demand")) for p in sorted(SHIPPED_DIR.glob("demand-*.json"))]
+    names = {d.protocol for d in demands}
+    assert {"central", "central-es", "local", "local-upload", "CIAG", "ESUC", "UIDG", "DIUG"} <= names
+    for d in demands:
+        assert d.tasks and all(t.amount > 0 for t in d.tasks) and len(d.psnr_fidelity_db) == 3
+    curves = [BatchCurve.from_dict(read_table(p, "curve")) for p in SHIPPED_DIR.glob("batch-*.json")]
+    assert curves and all(c.factor(32) > 1.0 for c in curves)
+    some = next(SHIPPED_DIR.glob("demand-*.json"))
+    assert shipped_or_cached(tmp_path / some.name) == some
+    assert shipped_or_cached(tmp_path / "demand-0000.json") is None
+
+
+def test_cli_es_batch(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from test_netsim_system import _write_cache
+    from typer.testing import CliRunner
+
+    from megen.cli.main import app
+
+    monkeypatch.setattr(batching, "measure_batch_curve", lambda *a, **k: BatchCurve.flat())
+    _write_cache(tmp_path, ["central"])
+    args = ["netsim", "--protocols", "central", "--requests", "1000", "--ues", "20", "--rate", "12000"]
+    args += ["--es", "1", "--es-batch", "4", "--cache-dir", str(tmp_path), "--json", "--no-progress", "--no-capacity"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.stdout.strip().splitlines()[-1])
+    assert obj["config"]["es_batch"] == 4
+    (p,) = obj["protocols"]
+    assert p["stable"] and 1.0 < p["es_mean_batch"] <= 4.0  # 12 000/s exceeds one ES's FIFO bound
+    bad = CliRunner().invoke(app, ["netsim", "--es-batch", "0", "--no-progress"])
+    assert bad.exit_code == 2 and "es_batch" in bad.output
