@@ -65,7 +65,10 @@ def reproduce(
     if preset == "netsim":  # the system-level study (megen.netsim.reproduce): no sweep
         from megen.netsim.reproduce import reproduce_netsim
 
-        return ReproduceResult(reproduce_netsim(out, model=model, log=say, report_only=report_only))
+        step = (lambda name: say(f"netsim: figure sweeps of {name} done")) if progress else None
+        return ReproduceResult(
+            reproduce_netsim(out, model=model, log=say, step=step, report_only=report_only)
+        )
     out = writable_folder(out)
     spec = preset_spec(preset, model)
     if report_only:
