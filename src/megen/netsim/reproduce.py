@@ -27,6 +27,7 @@ PRESET: dict[str, Any] = {
     "arrival_rate": 1000.0,
 }
 """The netsim reproduce preset: keys of :class:`NetsimConfig` on top of the defaults."""
+SCENARIO_NAMES = {"umi": "UMi (street canyon)", "uma": "UMa"}
 BATCHES = (1, 4, 16)
 """Largest ES batches of the ``capacity_vs_batch`` rows (with one edge server)."""
 
@@ -84,11 +85,13 @@ def _fmt(v: Any, scale: float = 1.0, digits: int = 0) -> str:
 
 def report_markdown(df: Any, cfg: NetsimConfig) -> str:
     """``netsim.md``: the protocol table, the capacity tables and the figures, from stored rows."""
+    order = {name: k for k, name in enumerate(cfg.protocols)}
+    df = df.sort_values(["figure", "x"]).sort_values("protocol", key=lambda s: s.map(order), kind="stable")
     t = df[df.figure == "table"]
     lines = [
         "# System level (megen netsim)",
         "",
-        f"UMi cell ({cfg.scenario}), {cfg.num_ues} UEs, {cfg.num_es} ESs, {cfg.bandwidth_mhz:g} MHz each way, "
+        f"{SCENARIO_NAMES[cfg.scenario]} cell, {cfg.num_ues} UEs, {cfg.num_es} ESs, {cfg.bandwidth_mhz:g} MHz each way, "
         f"{cfg.scheduler}, deadline {1e3 * cfg.deadline_s:g} ms, {cfg.requests} requests per simulation, "
         f"seed {cfg.seed}, model {cfg.model}. Rows: `results.sqlite` table `netsim_results`.",
         "",
@@ -117,7 +120,7 @@ def report_markdown(df: Any, cfg: NetsimConfig) -> str:
         lines.append("| protocol | " + " | ".join(f"{x:g}" for x in xs) + " |")
         lines.append("|---" * (len(xs) + 1) + "|")
         for proto in dict.fromkeys(part.protocol):
-            caps = part[part.protocol == proto].sort_values("x").service_capacity
+            caps = part[part.protocol == proto].service_capacity
             lines.append(f"| {proto} | " + " | ".join(_fmt(c) for c in caps) + " |")
     lines += ["", "## Figures", ""]
     for name in ("latency_vs_load", "capacity_vs_bandwidth", "capacity_vs_es"):
