@@ -12,7 +12,9 @@ import json
 import numpy as np
 import pytest
 import simpy
+from typer.testing import CliRunner
 
+from megen.cli.main import app
 from megen.errors import MegenError
 from megen.netsim import batching
 from megen.netsim.batching import BatchCurve, cached_batch_curve
@@ -20,7 +22,7 @@ from megen.netsim.cell import BatchPool, make_cell
 from megen.netsim.config import make_config
 from megen.netsim.demand import Task
 from megen.netsim.system import resource_loads, service_capacity, simulate_point, stability_bound
-from test_netsim_system import CENTRAL, PROFILES, demand, es_only
+from test_netsim_system import CENTRAL, PROFILES, _write_cache, demand, es_only
 
 CIAG = demand(
     "CIAG",
@@ -176,15 +178,20 @@ def test_shipped_measurements_parse_and_are_found(tmp_path) -> None:  # type: ig
 
 
 def test_cli_es_batch(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from test_netsim_system import _write_cache
-    from typer.testing import CliRunner
-
-    from megen.cli.main import app
-
     monkeypatch.setattr(batching, "measure_batch_curve", lambda *a, **k: BatchCurve.flat())
     _write_cache(tmp_path, ["central"])
     args = ["netsim", "--protocols", "central", "--requests", "1000", "--ues", "20", "--rate", "12000"]
-    args += ["--es", "1", "--es-batch", "4", "--cache-dir", str(tmp_path), "--json", "--no-progress", "--no-capacity"]
+    args += [
+        "--es",
+        "1",
+        "--es-batch",
+        "4",
+        "--cache-dir",
+        str(tmp_path),
+        "--json",
+        "--no-progress",
+        "--no-capacity",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     obj = json.loads(result.stdout.strip().splitlines()[-1])
