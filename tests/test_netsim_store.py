@@ -136,3 +136,27 @@ def test_reproduce_netsim_writes_store_figures_and_report(tmp_path: Path, monkey
     again = runner.invoke(app, ["reproduce", "--preset", "netsim", "--out", str(out), "--report-only"])
     assert again.exit_code == 0, again.output
     assert (out / "netsim.md").is_file()
+
+
+def test_cli_db_stores_table_and_figure_rows(tmp_path: Path) -> None:
+    _write_cache(tmp_path, ["central"])
+    db = tmp_path / "results.sqlite"
+    common = ["--protocols", "central", "--requests", "200", "--cache-dir", str(tmp_path), "--no-progress"]
+    run = runner.invoke(
+        app, ["netsim", *common, "--ues", "10", "--rate", "500", "--no-capacity", "--db", str(db)]
+    )
+    assert run.exit_code == 0, run.output
+    table = read_netsim(db)
+    assert table.figure.tolist() == ["table"] and table.x.tolist() == [500.0]
+    toml = tmp_path / "fig.toml"
+    toml.write_text("num_ues = 10\ncapacity_steps = 1\n")
+    out = tmp_path / "figs"
+    fig = runner.invoke(
+        app, ["netsim", "figures", *common, "--config", str(toml), "--out", str(out), "--db", str(db)]
+    )
+    assert fig.exit_code == 0, fig.output
+    stored = read_netsim(db)
+    assert set(stored.figure) == {"table", "latency_vs_load", "capacity_vs_bandwidth", "capacity_vs_es"}
+    drawn = json.loads((out / "netsim_figures.json").read_text())
+    es = stored[stored.figure == "capacity_vs_es"].sort_values("x").service_capacity.tolist()
+    assert drawn["capacity_vs_es"]["central"] == es and len(drawn["rates"]) == 9

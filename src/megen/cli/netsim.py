@@ -176,6 +176,9 @@ def run(
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (a list of protocols)."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Also store the results (SQLite, table netsim_results)."
+    ),
 ) -> None:
     """Simulate a cell of UEs sharing spectrum and edge servers; per protocol latency, deadline share, capacity."""
     if ctx.invoked_subcommand is not None:
@@ -208,6 +211,8 @@ def run(
     with progress_steps(len(cfg.protocols) * cfg.replications, progress) as step:
         results = run_netsim(cfg, log=say, step=step)
     objs = [r.to_dict(cfg) for r in results]
+    if db is not None:
+        store_results(db, cfg, [{**o, "figure": "table", "x": cfg.arrival_rate} for o in objs])
     if json_output:
         print_json({"config": cfg.model_dump(mode="json"), "protocols": objs})
         return
@@ -255,10 +260,13 @@ def figures(
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
     es_batch: int | None = typer.Option(None, "--es-batch", help="Largest ES batch of one stage (1: FIFO)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Store the points (SQLite, table netsim_results) and draw from the stored rows."
+    ),
 ) -> None:
     """Latency vs offered load, capacity vs bandwidth and vs number of ESs, per protocol (PNG + JSON)."""
     from megen.costs.profiles import load_profiles
-    from megen.netsim.plots import sweep_data, write_figures
+    from megen.netsim.plots import figure_data, sweep_rows, write_figures
     from megen.netsim.runner import batch_curve, demands
 
     cfg = _config(
@@ -267,6 +275,18 @@ def figures(
     ds = demands(cfg, log=say)
     curve = batch_curve(cfg, say)
     with progress_steps(len(ds), progress) as step:
-        data = sweep_data(cfg, ds, load_profiles(cfg.profiles), step, curve=curve)
-    for path in write_figures(data, out):
+        rows = sweep_rows(cfg, ds, load_profiles(cfg.profiles), step, curve=curve)
+    if db is not None:
+        rows = store_results(db, cfg, rows).to_dict("records")
+    for path in write_figures(figure_data(rows, cfg.deadline_s), out):
         echo(str(path))
+
+
+def store_results(db: Path, cfg: Any, rows: list[dict[str, Any]]) -> Any:
+    """Write ``rows`` of ``cfg``'s run into ``db`` (table ``netsim_results``); returns the run's stored rows."""
+    from megen.netsim.reproduce import store_rows
+    from megen.store.netsim import read_netsim, run_digest, write_netsim
+
+    n = write_netsim(db, store_rows(cfg, rows))
+    say(f"netsim: {n} result rows stored in {db}")
+    return read_netsim(db, run=run_digest(cfg.model_dump(mode="json")))
