@@ -285,26 +285,31 @@ def simulate_cell(
     ue_compute_j = demand.total("UE") / ue_rate * profiles.ue.power_w
 
     order, owner, signal = chain_cover(demand.tasks)
-
-    def work(i: int, t: Task, ue: int, uplink_re: list):  # type: ignore[no-untyped-def]
-        if t.resource == "UE":
-            yield ue_procs[ue].serve(i, t.amount / ue_rate)
-        elif t.resource == "ES":
-            yield pool.serve(i, t.amount / es_rate)
-        elif t.resource == "backhaul":
-            yield env.timeout(t.amount / backhaul_hz)
-        else:
-            used = yield links[t.resource].send(ue, t.amount, t.unit)
-            if t.resource == "uplink":
-                uplink_re.append(used)
+    rates = {"UE": ue_rate, "ES": es_rate, "backhaul": backhaul_hz}
+    # per chain: (task index, resource, seconds or amount, unit, tasks of other chains it waits for)
+    steps = [
+        [
+            (i, t.resource, t.amount / rates[t.resource] if t.resource in rates else t.amount, t.unit, cross)
+            for i in chain_ids
+            for t, cross in [(demand.tasks[i], tuple(a for a in demand.tasks[i].after if owner[a] != c))]
+        ]
+        for c, chain_ids in enumerate(order)
+    ]
 
     def chain(c: int, ue: int, done: dict, uplink_re: list):  # type: ignore[no-untyped-def]
-        for i in order[c]:
-            t = demand.tasks[i]
-            waits = [done[a] for a in t.after if owner[a] != c]
-            if waits:
-                yield env.all_of(waits) if len(waits) > 1 else waits[0]
-            yield from work(i, t, ue, uplink_re)
+        for i, resource, amount, unit, cross in steps[c]:
+            if cross:
+                yield env.all_of([done[a] for a in cross]) if len(cross) > 1 else done[cross[0]]
+            if resource == "UE":
+                yield ue_procs[ue].serve(i, amount)
+            elif resource == "ES":
+                yield pool.serve(i, amount)
+            elif resource == "backhaul":
+                yield env.timeout(amount)
+            else:
+                used = yield links[resource].send(ue, amount, unit)
+                if resource == "uplink":
+                    uplink_re.append(used)
             if i in done:
                 done[i].succeed()
 
