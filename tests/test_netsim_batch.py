@@ -131,6 +131,24 @@ def test_flat_curve_serves_beyond_the_fifo_bound() -> None:
     assert cap8 > 2 * cap1
 
 
+@pytest.mark.theory
+def test_flat_curve_matches_gated_batch_closed_form() -> None:
+    """One ES, D = 10 ms, flat curve, batches up to 64 (never binding at lambda D = 2): W, busy share
+    and mean batch equal the gated batch service closed form (``theory.gated_batch_md``)."""
+    from megen.netsim.theory import gated_batch_md
+
+    service, rate = 0.01, 200.0
+    cfg = make_config(
+        {"num_es": 1, "es_batch": 64, "requests": 20_000, "num_ues": 10, "deadline_s": 1.0, "capacity": False}
+    )
+    p = simulate_point(cfg, make_cell(cfg, 0, BatchCurve.flat()), es_only(service), PROFILES, rate, 0)
+    w, busy, batch = gated_batch_md(rate, service)
+    assert p.stable and p.failed_share == 0
+    assert p.latency_mean_s == pytest.approx(w, rel=0.02)
+    assert p.es_utilisation == pytest.approx(busy, rel=0.02)
+    assert p.es_mean_batch == pytest.approx(batch, rel=0.02)
+
+
 def test_linear_curve_gains_nothing() -> None:
     """factor(b) = b: batching cannot raise the stability bound."""
     linear = BatchCurve("lin", "cpu", (1, 2, 4), {"denoise": (1.0, 2.0, 4.0)})
