@@ -143,4 +143,13 @@ def queue_theory(arrival: Poisson, service: Service, servers: int) -> Theory | N
     return Theory(wait, wait + mean, formula)
 
 
-__all__ = ["Theory", "erlang_c", "gated_batch_md", "md1_wait", "mg1_wait", "mm1_wait", "mmc_wait", "queue_theory"]
+__all__ = [
+    "Theory",
+    "erlang_c",
+    "gated_batch_md",
+    "md1_wait",
+    "mg1_wait",
+    "mm1_wait",
+    "mmc_wait",
+    "queue_theory",
+]
