@@ -1,27 +1,32 @@
 """Simulation speed of the cell simulator: 100 000 requests over 100 UEs (issue 12 item 4).
 
 Usage: python benchmarks/bench_netsim.py [--requests 100000] [--ues 100] [--protocols central,CIAG]
-       [--load 0.7] [--cache-dir runs/netsim-cache]
-Each protocol's demand comes from the engine cache (measured when missing); the arrival rate is
+       [--load 0.7] [--es-batch 1] [--cache-dir runs/netsim-cache] [--profile]
+Each protocol's demand comes from the engine cache (the shipped tiny-model demands, measured when
+missing); with ``--es-batch B`` the ES serves batches of up to B (the shipped CPU batch curve); the
+arrival rate is
 ``load`` times the protocol's stability bound. Times one :func:`simulate_point` (SimPy run and
 measures, not the UE drop or the link tables), wall and CPU seconds (CPU seconds tell the
-speed on an idle core when the machine is shared), and the load average before and after.
+speed on an idle core when the machine is shared), and the load average before and after;
+``--profile`` also prints the 12 functions of most own time (cProfile) of each run.
 Writes benchmarks/results/netsim.json. Target on a 2-core CPU: < 60 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import time
 from pathlib import Path
 
 from megen.costs.profiles import load_profiles
 from megen.netsim.cell import make_cell
 from megen.netsim.config import make_config
-from megen.netsim.runner import demands
+from megen.netsim.runner import batch_curve, demands
 from megen.netsim.system import resource_loads, simulate_point, stability_bound
 
 
@@ -31,7 +36,9 @@ def main() -> None:
     ap.add_argument("--ues", type=int, default=100)
     ap.add_argument("--protocols", default="central,CIAG")
     ap.add_argument("--load", type=float, default=0.7)
+    ap.add_argument("--es-batch", type=int, default=1)
     ap.add_argument("--cache-dir", default="runs/netsim-cache")
+    ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "netsim.json")
     args = ap.parse_args()
     cfg = make_config(
@@ -40,20 +47,29 @@ def main() -> None:
             "num_ues": args.ues,
             "requests": args.requests,
             "cache_dir": args.cache_dir,
+            "es_batch": args.es_batch,
         }
     )
     profiles = load_profiles()
-    cell = make_cell(cfg, 0)
+    cell = make_cell(cfg, 0, batch_curve(cfg, log=print))
     results = {}
     for name, d in demands(cfg, log=print).items():
         rate = args.load * stability_bound(resource_loads(cfg, cell, d, profiles))
         load_before = os.getloadavg()[0]
+        prof = cProfile.Profile() if args.profile else None
         t0, c0 = time.perf_counter(), time.process_time()
+        if prof is not None:
+            prof.enable()
         point = simulate_point(cfg, cell, d, profiles, rate, 0)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if prof is not None:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         results[name] = {
             "requests": args.requests,
             "ues": args.ues,
+            "es_batch": args.es_batch,
+            "profiled": args.profile,
             "rate_per_s": rate,
             "seconds": seconds,
             "requests_per_s": args.requests / seconds,

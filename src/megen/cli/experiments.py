@@ -203,7 +203,8 @@ def reproduce(
     ),
     full: bool = typer.Option(False, "--full", help="Publication size: >= 1000 samples per point (hours)."),
     preset: str = typer.Option(
-        "default", help="demo (a few minutes) | default (~22 min on one worker) | full."
+        "default",
+        help="demo (a few minutes) | default (~22 min on one worker) | full | netsim (system level, ~2 min).",
     ),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
     model: str = typer.Option(

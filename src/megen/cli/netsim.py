@@ -152,6 +152,12 @@ def run(
     scenario: str | None = typer.Option(None, "--scenario", help="TR 38.901 scenario: umi or uma."),
     num_ues: int | None = typer.Option(None, "--ues", help="UEs in the cell."),
     num_es: int | None = typer.Option(None, "--es", help="Edge servers (one FIFO pool)."),
+    es_batch: int | None = typer.Option(
+        None, "--es-batch", help="Largest ES batch of one stage (1: FIFO; >1 uses the measured batch curve)."
+    ),
+    batch_device: str | None = typer.Option(
+        None, "--batch-device", help="Device the ES batch curve is measured on (cpu, cuda)."
+    ),
     bandwidth_mhz: float | None = typer.Option(
         None, "--bandwidth-mhz", help="Uplink and downlink carrier (MHz each)."
     ),
@@ -170,6 +176,9 @@ def run(
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object (a list of protocols)."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Also store the results (SQLite, table netsim_results)."
+    ),
 ) -> None:
     """Simulate a cell of UEs sharing spectrum and edge servers; per protocol latency, deadline share, capacity."""
     if ctx.invoked_subcommand is not None:
@@ -184,6 +193,8 @@ def run(
             scenario=scenario,
             num_ues=num_ues,
             num_es=num_es,
+            es_batch=es_batch,
+            batch_device=batch_device,
             bandwidth_mhz=bandwidth_mhz,
             scheduler=scheduler,
             arrival_rate=arrival_rate,
@@ -200,6 +211,8 @@ def run(
     with progress_steps(len(cfg.protocols) * cfg.replications, progress) as step:
         results = run_netsim(cfg, log=say, step=step)
     objs = [r.to_dict(cfg) for r in results]
+    if db is not None:
+        store_results(db, cfg, [{**o, "figure": "table", "x": cfg.arrival_rate} for o in objs])
     if json_output:
         print_json({"config": cfg.model_dump(mode="json"), "protocols": objs})
         return
@@ -214,7 +227,7 @@ def _ms(value: float | None) -> str:
 def describe_system(objs: list[dict[str, Any]], cfg: Any, elapsed_s: float) -> list[str]:
     """Human-readable table of :meth:`ProtocolResult.to_dict` objects."""
     lines = [
-        f"{cfg.scenario} cell, {cfg.num_ues} UEs, {cfg.num_es} ES, {cfg.bandwidth_mhz:g} MHz, {cfg.scheduler}, "
+        f"{cfg.scenario} cell, {cfg.num_ues} UEs, {cfg.num_es} ES (batch <= {cfg.es_batch}), {cfg.bandwidth_mhz:g} MHz, {cfg.scheduler}, "
         f"{cfg.arrival_rate:g} requests/s, deadline {1e3 * cfg.deadline_s:g} ms, {cfg.replications} replication(s), "
         f"{elapsed_s:.1f} s",
         f"{'protocol':<9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'in time':>9}{'ES use':>8}{'UL use':>8}{'DL use':>8}"
@@ -245,16 +258,35 @@ def figures(
     protocols: str | None = typer.Option(None, "--protocols", help="Comma-separated protocols."),
     requests: int | None = typer.Option(None, "--requests", help="Arrivals per simulation."),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder of cached engine demands."),
+    es_batch: int | None = typer.Option(None, "--es-batch", help="Largest ES batch of one stage (1: FIFO)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Store the points (SQLite, table netsim_results) and draw from the stored rows."
+    ),
 ) -> None:
     """Latency vs offered load, capacity vs bandwidth and vs number of ESs, per protocol (PNG + JSON)."""
     from megen.costs.profiles import load_profiles
-    from megen.netsim.plots import sweep_data, write_figures
-    from megen.netsim.runner import demands
+    from megen.netsim.plots import figure_data, sweep_rows, write_figures
+    from megen.netsim.runner import batch_curve, demands
 
-    cfg = _config(config, preset, dict(protocols=protocols, requests=requests, cache_dir=cache_dir))
+    cfg = _config(
+        config, preset, dict(protocols=protocols, requests=requests, cache_dir=cache_dir, es_batch=es_batch)
+    )
     ds = demands(cfg, log=say)
+    curve = batch_curve(cfg, say)
     with progress_steps(len(ds), progress) as step:
-        data = sweep_data(cfg, ds, load_profiles(cfg.profiles), step)
-    for path in write_figures(data, out):
+        rows = sweep_rows(cfg, ds, load_profiles(cfg.profiles), step, curve=curve)
+    if db is not None:
+        rows = store_results(db, cfg, rows).to_dict("records")
+    for path in write_figures(figure_data(rows, cfg.deadline_s), out):
         echo(str(path))
+
+
+def store_results(db: Path, cfg: Any, rows: list[dict[str, Any]]) -> Any:
+    """Write ``rows`` of ``cfg``'s run into ``db`` (table ``netsim_results``); returns the run's stored rows."""
+    from megen.netsim.reproduce import store_rows
+    from megen.store.netsim import read_netsim, run_digest, write_netsim
+
+    n = write_netsim(db, store_rows(cfg, rows))
+    say(f"netsim: {n} result rows stored in {db}")
+    return read_netsim(db, run=run_digest(cfg.model_dump(mode="json")))

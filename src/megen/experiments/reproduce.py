@@ -1,6 +1,7 @@
 """``megen reproduce``: the whole case study in one command, written to ``report/``.
 
 The sweep is one of the presets (:mod:`megen.experiments.presets`: ``demo``, ``default``, ``full``);
+preset ``netsim`` runs the system-level study instead (:mod:`megen.netsim.reproduce`, ``netsim.md``);
 the report (``report.md``: figures, tables, and the data ``rows.csv`` / ``rows.parquet``,
 ``summary.csv``, ``results.sqlite``) is written by :func:`megen.report.markdown.write_report`.
 """
@@ -61,6 +62,13 @@ def reproduce(
     from megen.files import writable_folder
 
     say = log or print
+    if preset == "netsim":  # the system-level study (megen.netsim.reproduce): no sweep
+        from megen.netsim.reproduce import reproduce_netsim
+
+        step = (lambda name: say(f"netsim: figure sweeps of {name} done")) if progress else None
+        return ReproduceResult(
+            reproduce_netsim(out, model=model, log=say, step=step, report_only=report_only)
+        )
     out = writable_folder(out)
     spec = preset_spec(preset, model)
     if report_only:

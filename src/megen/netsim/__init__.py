@@ -4,7 +4,9 @@
 closed forms in :mod:`~megen.netsim.theory`). The cell simulator (``megen netsim``) builds on it:
 :mod:`~megen.netsim.config` (the configuration), :mod:`~megen.netsim.radio` (TR 38.901 path loss,
 SNR, scheduler goodput), :mod:`~megen.netsim.demand` (per-request demands measured with the engine
-and cached), :mod:`~megen.netsim.cell` (the SimPy model), :mod:`~megen.netsim.system` (measures,
-stability, service capacity), :mod:`~megen.netsim.runner` (replications, JSON) and
-:mod:`~megen.netsim.plots` (figures).
+and cached; the tiny model's ship in ``measured/``), :mod:`~megen.netsim.batching` (the ES batch
+curve), :mod:`~megen.netsim.cell` (the SimPy model), :mod:`~megen.netsim.system` (measures,
+stability, service capacity), :mod:`~megen.netsim.runner` (replications, JSON),
+:mod:`~megen.netsim.plots` (figures) and :mod:`~megen.netsim.reproduce` (``megen reproduce --preset
+netsim``; rows in the results database via :mod:`megen.store.netsim`).
 """

@@ -1,7 +1,10 @@
 """One cell simulated with SimPy: UEs, an edge-server pool and two shared OFDMA links.
 
-**Resources.** Each UE has its own processor (FIFO, one request at a time); the ``num_es`` edge
-servers form one FIFO pool (a :class:`simpy.Resource`; a task takes any free server); the uplink
+**Resources.** Each UE has its own processor (FIFO, one task at a time, a one-server
+:class:`BatchPool`); the ``num_es`` edge
+servers form one FIFO pool (a :class:`BatchPool`: a free server takes the first waiting task and,
+with ``es_batch`` B > 1, up to B - 1 more waiting tasks of the same protocol stage, served together
+in ``factor(b)`` times one task's seconds, :mod:`megen.netsim.batching`); the uplink
 and the downlink are each a :class:`SharedLink` (fluid OFDMA: the active flows share the resource
 elements equally, see :mod:`megen.netsim.radio`); the backhaul between edge servers is a fixed
 delay (channel uses over the backhaul profile's bandwidth). Compute seconds and joules come from
@@ -24,10 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from megen.costs.profiles import Profiles
+from megen.errors import MegenError
+from megen.netsim.batching import BatchCurve
 from megen.netsim.config import NetsimConfig
 from megen.netsim.demand import Demand, Task
 from megen.netsim.radio import Drop, drop_ues, flow_goodput, in_outage, resource_elements_per_s
@@ -103,18 +109,84 @@ class SharedLink:
         self._schedule()
 
 
+class BatchPool:
+    """``servers`` edge servers fed by one FIFO line, serving batches of waiting tasks.
+
+    A free server takes the first waiting task and the next waiting tasks of the same ``stage`` (a
+    protocol's task index), at most ``len(factors)`` in all, and serves them together for
+    ``factors[b - 1]`` times one task's seconds; all of the batch finish together. With one factor
+    this is a plain FIFO multi-server queue (as :class:`simpy.Resource`).
+
+    Args:
+        env: The SimPy environment.
+        servers: Number of servers.
+        factors: Batch factors ``(factor(1) = 1, ..., factor(B))``.
+    """
+
+    def __init__(self, env, servers: int, factors: tuple[float, ...] = (1.0,)) -> None:  # type: ignore[no-untyped-def]
+        self.env, self.free, self.factors = env, servers, factors
+        self.waiting: list[tuple[int, float, Any]] = []  # (stage, seconds alone, event)
+        self.head = 0
+        self.busy_s = 0.0
+        self.batches: list[int] = []
+
+    def serve(self, stage: int, seconds: float):  # type: ignore[no-untyped-def]
+        """Queue one task of ``stage`` taking ``seconds`` alone; the event fires when it is done."""
+        event = self.env.event()
+        self.waiting.append((stage, seconds, event))
+        self._start()
+        return event
+
+    def _take(self) -> list[tuple[int, float, Any]]:
+        first = self.waiting[self.head]
+        if len(self.factors) == 1:
+            self.head += 1
+            return [first]
+        batch: list[tuple[int, float, Any]] = []
+        rest: list[tuple[int, float, Any]] = []
+        for w in self.waiting[self.head :]:
+            (batch if w[0] == first[0] and len(batch) < len(self.factors) else rest).append(w)
+        self.waiting, self.head = rest, 0
+        return batch
+
+    def _start(self) -> None:
+        while self.free and self.head < len(self.waiting):
+            batch = self._take()
+            if self.head > 1024:
+                self.waiting, self.head = self.waiting[self.head :], 0
+            self.free -= 1
+            seconds = batch[0][1] * self.factors[len(batch) - 1]
+            self.busy_s += seconds
+            self.batches.append(len(batch))
+            self.env.timeout(seconds).callbacks.append(lambda _e, b=batch: self._done(b))
+
+    def _done(self, batch: list[tuple[int, float, Any]]) -> None:
+        self.free += 1
+        for w in batch:
+            w[2].succeed()
+        self._start()
+
+
 @dataclass(frozen=True)
 class CellState:
-    """The static part of one replication: UE drop, goodput tables, outage flags."""
+    """The static part of one replication: UE drop, goodput tables, outage flags, ES batch factors."""
 
     drop: Drop
     re_per_s: float
     goodput: dict[str, np.ndarray]
     outage: dict[str, np.ndarray]
+    batch_factors: tuple[float, ...] = (1.0,)
 
 
-def make_cell(cfg: NetsimConfig, replication: int) -> CellState:
-    """Drop the UEs of ``replication`` and tabulate their link goodputs under the scheduler."""
+def make_cell(cfg: NetsimConfig, replication: int, curve: BatchCurve | None = None) -> CellState:
+    """Drop the UEs of ``replication`` and tabulate their link goodputs under the scheduler.
+
+    Raises:
+        MegenError: ``cfg.es_batch > 1`` without a batch ``curve``.
+    """
+    if cfg.es_batch > 1 and curve is None:
+        raise MegenError(f"es_batch {cfg.es_batch} needs a measured batch curve")
+    factors = curve.factors(cfg.es_batch) if curve is not None and cfg.es_batch > 1 else (1.0,)
     rng = np.random.default_rng(derive(cfg.seed, "netsim", "cell", replication, "drop"))
     drop = drop_ues(
         rng,
@@ -136,6 +208,7 @@ def make_cell(cfg: NetsimConfig, replication: int) -> CellState:
         resource_elements_per_s(cfg.bandwidth_hz),
         {k: flow_goodput(v, cfg.scheduler, cols, cfg.harq_max_transmissions) for k, v in snr.items()},
         {k: in_outage(v, cfg.harq_max_transmissions) for k, v in snr.items()},
+        factors,
     )
 
 
@@ -161,7 +234,8 @@ class CellRun:
 
     ``latency_s`` is ``inf`` for failed or unfinished requests; ``departure_s`` NaN for unfinished
     ones (failed requests leave at arrival); ``ue_energy_j`` and ``quality_db`` are NaN where the
-    request was not served. ``es_busy_s`` is busy server-seconds, ``link_busy_s`` seconds with at least
+    request was not served. ``es_busy_s`` is busy server-seconds, ``es_mean_batch`` the mean ES
+    batch size (0 when no ES task ran), ``link_busy_s`` seconds with at least
     one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished).
     """
 
@@ -171,6 +245,7 @@ class CellRun:
     ue_energy_j: np.ndarray
     quality_db: np.ndarray
     es_busy_s: float
+    es_mean_batch: float
     link_busy_s: dict[str, float]
     end_s: float
     finished: bool
@@ -192,8 +267,8 @@ def simulate_cell(
 
     env = simpy.Environment()
     n = len(arrivals.time_s)
-    ue_procs = [simpy.Resource(env, capacity=1) for _ in range(cfg.num_ues)]
-    pool = simpy.Resource(env, capacity=cfg.num_es)
+    ue_procs = [BatchPool(env, 1) for _ in range(cfg.num_ues)]  # one FIFO processor per UE
+    pool = BatchPool(env, cfg.num_es, cell.batch_factors)
     links = {k: SharedLink(env, cell.re_per_s, cell.goodput[k]) for k in RADIO}
     ue_rate = profiles.ue.peak_flops * profiles.ue.efficiency
     es_rate = profiles.es.peak_flops * profiles.es.efficiency
@@ -201,7 +276,6 @@ def simulate_cell(
     ue_tx_w = 10 ** ((cfg.ue_tx_power_dbm - 30) / 10)
     departure = np.full(n, np.nan)
     energy = np.full(n, np.nan)
-    es_busy = [0.0]
     needs = {k: any(t.resource == k for t in demand.tasks) for k in RADIO}
     fails = np.zeros(cfg.num_ues, dtype=bool)
     for k in RADIO:
@@ -211,32 +285,31 @@ def simulate_cell(
     ue_compute_j = demand.total("UE") / ue_rate * profiles.ue.power_w
 
     order, owner, signal = chain_cover(demand.tasks)
-
-    def work(t: Task, ue: int, uplink_re: list):  # type: ignore[no-untyped-def]
-        if t.resource == "UE":
-            with ue_procs[ue].request() as req:
-                yield req
-                yield env.timeout(t.amount / ue_rate)
-        elif t.resource == "ES":
-            with pool.request() as req:
-                yield req
-                seconds = t.amount / es_rate
-                es_busy[0] += seconds
-                yield env.timeout(seconds)
-        elif t.resource == "backhaul":
-            yield env.timeout(t.amount / backhaul_hz)
-        else:
-            used = yield links[t.resource].send(ue, t.amount, t.unit)
-            if t.resource == "uplink":
-                uplink_re.append(used)
+    rates = {"UE": ue_rate, "ES": es_rate, "backhaul": backhaul_hz}
+    # per chain: (task index, resource, seconds or amount, unit, tasks of other chains it waits for)
+    steps = [
+        [
+            (i, t.resource, t.amount / rates[t.resource] if t.resource in rates else t.amount, t.unit, cross)
+            for i in chain_ids
+            for t, cross in [(demand.tasks[i], tuple(a for a in demand.tasks[i].after if owner[a] != c))]
+        ]
+        for c, chain_ids in enumerate(order)
+    ]
 
     def chain(c: int, ue: int, done: dict, uplink_re: list):  # type: ignore[no-untyped-def]
-        for i in order[c]:
-            t = demand.tasks[i]
-            waits = [done[a] for a in t.after if owner[a] != c]
-            if waits:
-                yield env.all_of(waits) if len(waits) > 1 else waits[0]
-            yield from work(t, ue, uplink_re)
+        for i, resource, amount, unit, cross in steps[c]:
+            if cross:
+                yield env.all_of([done[a] for a in cross]) if len(cross) > 1 else done[cross[0]]
+            if resource == "UE":
+                yield ue_procs[ue].serve(i, amount)
+            elif resource == "ES":
+                yield pool.serve(i, amount)
+            elif resource == "backhaul":
+                yield env.timeout(amount)
+            else:
+                used = yield links[resource].send(ue, amount, unit)
+                if resource == "uplink":
+                    uplink_re.append(used)
             if i in done:
                 done[i].succeed()
 
@@ -272,7 +345,8 @@ def simulate_cell(
         latency_s=latency,
         ue_energy_j=np.where(np.isfinite(latency), energy, np.nan),
         quality_db=quality,
-        es_busy_s=es_busy[0],
+        es_busy_s=pool.busy_s,
+        es_mean_batch=float(np.mean(pool.batches)) if pool.batches else 0.0,
         link_busy_s={k: links[k].busy_s for k in RADIO},
         end_s=float(np.max(departure)) if finished else float(env.now),
         finished=finished,
@@ -309,6 +383,7 @@ def chain_cover(tasks: tuple[Task, ...]) -> tuple[list[list[int]], list[int], se
 __all__ = [
     "RADIO",
     "Arrivals",
+    "BatchPool",
     "CellRun",
     "CellState",
     "SharedLink",

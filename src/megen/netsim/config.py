@@ -24,6 +24,9 @@ class NetsimConfig(BaseModel):
         protocols: Protocols to simulate (names of ``megen protocols``).
         scenario: TR 38.901 scenario, ``umi`` (street canyon) or ``uma``.
         num_ues, num_es: UEs in the cell; edge servers (one FIFO pool) at the base station.
+        es_batch: Largest ES batch: a free server takes up to this many waiting requests of the same
+            task together, their time from the measured batch curve (1: one at a time, plain FIFO).
+        batch_device: Device the batch curve is measured on (``cpu``, ``cuda`` ...).
         radius_m, min_distance_m: The annulus the UEs are dropped in.
         bandwidth_mhz: Carrier bandwidth of the uplink and of the downlink (each).
         scheduler: ``round_robin`` or ``proportional_fair`` (both links).
@@ -46,6 +49,8 @@ class NetsimConfig(BaseModel):
     scenario: Literal["umi", "uma"] = "umi"
     num_ues: int = Field(100, ge=1, le=10_000)
     num_es: int = Field(2, ge=1, le=64)
+    es_batch: int = Field(1, ge=1, le=256)
+    batch_device: str = "cpu"
     radius_m: float = Field(150.0, gt=0, le=10_000)
     min_distance_m: float = Field(10.0, ge=0)
     carrier_ghz: float = Field(3.5, ge=0.5, le=100)

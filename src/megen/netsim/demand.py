@@ -19,7 +19,8 @@ SNR) and reads the engine's ledger:
 
 Demands are cached as JSON under ``cache_dir`` in ``demand-<key>.json``; the key hashes every input
 of the measurement (protocol, model, steps, edge servers, samples, SNR grid, channel, seed,
-megen version), so a changed input measures again.
+megen version), so a changed input measures again. A file of the same key shipped in
+:data:`SHIPPED_DIR` (the tiny model's defaults) is used when the cache folder lacks it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from megen.errors import MegenError
 PROMPTS = ("a photo of a sneaker", "a photo of a bag", "a photo of a shirt", "a photo of a dress")
 """Prompts of the measurement runs (the first ``samples``; cycled when more are asked)."""
 RESOURCES = ("UE", "ES", "uplink", "downlink", "backhaul")
+SHIPPED_DIR = Path(__file__).parent / "measured"
+"""Measurements shipped with megen (the tiny model's demands and CPU batch curve), read when the
+cache folder lacks a file of the same key; the key holds the megen version, so a new version
+measures again unless these files are refreshed (``docs/system.md``)."""
 EPS_S = 1e-12
 
 
@@ -229,6 +234,14 @@ def measure_demand(spec: DemandSpec, session: Any = None) -> Demand:
     )
 
 
+def shipped_or_cached(path: Path) -> Path | None:
+    """``path`` if it exists, else the file of that name shipped in :data:`SHIPPED_DIR`, else ``None``."""
+    if path.is_file():
+        return path
+    shipped = SHIPPED_DIR / path.name
+    return shipped if shipped.is_file() else None
+
+
 def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, log: Any = None) -> Demand:
     """The demand of ``spec`` from ``cache_dir`` (measured and written there when missing).
 
@@ -238,8 +251,9 @@ def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, 
     from megen.files import atomic_output, read_table
 
     path = Path(cache_dir) / f"demand-{spec.key()}.json"
-    if path.is_file():
-        return Demand.from_dict(read_table(path, "netsim demand cache"))
+    found = shipped_or_cached(path)
+    if found is not None:
+        return Demand.from_dict(read_table(found, "netsim demand cache"))
     if log is not None:
         log(f"measuring the demand of {spec.protocol} with the engine (cached in {path})")
     demand = measure_demand(spec, session)
@@ -255,10 +269,12 @@ def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, 
 __all__ = [
     "PROMPTS",
     "RESOURCES",
+    "SHIPPED_DIR",
     "Demand",
     "DemandSpec",
     "Task",
     "cached_demand",
     "measure_demand",
+    "shipped_or_cached",
     "tasks_from_records",
 ]

@@ -3,7 +3,9 @@
 Each figure sweeps one input of a :class:`NetsimConfig` for every protocol (``local`` and
 ``central`` beside the MEG protocols), with replication 0's drop and arrival pattern at each point,
 and is written as ``netsim_<name>.png`` (matplotlib, Agg, the style of :mod:`megen.report.plots`)
-next to ``netsim_figures.json`` holding the plotted numbers. Figures:
+next to ``netsim_figures.json`` holding the plotted numbers. The points are result rows
+(:func:`sweep_rows`, the rows of :mod:`megen.store.netsim`); :func:`figure_data` turns rows, fresh or
+read back from the results database, into the plotted numbers. Figures:
 
 * ``latency_vs_load``: p95 latency (ms, log scale) against the offered load (requests per second);
   the deadline as a dashed line; points where more than 5% never finish are left out.
@@ -14,13 +16,14 @@ next to ``netsim_figures.json`` holding the plotted numbers. Figures:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from megen.files import atomic_output, writable_folder, write_errors
+from megen.netsim.batching import BatchCurve
 from megen.netsim.cell import make_cell
 from megen.netsim.config import NetsimConfig
 from megen.netsim.demand import Demand
@@ -32,43 +35,93 @@ BANDWIDTHS_MHZ = (5.0, 10.0, 20.0, 40.0)
 EDGE_SERVERS = (1, 2, 4, 8)
 
 
-def sweep_data(
+def sweep_rows(
     cfg: NetsimConfig,
     demands: dict[str, Demand],
     profiles: Any,
     step: Callable[[str], None] | None = None,
     bandwidths_mhz: Sequence[float] = BANDWIDTHS_MHZ,
     edge_servers: Sequence[int] = EDGE_SERVERS,
-) -> dict[str, Any]:
-    """The numbers of the three figures (JSON-ready; ``None`` for a p95 that never finishes)."""
+    curve: BatchCurve | None = None,
+) -> list[dict[str, Any]]:
+    """The points of the three figures as result rows (``figure``, ``protocol``, ``x``, measures).
+
+    ``latency_vs_load`` rows carry every :class:`PointStats` measure at the offered load ``x``
+    (requests/s); ``capacity_vs_bandwidth`` (``x`` MHz) and ``capacity_vs_es`` (``x`` edge servers)
+    rows the ``service_capacity`` and ``stability_bound``. ``curve`` is the ES batch curve, needed
+    when ``cfg.es_batch > 1``.
+    """
     from megen.netsim.system import resource_loads, stability_bound
 
-    cell = make_cell(cfg, 0)
+    cell = make_cell(cfg, 0, curve)
     top = max(stability_bound(resource_loads(cfg, cell, d, profiles)) for d in demands.values())
-    rates = [f * top for f in LOAD_FRACTIONS]
-    out: dict[str, Any] = {
-        "rates": rates,
-        "bandwidths_mhz": list(bandwidths_mhz),
-        "edge_servers": list(edge_servers),
-    }
-    out["deadline_s"] = cfg.deadline_s
-    out["p95_s"], out["capacity_vs_bandwidth"], out["capacity_vs_es"] = {}, {}, {}
+    rows: list[dict[str, Any]] = []
     for name, d in demands.items():
-        p95 = [simulate_point(cfg, cell, d, profiles, r, 0).latency_p95_s for r in rates]
-        out["p95_s"][name] = [v if np.isfinite(v) else None for v in p95]
-        caps = []
+        for f in LOAD_FRACTIONS:
+            point = simulate_point(cfg, cell, d, profiles, f * top, 0)
+            rows.append({"figure": "latency_vs_load", "protocol": name, "x": f * top, **asdict(point)})
         for bw in bandwidths_mhz:
             c = cfg.with_(bandwidth_mhz=bw)
-            caps.append(service_capacity(c, make_cell(c, 0), d, profiles, 0)[0])
-        out["capacity_vs_bandwidth"][name] = caps
-        caps = []
+            cap, bound = service_capacity(c, make_cell(c, 0, curve), d, profiles, 0)
+            rows.append(_capacity_row("capacity_vs_bandwidth", name, bw, cap, bound))
         for m in edge_servers:
-            c = cfg.with_(num_es=m)
-            caps.append(service_capacity(c, cell, d, profiles, 0)[0])
-        out["capacity_vs_es"][name] = caps
+            cap, bound = service_capacity(cfg.with_(num_es=m), cell, d, profiles, 0)
+            rows.append(_capacity_row("capacity_vs_es", name, m, cap, bound))
         if step is not None:
             step(name)
-    return out
+    return rows
+
+
+def _capacity_row(figure: str, protocol: str, x: float, cap: float, bound: float) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "protocol": protocol,
+        "x": float(x),
+        "service_capacity": cap,
+        "stability_bound": bound,
+    }
+
+
+def figure_data(rows: Sequence[Mapping[str, Any]], deadline_s: float) -> dict[str, Any]:
+    """The plotted numbers (JSON-ready) from result rows (:func:`sweep_rows` or the store).
+
+    Returns:
+        ``rates``, ``bandwidths_mhz``, ``edge_servers`` (the x values, ascending), ``deadline_s``,
+        and per protocol ``p95_s`` (``None`` where the p95 never finishes), ``capacity_vs_bandwidth``
+        and ``capacity_vs_es`` (requests/s).
+    """
+
+    def xs(figure: str) -> list[float]:
+        return sorted({float(r["x"]) for r in rows if r["figure"] == figure})
+
+    def series(figure: str, key: str) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for r in sorted((r for r in rows if r["figure"] == figure), key=lambda r: float(r["x"])):
+            v = r.get(key)
+            ok = isinstance(v, int | float) and math.isfinite(v)
+            out.setdefault(r["protocol"], []).append(float(v) if isinstance(v, int | float) and ok else None)
+        return out
+
+    return {
+        "rates": xs("latency_vs_load"),
+        "bandwidths_mhz": xs("capacity_vs_bandwidth"),
+        "edge_servers": [int(x) for x in xs("capacity_vs_es")],
+        "deadline_s": deadline_s,
+        "p95_s": series("latency_vs_load", "latency_p95_s"),
+        "capacity_vs_bandwidth": series("capacity_vs_bandwidth", "service_capacity"),
+        "capacity_vs_es": series("capacity_vs_es", "service_capacity"),
+    }
+
+
+def sweep_data(
+    cfg: NetsimConfig,
+    demands: dict[str, Demand],
+    profiles: Any,
+    step: Callable[[str], None] | None = None,
+    curve: BatchCurve | None = None,
+) -> dict[str, Any]:
+    """:func:`figure_data` of :func:`sweep_rows` with the default sweeps."""
+    return figure_data(sweep_rows(cfg, demands, profiles, step, curve=curve), cfg.deadline_s)
 
 
 def _style(name: str) -> dict[str, Any]:
@@ -123,4 +176,12 @@ def write_figures(data: dict[str, Any], out: Path | str) -> list[Path]:
     return [*paths, folder / "netsim_figures.json"]
 
 
-__all__ = ["BANDWIDTHS_MHZ", "EDGE_SERVERS", "LOAD_FRACTIONS", "sweep_data", "write_figures"]
+__all__ = [
+    "BANDWIDTHS_MHZ",
+    "EDGE_SERVERS",
+    "LOAD_FRACTIONS",
+    "figure_data",
+    "sweep_data",
+    "sweep_rows",
+    "write_figures",
+]

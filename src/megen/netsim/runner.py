@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from megen.errors import MegenError
+from megen.netsim.batching import BatchCurve, cached_batch_curve
 from megen.netsim.cell import Arrivals, make_cell
 from megen.netsim.config import NetsimConfig
 from megen.netsim.demand import Demand, DemandSpec, cached_demand
@@ -154,14 +155,29 @@ def demands(cfg: NetsimConfig, log: Log | None = None) -> dict[str, Demand]:
     return out
 
 
+def batch_curve(cfg: NetsimConfig, log: Log | None = None) -> BatchCurve | None:
+    """The ES batch curve of ``cfg.model`` on ``cfg.batch_device`` (cached), ``None`` when ``es_batch`` is 1."""
+    if cfg.es_batch == 1:
+        return None
+    return cached_batch_curve(cfg.model, cfg.batch_device, cfg.cache_dir, seed=cfg.seed, log=log)
+
+
 def run_protocol_system(
-    cfg: NetsimConfig, demand: Demand, profiles: Any, trace: Arrivals | None = None, step: Step | None = None
+    cfg: NetsimConfig,
+    demand: Demand,
+    profiles: Any,
+    trace: Arrivals | None = None,
+    step: Step | None = None,
+    curve: BatchCurve | None = None,
 ) -> ProtocolResult:
-    """All replications of one protocol at ``cfg.arrival_rate`` (or the trace), plus capacities."""
+    """All replications of one protocol at ``cfg.arrival_rate`` (or the trace), plus capacities.
+
+    ``curve`` is the ES batch curve (needed when ``cfg.es_batch > 1``, see :func:`batch_curve`).
+    """
     points, caps = [], []
     bound, loads = math.inf, {}
     for r in range(cfg.replications):
-        cell = make_cell(cfg, r)
+        cell = make_cell(cfg, r, curve)
         loads = resource_loads(cfg, cell, demand, profiles)
         points.append(simulate_point(cfg, cell, demand, profiles, cfg.arrival_rate, r, trace))
         if cfg.capacity:
@@ -188,7 +204,8 @@ def run_netsim(cfg: NetsimConfig, log: Log | None = None, step: Step | None = No
     profiles = load_profiles(cfg.profiles)
     trace = read_trace(cfg.trace, cfg.num_ues, cfg.seed) if cfg.trace is not None else None
     ds = demands(cfg, log)
-    return [run_protocol_system(cfg, ds[name], profiles, trace, step) for name in cfg.protocols]
+    curve = batch_curve(cfg, log)
+    return [run_protocol_system(cfg, ds[name], profiles, trace, step, curve) for name in cfg.protocols]
 
 
-__all__ = ["ProtocolResult", "demands", "read_trace", "run_netsim", "run_protocol_system"]
+__all__ = ["ProtocolResult", "batch_curve", "demands", "read_trace", "run_netsim", "run_protocol_system"]

@@ -5,7 +5,8 @@
 patterns, and reports means with 95% Student-t intervals across replications (``None`` for one).
 
 **Stability.** The a-priori load of each resource per request per second is: UE seconds over
-``num_ues`` (each UE its own processor), ES seconds over ``num_es``, and for each link the REs a
+``num_ues`` (each UE its own processor), ES seconds over ``num_es`` (with batches of ``es_batch``
+B, ``factor(B) / B`` of one request's seconds: full batches, the most the ESs can serve), and for each link the REs a
 request needs at its UE's goodput with the most multi-user diversity the scheduler can give, over
 the REs per second. The **stability bound** is the rate at which the largest load reaches 1. At or
 above it the run is cut to :data:`UNSTABLE_MAX_REQUESTS` arrivals, stops at the last one and reports
@@ -57,6 +58,7 @@ class PointStats:
     latency_p99_s: float
     deadline_share: float
     es_utilisation: float
+    es_mean_batch: float
     uplink_utilisation: float
     downlink_utilisation: float
     ue_energy_j: float
@@ -72,6 +74,8 @@ def resource_loads(
     """Busy share of each resource per unit arrival rate (seconds per request over capacity)."""
     ue_s = demand.total("UE") / (profiles.ue.peak_flops * profiles.ue.efficiency)
     es_s = demand.total("ES") / (profiles.es.peak_flops * profiles.es.efficiency)
+    full = len(cell.batch_factors)
+    es_s *= cell.batch_factors[-1] / full  # full batches: the least ES time per request
     loads = {"UE": ue_s / cfg.num_ues, "ES": es_s / cfg.num_es}
     for link in RADIO:
         best = cell.goodput[link].max(axis=1)
@@ -110,6 +114,7 @@ def point_stats(cfg: NetsimConfig, run: CellRun, apriori_stable: bool) -> PointS
         latency_p99_s=float(np.percentile(lat, 99, method="inverted_cdf")),
         deadline_share=float(np.mean(lat <= cfg.deadline_s)),
         es_utilisation=run.es_busy_s / (cfg.num_es * span),
+        es_mean_batch=run.es_mean_batch,
         uplink_utilisation=run.link_busy_s["uplink"] / span,
         downlink_utilisation=run.link_busy_s["downlink"] / span,
         ue_energy_j=float(np.nanmean(run.ue_energy_j[keep])) if served.any() else math.nan,

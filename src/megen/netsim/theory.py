@@ -8,6 +8,15 @@
   ``B(k) = a B(k-1) / (k + a B(k-1))`` (stable for any ``c``), ``C = B / (1 - rho (1 - B))``.
 
 ``W = Wq + E[S]`` in every case. ``rho = lambda E[S] / c`` must be below 1.
+
+* Gated batch service with a flat batch curve (one server, deterministic ``D``, batches of any size
+  cost ``D``; the ES pool with ``es_batch`` above the queue length): a service starts when a request
+  finds the server idle, and at each service end all waiting requests start together. A busy period
+  is a run of services, each followed by another iff a request arrived during it (probability
+  ``1 - exp(-lambda D)``), so it holds ``exp(lambda D)`` services on average; the busy share is
+  ``rho_b = D e^(lambda D) / (D e^(lambda D) + 1 / lambda)``, an arrival waits the residual of the
+  service in progress (``D / 2`` on average, by PASTA) with probability ``rho_b``:
+  ``W = D + rho_b D / 2``; the mean batch is ``lambda D + exp(-lambda D)``. Stable at any rate.
 """
 
 from __future__ import annotations
@@ -80,6 +89,23 @@ def mmc_wait(rate: float, service_rate: float, servers: int) -> float:
     return erlang_c(servers, rate / service_rate) / (servers * service_rate - rate)
 
 
+def gated_batch_md(rate: float, service_s: float) -> tuple[float, float, float]:
+    """``(W, busy share, mean batch)`` of gated batch service with a flat curve (module docstring).
+
+    Example:
+        >>> w, busy, batch = gated_batch_md(200.0, 0.01)
+        >>> round(w, 6), round(busy, 4), round(batch, 4)
+        (0.014683, 0.9366, 2.1353)
+    """
+    import math
+
+    if rate <= 0 or service_s <= 0:
+        raise MegenError("gated batch service needs a positive rate and service time")
+    runs = math.exp(rate * service_s)
+    busy = service_s * runs / (service_s * runs + 1.0 / rate)
+    return service_s + busy * service_s / 2.0, busy, rate * service_s + 1.0 / runs
+
+
 def _check_load(rho: float) -> None:
     if not 0 <= rho < 1:
         raise MegenError(f"no steady state: offered load per server rho = {rho:.4g} must be below 1")
@@ -117,4 +143,13 @@ def queue_theory(arrival: Poisson, service: Service, servers: int) -> Theory | N
     return Theory(wait, wait + mean, formula)
 
 
-__all__ = ["Theory", "erlang_c", "md1_wait", "mg1_wait", "mm1_wait", "mmc_wait", "queue_theory"]
+__all__ = [
+    "Theory",
+    "erlang_c",
+    "gated_batch_md",
+    "md1_wait",
+    "mg1_wait",
+    "mm1_wait",
+    "mmc_wait",
+    "queue_theory",
+]

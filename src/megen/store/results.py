@@ -34,6 +34,7 @@ from megen.experiments.spec import Point, SweepSpec
 from megen.files import folder_of, regular_file_or_new, writable_folder
 from megen.images import PNG_MAGIC, decode_png
 from megen.models.fingerprint import model_fingerprint
+from megen.store.netsim import NETSIM_TABLE
 from megen.store.schema import (
     DDL,
     INSERT_POINT,
@@ -68,7 +69,7 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
-    tables = _tables(conn)
+    tables = _tables(conn) - {NETSIM_TABLE}  # netsim results may share the file (megen.store.netsim)
     if not tables:
         return {}
     if "meta" not in tables:
