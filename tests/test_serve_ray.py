@@ -9,7 +9,8 @@ import httpx
 import pytest
 import torch
 
-from test_serve import TOKEN, _engines, _run, start_servers, stop_server
+from megen.testing.serve import start_servers, stop_server
+from test_serve import TOKEN, _engines, _run
 
 pytestmark = pytest.mark.slow
 
@@ -39,4 +40,4 @@ def test_ray_serve_equals_in_process_and_batches(tiny, tmp_path):
         assert float(count.split()[-1]) >= 1 and float(total.split()[-1]) >= float(count.split()[-1])
         assert httpx.get(url + "/info").status_code == 401
     finally:
-        stop_server(proc, timeout=120)  # SIGTERM: the server shuts its own local Ray down
+        stop_server(proc, timeout_s=120)  # SIGTERM: the server shuts its own local Ray down
