@@ -33,6 +33,7 @@ from megen.config import RunConfig
 from megen.protocols.engine import EngineConfig
 from megen.protocols.executors import RunContext
 from megen.runtime import wire
+from megen.runtime.http_executor import KEEPALIVE_S
 from megen.testing.serve import start_servers, stop_server
 
 TOKEN = "bench-token"
@@ -77,7 +78,7 @@ async def load_level(
     latencies: list[float] = []
     results: dict[int, torch.Tensor] = {}
     todo = [1000 * clients + i for i in range(images)]
-    limits = httpx.Limits(max_connections=clients + 4)
+    limits = httpx.Limits(max_connections=clients + 4, keepalive_expiry=KEEPALIVE_S)  # see KEEPALIVE_S
     async with httpx.AsyncClient(headers=AUTH, timeout=600, limits=limits) as client:
 
         async def worker() -> None:

@@ -10,10 +10,10 @@ times; any other refusal is a :class:`~megen.errors.MegenError` carrying the ser
 
 :class:`RemoteEngine` is a :class:`~megen.runtime.faults.FaultTolerantEngine` whose ES nodes run on
 the given servers (``es_urls[i]`` serves ``ES<i+1>``) while the UE runs in-process, and which measures
-the wall-clock time of every node and transfer (:class:`WallClock`). A server lost mid-run (killed,
-unreachable, restarted without the run) hands its node to a live server: the journal of what the node
-received and ran is replayed there (see :mod:`megen.runtime.faults`) and the run's ``faults`` record
-it. Every run opens its runs afresh on the servers it was given, so a restarted server is used again
+the wall-clock time of every node and transfer (:class:`WallClock`). A call that fails in transport
+(refused, reset, timed out, or the server restarted without the run) re-opens the node on a server
+that answers (its own first, then a live one) and replays the journal of what the node received and
+ran there (see :mod:`megen.runtime.faults`); the run's ``faults`` record it. Every run opens its runs afresh on the servers it was given, so a restarted server is used again
 from the next run on; one that is down when a run starts is failed over at its first call.
 """
 
@@ -42,6 +42,9 @@ from megen.runtime.wire import Packer, Unpacker
 
 #: How often a 503 (server busy) is retried before giving up.
 BUSY_RETRIES = 20
+#: Seconds an idle connection is kept for reuse: below uvicorn's 5 s keep-alive timeout, so the client
+#: never sends a request on a connection the server is closing (an httpx ReadError under load).
+KEEPALIVE_S = 2.0
 
 
 class HttpExecutor:
@@ -73,7 +76,9 @@ class HttpExecutor:
         self.url = url.rstrip("/")
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self._own = client is None
-        self.client = client or httpx.Client(timeout=timeout_s)
+        self.client = client or httpx.Client(
+            timeout=timeout_s, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S)
+        )
         self.client.headers.update(headers)
         answer = self._request(
             "POST", "/v1/runs", json={"node": node, "links": links.model_dump(mode="json")}
@@ -289,8 +294,10 @@ class RemoteEngine(FaultTolerantEngine):
         token: Bearer token of the servers (one for all), or ``None``.
         timeout_s: Per-request timeout in seconds.
         client: A shared ``httpx.Client`` (tests); ``None``: one per executor.
-        retries: Times a failed call is retried on its own server (after ``backoff_s`` seconds,
-            doubling) before the node fails over to a live server.
+        retries: Times a failed call is resent as it is to its own server (after ``backoff_s``
+            seconds, doubling) before the node fails over. Default 0: a call whose answer was lost
+            may have run (a stage run twice is wrong), so a lost node is always re-opened with its
+            journal replayed, on its own server first if that answers, else on a live one.
         backoff_s: First wait before such a retry, seconds.
         **kwargs: As :class:`~megen.protocols.engine.Engine`.
 
@@ -306,7 +313,7 @@ class RemoteEngine(FaultTolerantEngine):
         token: str | None = None,
         timeout_s: float = 300.0,
         client: httpx.Client | None = None,
-        retries: int = 1,
+        retries: int = 0,
         backoff_s: float = 0.25,
         **kwargs: Any,
     ) -> None:
@@ -355,9 +362,10 @@ class RemoteEngine(FaultTolerantEngine):
     def replacement(
         self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig
     ) -> tuple[NodeExecutor, str]:
-        """``node`` opened on the first live server that answers (else on its own server again)."""
+        """``node`` re-opened on its own server if that answers (a glitch, a restart), else on the
+        first live server that answers; the journal is then replayed there."""
         reasons = []
-        for host in [*live, failed]:
+        for host in dict.fromkeys([failed, *live]):
             try:
                 return self._http(node, host), host
             except NodeUnavailable as exc:
