@@ -13,11 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
+
+#: The stderr file of each started server, by process id (closed when it is stopped).
+_LOGS: dict[int, IO[bytes]] = {}
 
 #: Seconds a server may take to answer /health (imports and model load; a few s on an idle machine).
 START_TIMEOUT_S = 300.0
@@ -70,21 +75,38 @@ def start_servers(
             cmd = [sys.executable, "-m", "megen.cli.main", "serve", "--port", str(port)]
             cmd += [] if model is None else ["--model", model]
             cmd += [] if token_file is None else ["--token-file", str(token_file)]
-            proc = subprocess.Popen(
-                [*cmd, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            log = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop_server/kill_server)
+            proc = subprocess.Popen([*cmd, *extra], env=env, stdout=subprocess.DEVNULL, stderr=log)
+            _LOGS[proc.pid] = log
             started.append((proc, f"http://127.0.0.1:{port}"))
         deadline = time.monotonic() + timeout_s
         for proc, url in started:
             while not healthy(url):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server {url} did not come up (exit code {proc.poll()})")
+                    raise RuntimeError(
+                        f"server {url} did not come up (exit code {proc.poll()}): {_tail(proc)}"
+                    )
                 time.sleep(0.2)
     except BaseException:
         for proc, _ in started:
             stop_server(proc)
         raise
     return started
+
+
+def _tail(proc: subprocess.Popen[bytes], chars: int = 1500) -> str:
+    """The last ``chars`` characters of a started server's stderr."""
+    log = _LOGS.get(proc.pid)
+    if log is None:
+        return ""
+    log.seek(0)
+    return log.read().decode(errors="replace")[-chars:].strip()
+
+
+def _close_log(proc: subprocess.Popen[bytes]) -> None:
+    log = _LOGS.pop(proc.pid, None)
+    if log is not None:
+        log.close()
 
 
 def stop_server(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -96,6 +118,7 @@ def stop_server(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+    _close_log(proc)
 
 
 def kill_server(proc: subprocess.Popen[bytes]) -> None:
@@ -103,6 +126,7 @@ def kill_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
+    _close_log(proc)
 
 
 __all__ = ["START_TIMEOUT_S", "free_port", "healthy", "kill_server", "start_servers", "stop_server"]
