@@ -110,3 +110,12 @@ def test_fusion_leaves_errors_and_other_calls_alone(service):
     assert isinstance(out[0], bytes) and isinstance(out[2], bytes)
     assert isinstance(out[1], Exception) and isinstance(out[3], Exception)
     assert "unknown" in str(out[3])
+
+
+def test_cli_fuse_needs_ray():
+    from typer.testing import CliRunner
+
+    from megen.cli.main import app
+
+    r = CliRunner().invoke(app, ["serve", "--fuse"])
+    assert r.exit_code == 2 and "--fuse needs --ray" in r.output
