@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-from bench_serve_load import start_server  # the same `megen serve` subprocess on a free loopback port
 
 from megen.config import RunConfig
 from megen.costs.flops import FlopMeter
@@ -29,6 +28,7 @@ from megen.protocols.executors import LocalExecutor
 from megen.protocols.links import LinkSet
 from megen.protocols.plan import ItemRef
 from megen.runtime.http_executor import HttpExecutor
+from megen.testing.serve import start_servers, stop_server
 
 TOKEN = "bench-token"
 IMAGE = ItemRef("image")
@@ -69,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         token_file = Path(tmp) / "token"
         token_file.write_text(TOKEN)
-        proc, url = start_server(token_file)
+        ((proc, url),) = start_servers(token_file, 1, timeout_s=600)
         try:
             remote_es = HttpExecutor("ES1", url, cfg.links, TOKEN)
             rows = []
@@ -90,8 +90,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]))
             remote_es.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_server(proc, timeout_s=30)
     result = {
         "machine": platform.platform(),
         "cpus": os.cpu_count(),

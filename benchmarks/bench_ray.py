@@ -1,6 +1,7 @@
 """Ray runtime benchmarks: per-hop overhead, DIUG with 2 ES actors vs 1, a Ray sweep vs the process pool.
 
 Run:  PYTHONPATH=src RAY_USAGE_STATS_ENABLED=0 python benchmarks/bench_ray.py [--quick] [--out FILE]
+      [--parts hop,diug,diug_http,sweep] [--steps N] [--batch B] [--reps R]
 
 Writes ``benchmarks/results/ray.json``:
 
@@ -8,6 +9,8 @@ Writes ``benchmarks/results/ray.json``:
   the UE, channel and receiver on the ES) into an in-process executor and into a Ray actor, and the
   difference (the Ray hop's overhead);
 * ``diug``: DIUG (tiny model) wall-clock with ES1 and ES2 on two actors vs both hosted on one actor;
+* ``diug_http``: the same with ES1 and ES2 on two `megen serve` processes vs both on one process
+  (each timed run has its own seed, so no stage memo answers a repeat);
 * ``sweep``: the same small sweep on the process pool (2 workers) and on a local Ray with 2 workers.
 
 Numbers depend on the machine and its load; the JSON records CPU count and the settings.
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,22 +95,75 @@ class _OneHost(RayEngine):
         return self.pool.executor("ES1", node, self._key(node), cfg.parts(node), self.links)
 
 
+def _runs_s(engine: Any, plan: Any, prompts: list[str], steps: int, seeds: range) -> float:
+    """Median wall-clock seconds of ``engine`` running ``plan`` once per seed (the first: a warm-up).
+
+    Every run has its own seed, so no stage memo (in this process or on a node) answers a repeat.
+    """
+    times = []
+    for i, seed in enumerate(seeds):
+        t0 = time.perf_counter()
+        engine.run(plan, prompts, EngineConfig(num_steps=steps, seed=seed))
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _diug(steps: int) -> tuple[RunConfig, Any]:
+    cfg = RunConfig.from_paths({"steps": steps, "channel": "awgn", "snr_db": 10.0, "num_es": 2})
+    return cfg, build_plan("DIUG", cfg, 0, False)
+
+
 def bench_diug(pool: RayPool, steps: int, batch: int, reps: int) -> dict[str, Any]:
     """DIUG on the tiny model: 2 ES actors (parallel tiles) vs both ESs on one actor."""
     from megen.models.tiny import load_tiny
 
     model = load_tiny()
-    cfg = RunConfig.from_paths({"steps": steps, "channel": "awgn", "snr_db": 10.0, "num_es": 2})
-    plan = build_plan("DIUG", cfg, 0, False)
-    ecfg = EngineConfig(num_steps=steps, seed=0)
+    cfg, plan = _diug(steps)
     prompts = [prompt_for(i % 10) for i in range(batch)]
-    res = {}
-    for name, cls in (("two_actors", RayEngine), ("one_actor", _OneHost)):
+    res: dict[str, Any] = {}
+    for k, (name, cls) in enumerate((("two_actors", RayEngine), ("one_actor", _OneHost))):
         engine = cls(model, make_links(cfg), load_profiles(None), pool=pool)
-        res[f"{name}_s"] = _median_s(lambda engine=engine: engine.run(plan, prompts, ecfg), reps)
+        res[f"{name}_s"] = _runs_s(engine, plan, prompts, steps, range(100 * k, 100 * k + reps + 1))
     res["speedup"] = res["one_actor_s"] / res["two_actors_s"]
     res.update(steps=steps, batch=batch, model="tiny", sync_every=cfg.protocol.sync_every)
     print(f"DIUG: 2 actors {res['two_actors_s']:.3f} s, 1 actor {res['one_actor_s']:.3f} s")
+    return res
+
+
+def bench_diug_http(steps: int, batch: int, reps: int) -> dict[str, Any]:
+    """DIUG on the tiny model with ES1 and ES2 on two `megen serve` processes vs both on one process.
+
+    The same plan and work either way (one process serves both nodes one call at a time); the UE runs
+    in this process. Each server process has one torch thread.
+    """
+    from megen.models.tiny import load_tiny
+    from megen.runtime.http_executor import RemoteEngine
+    from megen.testing.serve import start_servers, stop_server
+
+    model = load_tiny()
+    cfg, plan = _diug(steps)
+    prompts = [prompt_for(i % 10) for i in range(batch)]
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file = Path(tmp) / "token"
+        token_file.write_text("bench-token")
+        started = start_servers(token_file, 2, timeout_s=600)
+        try:
+            urls = [url for _, url in started]
+            for k, (name, es) in enumerate((("two_processes", urls), ("one_process", [urls[0]] * 2))):
+                engine = RemoteEngine(model, make_links(cfg), load_profiles(None), es_urls=es,
+                                      links_section=cfg.links, token="bench-token")  # fmt: skip
+                res[f"{name}_s"] = _runs_s(engine, plan, prompts, steps, range(100 * k, 100 * k + reps + 1))
+                res[f"{name}_wall_nodes_s"] = engine.wall.summary()["nodes"]
+        finally:
+            for proc, _ in started:
+                stop_server(proc)
+    res["speedup"] = res["one_process_s"] / res["two_processes_s"]
+    res.update(steps=steps, batch=batch, model="tiny", reps=reps, load_avg_1m=os.getloadavg()[0])
+    print(
+        f"DIUG over HTTP: 2 processes {res['two_processes_s']:.3f} s, 1 process {res['one_process_s']:.3f} s"
+    )
     return res
 
 
@@ -145,29 +202,40 @@ def bench_sweep(samples: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Fewer sizes and repetitions.")
+    ap.add_argument("--parts", default="hop,diug,sweep", help="Any of hop, diug, diug_http, sweep.")
+    ap.add_argument("--steps", type=int, default=None, help="DIUG steps (default 25; --quick 10).")
+    ap.add_argument("--batch", type=int, default=None, help="DIUG images per run (default 8; --quick 4).")
+    ap.add_argument("--reps", type=int, default=3, help="DIUG timed runs per placement (median).")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ray.json")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     torch.set_num_threads(1)
     sizes = [256, 16_384, 262_144] if args.quick else [256, 4096, 65_536, 1_048_576, 4_194_304]
     reps = 5 if args.quick else 20
+    steps = args.steps or (10 if args.quick else 25)
+    batch = args.batch or (4 if args.quick else 8)
     t0 = time.perf_counter()
-    connect(num_cpus=2)
-    pool = RayPool(num_cpus=1, threads=1)
-    try:
-        hop = bench_hop(pool, sizes, reps)
-        diug = bench_diug(pool, steps=10 if args.quick else 25, batch=4 if args.quick else 8, reps=3)
-    finally:
-        pool.shutdown()
-    sweep = bench_sweep(samples=4 if args.quick else 8)
-    result = {
-        "machine": {"cpus": os.cpu_count(), "torch_threads": 1, "load_avg": os.getloadavg()},
-        "command": "PYTHONPATH=src python benchmarks/bench_ray.py" + (" --quick" if args.quick else ""),
-        "hop": hop,
-        "diug": diug,
-        "sweep": sweep,
-        "seconds": time.perf_counter() - t0,
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "torch_threads": 1, "load_avg_start": os.getloadavg()},
+        "command": "PYTHONPATH=src python benchmarks/bench_ray.py " + " ".join(sys.argv[1:]),
     }
+    if parts & {"hop", "diug"}:
+        connect(num_cpus=2)
+        pool = RayPool(num_cpus=1, threads=1)
+        try:
+            if "hop" in parts:
+                result["hop"] = bench_hop(pool, sizes, reps)
+            if "diug" in parts:
+                result["diug"] = bench_diug(pool, steps=steps, batch=batch, reps=args.reps)
+        finally:
+            pool.shutdown()
+    if "diug_http" in parts:
+        result["diug_http"] = bench_diug_http(steps=steps, batch=batch, reps=args.reps)
+    if "sweep" in parts:
+        result["sweep"] = bench_sweep(samples=4 if args.quick else 8)
+    result["machine"]["load_avg_end"] = os.getloadavg()
+    result["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

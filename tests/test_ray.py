@@ -66,6 +66,19 @@ def test_ray_actors_equal_in_process_bit_for_bit(pool, random_tiny, protocol, ch
     assert remote.faults == []
 
 
+@pytest.mark.parametrize("protocol", ["DIUG", "UIDCG"])
+def test_es_to_es_transfers_go_actor_to_actor(pool, random_tiny, protocol):
+    """Every ES -> ES transfer reaches its actor as an ObjectRef (never fetched by the driver)."""
+    from megen.runtime.ray_executor import RayEngine
+
+    local, _ = _run(Engine, random_tiny, protocol, "awgn")
+    remote, engine = _run(RayEngine, random_tiny, protocol, "awgn", pool=pool)
+    _same(remote, local)
+    es_to_es = [t for t in remote.transfers if "UE" not in (t.src, t.dst)]
+    assert es_to_es
+    assert sum(ex.inner.direct for ex in engine._resilient) == len(es_to_es)
+
+
 def test_an_actor_killed_during_diug_is_survived_and_picked_up_again(pool, random_tiny):
     from megen.runtime.ray_executor import RayEngine
 

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,58 +25,10 @@ from megen.protocols.engine import Engine, EngineConfig
 from megen.protocols.runner import make_links
 from megen.runtime.errors import NodeUnavailable
 from megen.runtime.http_executor import HttpExecutor, RemoteEngine
+from megen.testing.serve import free_port, start_servers, stop_server
 
 TOKEN = "s3cret-token-for-tests"
 PROMPTS = ["a photo of a bag"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_servers(token_file: Path, n: int, *extra: str) -> list[tuple[subprocess.Popen[bytes], str]]:
-    """``n`` `megen serve` subprocesses on free loopback ports, once /health answers on each.
-
-    They start in parallel; any that fails to come up in time is killed with the others.
-    """
-    started = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    try:
-        for _ in range(n):
-            port = free_port()
-            cmd = [sys.executable, "-m", "megen.cli.main", "serve", "--port", str(port), "--model", "tiny"]
-            cmd += ["--token-file", str(token_file), *extra]
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            started.append((proc, f"http://127.0.0.1:{port}"))
-        deadline = time.monotonic() + 300  # imports and model load; far less on an idle machine
-        for proc, url in started:
-            while not _healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server {url} did not come up (exit code {proc.poll()})")
-                time.sleep(0.25)
-    except BaseException:
-        for proc, _ in started:
-            stop_server(proc)
-        raise
-    return started
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,9 @@ def serve(
     replicas: int = typer.Option(1, "--replicas", help="Ray Serve: replicas of the server."),
     gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", help="Ray Serve: GPUs per replica."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray Serve: cluster address."),
+    fuse: bool = typer.Option(
+        False, "--fuse", help="Ray Serve: fuse batched denoising stages (float-equal)."
+    ),
 ) -> None:
     """Serve one edge server: stages, tiles and link receivers of ES nodes for remote UEs."""
     from megen.runtime.server import ServerConfig, check_bind, read_token
@@ -44,6 +47,8 @@ def serve(
         raise MegenError("--max-queue must be >= 1, --timeout and --max-mb > 0")
     if replicas < 1 or gpus_per_replica < 0:
         raise MegenError("--replicas must be >= 1 and --gpus-per-replica >= 0")
+    if fuse and not ray:
+        raise MegenError("--fuse needs --ray (Ray Serve gathers the concurrent calls it fuses)")
     token = read_token(None if token_file is None else str(token_file))
     check_bind(host, token)
     service_cfg = ServiceConfig(model=model, device=device, dtype=dtype, max_bytes=int(max_mb * 2**20))
@@ -59,6 +64,7 @@ def serve(
             replicas=replicas,
             gpus_per_replica=gpus_per_replica,
             address=ray_address,
+            fuse=fuse,
             log=say,
         )
         return

@@ -109,6 +109,24 @@ class TextCondition:
             pick(self.pooled_uncond),
         )
 
+    @staticmethod
+    def concat(conds: Sequence[TextCondition]) -> TextCondition:
+        """The conditions of several batches as one, in order (the inverse of :meth:`select`)."""
+
+        def cat(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
+            return None if any(t is None for t in ts) else torch.cat([t for t in ts if t is not None])
+
+        hidden = torch.cat([c.hidden for c in conds])
+        hidden_uncond = torch.cat([c.hidden_uncond for c in conds])
+        prompts = tuple(p for c in conds for p in c.prompts)
+        return TextCondition(
+            prompts,
+            hidden,
+            hidden_uncond,
+            cat([c.pooled for c in conds]),
+            cat([c.pooled_uncond for c in conds]),
+        )
+
 
 @dataclass(frozen=True)
 class NoisyEntry:

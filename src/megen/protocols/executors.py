@@ -129,6 +129,9 @@ class LocalExecutor:
         self.meter = meter
         self.memo = memo
         self.items: dict[ItemRef, Item] = {}
+        #: Outputs of stages ``D`` already computed for this node's inputs in a fused batch
+        #: (:mod:`megen.runtime.fusion`): used once instead of the model; FLOPs stay the unfused ones.
+        self.precomputed: dict[Stage, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ items
     def put(self, item: ItemRef, value: Any, meta: ItemMeta = ItemMeta()) -> None:
@@ -254,11 +257,13 @@ class LocalExecutor:
             first = e.step
         else:
             key = ("D", den, tuple(lat.shape), stop - start, g > 1)
-            memo = (n, start, stop, g, lat, cond)
+            run = lambda: m.denoise(lat, cond, num_steps=n, start=start, stop=stop, guidance=g, denoiser=den)  # noqa: E731
+            pre = self.precomputed.pop(op, None)
             out, flops = self._compute(
                 key,
-                lambda: m.denoise(lat, cond, num_steps=n, start=start, stop=stop, guidance=g, denoiser=den),
-                memo=memo,
+                run if pre is None else lambda: pre,
+                measure=None if pre is None else run,
+                memo=(n, start, stop, g, lat, cond) if pre is None else None,
                 per_call=(unet_call, stop - start),
             )
             first = start

@@ -119,7 +119,13 @@ class ResilientExecutor:
                     time.sleep(self.backoff_s * 2**attempt)
                     attempt += 1
                     continue
-                self._recover(what, exc)
+                lost: NodeUnavailable | None = exc
+                while lost is not None:  # the replacement may be lost too, even during the replay
+                    try:
+                        self._recover(what, lost)
+                        lost = None
+                    except NodeUnavailable as again:
+                        lost = again
                 attempt = 0
                 continue
             if journal:
@@ -135,7 +141,7 @@ class ResilientExecutor:
         detected = self.clock()
         inner, where = self.failover(self.node, self.where)
         for name, args, kwargs in self.journal:
-            getattr(inner, name)(*args, **kwargs)  # a loss here propagates: _call retries the recovery
+            getattr(inner, name)(*args, **kwargs)  # a loss here propagates: _call recovers again
         self.inner, self.where = inner, where
         self.concurrent = bool(getattr(inner, "concurrent", False))
         self.record(

@@ -8,9 +8,13 @@ configuration), and each call is one ``POST /v1/runs/{run}/{call}`` with a wire 
 :class:`~megen.runtime.errors.NodeUnavailable`; a 503 is retried after its ``Retry-After`` a few
 times; any other refusal is a :class:`~megen.errors.MegenError` carrying the server's message.
 
-:class:`RemoteEngine` is an :class:`~megen.protocols.engine.Engine` whose ES nodes run on the given
-servers (``es_urls[i]`` serves ``ES<i+1>``) while the UE runs in-process, and which measures the
-wall-clock time of every node and transfer (:class:`WallClock`).
+:class:`RemoteEngine` is a :class:`~megen.runtime.faults.FaultTolerantEngine` whose ES nodes run on
+the given servers (``es_urls[i]`` serves ``ES<i+1>``) while the UE runs in-process, and which measures
+the wall-clock time of every node and transfer (:class:`WallClock`). A call that fails in transport
+(refused, reset, timed out, or the server restarted without the run) re-opens the node on a server
+that answers (its own first, then a live one) and replays the journal of what the node received and
+ran there (see :mod:`megen.runtime.faults`); the run's ``faults`` record it. Every run opens its runs afresh on the servers it was given, so a restarted server is used again
+from the next run on; one that is down when a run starts is failed over at its first call.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from megen.config import LinksSection
 from megen.errors import MegenError
-from megen.protocols.engine import Engine, EngineConfig
+from megen.protocols.engine import EngineConfig
 from megen.protocols.executors import NodeExecutor, Outgoing, RunContext, StageDone
 from megen.protocols.items import ItemMeta
 from megen.protocols.links import Sent
@@ -33,10 +37,14 @@ from megen.protocols.plan import ItemRef, Stage, Stitch, Tile
 from megen.protocols.tiles import Window
 from megen.runtime import wire
 from megen.runtime.errors import NodeUnavailable
+from megen.runtime.faults import FaultTolerantEngine
 from megen.runtime.wire import Packer, Unpacker
 
 #: How often a 503 (server busy) is retried before giving up.
 BUSY_RETRIES = 20
+#: Seconds an idle connection is kept for reuse: below uvicorn's 5 s keep-alive timeout, so the client
+#: never sends a request on a connection the server is closing (an httpx ReadError under load).
+KEEPALIVE_S = 2.0
 
 
 class HttpExecutor:
@@ -50,6 +58,9 @@ class HttpExecutor:
         timeout_s: Per-request timeout in seconds.
         client: An ``httpx.Client`` to use (tests pass one bound to an in-process app); ``None``: own.
     """
+
+    #: Calls block on the remote server: the engine may run several nodes' stages at once.
+    concurrent = True
 
     def __init__(
         self,
@@ -65,7 +76,9 @@ class HttpExecutor:
         self.url = url.rstrip("/")
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self._own = client is None
-        self.client = client or httpx.Client(timeout=timeout_s)
+        self.client = client or httpx.Client(
+            timeout=timeout_s, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S)
+        )
         self.client.headers.update(headers)
         answer = self._request(
             "POST", "/v1/runs", json={"node": node, "links": links.model_dump(mode="json")}
@@ -197,6 +210,7 @@ class TimedExecutor:
 
     def __init__(self, inner: NodeExecutor, clock: WallClock) -> None:
         self.inner, self.clock, self.node = inner, clock, inner.node
+        self.concurrent = bool(getattr(inner, "concurrent", False))
 
     def _timed(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, float]:
         t0 = time.perf_counter()
@@ -254,7 +268,23 @@ class TimedExecutor:
             close()
 
 
-class RemoteEngine(Engine):
+class Unreachable:
+    """Stands for a node whose server could not be reached when the run started: every call raises
+    :class:`~megen.runtime.errors.NodeUnavailable`, so the fault handling moves the node at once."""
+
+    concurrent = True
+
+    def __init__(self, lost: NodeUnavailable) -> None:
+        self.node, self.lost = lost.node, lost
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise NodeUnavailable(self.lost.node, self.lost.reason)
+
+        return fail
+
+
+class RemoteEngine(FaultTolerantEngine):
     """An engine whose ES nodes run on ``megen serve`` servers (``es_urls[i]`` serves ``ES<i+1>``).
 
     Args:
@@ -264,9 +294,15 @@ class RemoteEngine(Engine):
         token: Bearer token of the servers (one for all), or ``None``.
         timeout_s: Per-request timeout in seconds.
         client: A shared ``httpx.Client`` (tests); ``None``: one per executor.
+        retries: Times a failed call is resent as it is to its own server (after ``backoff_s``
+            seconds, doubling) before the node fails over. Default 0: a call whose answer was lost
+            may have run (a stage run twice is wrong), so a lost node is always re-opened with its
+            journal replayed, on its own server first if that answers, else on a live one.
+        backoff_s: First wait before such a retry, seconds.
         **kwargs: As :class:`~megen.protocols.engine.Engine`.
 
-    After :meth:`run`, :attr:`wall` holds the measured wall-clock times of that run.
+    After :meth:`run`, :attr:`wall` holds the measured wall-clock times of that run and the output's
+    ``faults`` the servers lost during it (``moved_to`` names the node whose server took the work).
     """
 
     def __init__(
@@ -277,6 +313,8 @@ class RemoteEngine(Engine):
         token: str | None = None,
         timeout_s: float = 300.0,
         client: httpx.Client | None = None,
+        retries: int = 0,
+        backoff_s: float = 0.25,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -287,32 +325,55 @@ class RemoteEngine(Engine):
                 raise MegenError(f"edge server URL must start with http:// or https://, got {u!r}")
         self.es_urls = {f"ES{i + 1}": u for i, u in enumerate(es_urls)}
         self.links_section, self.token, self.timeout_s, self.client = links_section, token, timeout_s, client
+        self.retries, self.backoff_s = retries, backoff_s
         self.wall = WallClock()
         self._open: list[TimedExecutor] = []
 
-    def executor(self, node: str, cfg: EngineConfig) -> NodeExecutor:
-        """The UE (and any ES without a URL) in-process; ES nodes with a URL on their server."""
-        if node in self.es_urls:
-            inner: NodeExecutor = HttpExecutor(
-                node,
-                self.es_urls[node],
-                self.links_section,
-                self.token,
-                timeout_s=self.timeout_s,
-                client=self.client,
-            )
-        elif node != "UE":
-            raise MegenError(
-                f"the plan uses {node} but only {len(self.es_urls)} edge server URL(s) were given"
-            )
-        else:
-            inner = super().executor(node, cfg)
+    def _timed(self, inner: NodeExecutor) -> TimedExecutor:
         ex = TimedExecutor(inner, self.wall)
         self._open.append(ex)
         return ex
 
+    def _http(self, node: str, host: str) -> TimedExecutor:
+        """Logical ``node`` opened on the server of ``host`` (an ES name); NodeUnavailable if down."""
+        inner = HttpExecutor(
+            node,
+            self.es_urls[host],
+            self.links_section,
+            self.token,
+            timeout_s=self.timeout_s,
+            client=self.client,
+        )
+        return self._timed(inner)
+
+    def place(self, node: str, cfg: EngineConfig) -> NodeExecutor:
+        """The UE (timed) in-process; an ES on its server (or :class:`Unreachable` while it is down)."""
+        if node == "UE":
+            return self._timed(super().place(node, cfg))
+        if node not in self.es_urls:
+            raise MegenError(
+                f"the plan uses {node} but only {len(self.es_urls)} edge server URL(s) were given"
+            )
+        try:
+            return self._http(node, node)
+        except NodeUnavailable as lost:
+            return cast(NodeExecutor, Unreachable(lost))
+
+    def replacement(
+        self, node: str, failed: str, live: Sequence[str], cfg: EngineConfig
+    ) -> tuple[NodeExecutor, str]:
+        """``node`` re-opened on its own server if that answers (a glitch, a restart), else on the
+        first live server that answers; the journal is then replayed there."""
+        reasons = []
+        for host in dict.fromkeys([failed, *live]):
+            try:
+                return self._http(node, host), host
+            except NodeUnavailable as exc:
+                reasons.append(exc.reason)
+        raise NodeUnavailable(node, "no edge server left: " + "; ".join(reasons))
+
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        """:meth:`Engine.run`, timing every node and transfer; remote runs are closed afterwards."""
+        """:meth:`FaultTolerantEngine.run`, timing every node and transfer; remote runs closed after."""
         self.wall = WallClock()
         t0 = time.perf_counter()
         try:
@@ -352,17 +413,24 @@ class RemotePlacement:
         self._checked = False
 
     def check_servers(self) -> None:
-        """Every server answers ``/info`` with the client's model (else MegenError/NodeUnavailable)."""
+        """Every reachable server answers ``/info`` with the client's model (else MegenError).
+
+        Unreachable servers are let through while at least one answers (their nodes fail over at
+        their first call, and a server that comes back is used again by later runs); with none
+        reachable, :class:`~megen.runtime.errors.NodeUnavailable`.
+        """
         from megen.models.fingerprint import model_fingerprint
 
         want = model_fingerprint(self.model)
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        down: list[NodeUnavailable] = []
         for i, url in enumerate(self.es_urls):
             node = f"ES{i + 1}"
             try:
                 r = httpx.get(url.rstrip("/") + "/info", headers=headers, timeout=self.timeout_s)
             except httpx.TransportError as exc:
-                raise NodeUnavailable(node, f"{url}: {type(exc).__name__}: {exc}") from None
+                down.append(NodeUnavailable(node, f"{url}: {type(exc).__name__}: {exc}"))
+                continue
             if r.status_code != 200:
                 raise MegenError(f"{node} at {url} answered {r.status_code} to /info: {r.text[:200]}")
             info = r.json()
@@ -370,6 +438,8 @@ class RemotePlacement:
                 raise MegenError(
                     f"{node} at {url} serves model {info.get('model')!r}, not {self.model!r} (fingerprints differ)"
                 )
+        if len(down) == len(self.es_urls):
+            raise down[0]
         self._checked = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> RemoteEngine:
@@ -386,4 +456,4 @@ class RemotePlacement:
         return self.engine
 
 
-__all__ = ["HttpExecutor", "RemoteEngine", "RemotePlacement", "TimedExecutor", "WallClock"]
+__all__ = ["HttpExecutor", "RemoteEngine", "RemotePlacement", "TimedExecutor", "Unreachable", "WallClock"]

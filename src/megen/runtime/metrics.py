@@ -57,6 +57,7 @@ class Metrics:
         self.errors: defaultdict[str, int] = defaultdict(int)
         self.latency: dict[str, Histogram] = {}
         self.batch = Histogram(BATCH_BUCKETS)
+        self.fused = Histogram(BATCH_BUCKETS)
         self.queue_depth = 0
         self.runs_active = 0
 
@@ -71,6 +72,10 @@ class Metrics:
     def batch_size(self, n: int) -> None:
         with self._lock:
             self.batch.observe(n)
+
+    def fused_size(self, n: int) -> None:
+        with self._lock:
+            self.fused.observe(n)
 
     def render(self) -> str:
         """The metrics in the Prometheus text exposition format."""
@@ -106,6 +111,9 @@ class Metrics:
                 "# HELP megen_batch_size Requests executed together per batch.",
                 "# TYPE megen_batch_size histogram",
                 *self.batch.lines("megen_batch_size", ""),
+                "# HELP megen_fused_batch_size Denoising stages of different runs fused into one model call.",
+                "# TYPE megen_fused_batch_size histogram",
+                *self.fused.lines("megen_fused_batch_size", ""),
             ]
         return "\n".join(out) + "\n"
 

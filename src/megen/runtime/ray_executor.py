@@ -15,7 +15,10 @@
 
 A transfer is still the transmitter on the source node and the channel plus receiver on the
 destination, with the engine's named stream seed, so images, metrics and accounting equal the
-in-process run bit for bit (CPU). The model is loaded by name in each actor: a model object built in
+in-process run bit for bit (CPU). Between two actors the value goes *directly*: the source's
+transmitter leaves it in Ray's object store and the driver hands only its ``ObjectRef`` to the
+destination actor, which Ray resolves there (:class:`RemoteOutgoing`); the driver fetches a value only
+when the destination is in the driver (the UE). The model is loaded by name in each actor: a model object built in
 memory (not loadable by name) cannot be placed on Ray.
 """
 
@@ -25,7 +28,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -116,8 +119,68 @@ class NodeHost:
         """``executor(node).method(*args, **kwargs)``."""
         return getattr(self.executors[node], method)(*args, **kwargs)
 
+    def transmit(self, node: str, item: ItemRef, kwargs: dict[str, Any]) -> tuple[bool, Outgoing]:
+        """The transmitter of ``node`` (called with two returns: a small ack and the value's ref)."""
+        return True, self.executors[node].transmit(item, **kwargs)
+
+    def receive(self, node: str, item: ItemRef, out: Outgoing, kwargs: dict[str, Any]) -> Sent:
+        """The receiver of ``node``; ``out`` arrives resolved from its ``ObjectRef`` (another actor's)."""
+        return self.executors[node].receive(item, out, **kwargs)
+
     def pid(self) -> int:
         return os.getpid()
+
+
+class RemoteOutgoing:
+    """What a transmitter on an actor handed to the link, still in Ray's object store.
+
+    Behaves as an :class:`~megen.protocols.executors.Outgoing` (``value``, ``meta``), fetched into
+    this process on first access (a destination in the driver); a :class:`RayExecutor` destination
+    passes :attr:`ref` to its actor instead, so the value moves actor to actor.
+
+    Args:
+        ref: The ``ObjectRef`` of the source actor's ``Outgoing``.
+        node: The source node (named when fetching fails).
+        timeout_s: Seconds a fetch may take.
+    """
+
+    def __init__(self, ref: Any, node: str, timeout_s: float) -> None:
+        self.ref, self.node, self.timeout_s = ref, node, timeout_s
+        self._out: Outgoing | None = None
+
+    def resolve(self) -> Outgoing:
+        """The value in this process (fetched once)."""
+        if self._out is None:
+            self._out = _get(self.ref, self.node, "transmit", self.timeout_s)
+        return self._out
+
+    @property
+    def fetched(self) -> bool:
+        """Whether the value was ever fetched into this process."""
+        return self._out is not None
+
+    @property
+    def value(self) -> Any:
+        return self.resolve().value
+
+    @property
+    def meta(self) -> ItemMeta:
+        return self.resolve().meta
+
+
+def _get(ref: Any, node: str, method: str, timeout_s: float) -> Any:
+    """``ray.get(ref)`` with a node's failure mapped: its own error, or NodeUnavailable when lost."""
+    import ray
+    from ray import exceptions as rex
+
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except rex.RayTaskError as exc:  # the call failed on the node: the node's own error
+        cause = exc.cause if isinstance(exc.cause, Exception) else None
+        raise (cause or MegenError(f"{node}: {method} failed: {exc}")) from None
+    except (rex.RayActorError, rex.GetTimeoutError, rex.ObjectLostError) as exc:
+        reason = type(exc).__name__ + (": timed out" if isinstance(exc, rex.GetTimeoutError) else "")
+        raise NodeUnavailable(node, reason) from exc
 
 
 class RayExecutor:
@@ -135,19 +198,13 @@ class RayExecutor:
         self.handle = handle
         self.node = node
         self.timeout_s = timeout_s
+        #: Items received as a reference to another actor's value (never through the driver).
+        self.direct = 0
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        import ray
-        from ray import exceptions as rex
-
-        try:
-            return ray.get(self.handle.call.remote(self.node, method, args, kwargs), timeout=self.timeout_s)
-        except rex.RayTaskError as exc:  # the stage failed on the node: the node's own error
-            cause = exc.cause if isinstance(exc.cause, Exception) else None
-            raise (cause or MegenError(f"{self.node}: {method} failed: {exc}")) from None
-        except (rex.RayActorError, rex.GetTimeoutError, rex.ObjectLostError) as exc:
-            reason = type(exc).__name__ + (": timed out" if isinstance(exc, rex.GetTimeoutError) else "")
-            raise NodeUnavailable(self.node, reason) from exc
+        return _get(
+            self.handle.call.remote(self.node, method, args, kwargs), self.node, method, self.timeout_s
+        )
 
     def put(self, item: ItemRef, value: Any, meta: ItemMeta = ItemMeta()) -> None:
         self._call("put", item, value, meta)
@@ -166,8 +223,14 @@ class RayExecutor:
         self._call("stitch", op, list(windows), step)
 
     def transmit(self, item: ItemRef, *, window: Window | None = None, cols: slice | None = None) -> Outgoing:
-        out: Outgoing = self._call("transmit", item, window=window, cols=cols)
-        return out
+        """The transmitter on the actor; the value stays there (:class:`RemoteOutgoing`).
+
+        Waits for a small acknowledgement, so a lost source is reported here, as this node's loss.
+        """
+        kwargs = {"window": window, "cols": cols}
+        ack, ref = self.handle.transmit.options(num_returns=2).remote(self.node, item, kwargs)
+        _get(ack, self.node, "transmit", self.timeout_s)
+        return cast(Outgoing, RemoteOutgoing(ref, self.node, self.timeout_s))
 
     def receive(
         self,
@@ -179,8 +242,13 @@ class RayExecutor:
         stream_seed: int,
         into: slice | None = None,
     ) -> Sent:
-        sent: Sent = self._call(
-            "receive", item, out, mode=mode, link=link, stream_seed=stream_seed, into=into
+        kwargs = {"mode": mode, "link": link, "stream_seed": stream_seed, "into": into}
+        payload: Any = out
+        if isinstance(out, RemoteOutgoing) and not out.fetched:
+            payload = out.ref  # resolved by Ray inside this node's actor: actor to actor
+            self.direct += 1
+        sent: Sent = _get(
+            self.handle.receive.remote(self.node, item, payload, kwargs), self.node, "receive", self.timeout_s
         )
         return sent
 
@@ -299,4 +367,13 @@ def ray_backend(address: str | None = None, *, num_cpus: int | None = None) -> I
             ray.shutdown()
 
 
-__all__ = ["NodeHost", "RayEngine", "RayExecutor", "RayPool", "connect", "dtype_name", "ray_backend"]
+__all__ = [
+    "NodeHost",
+    "RayEngine",
+    "RayExecutor",
+    "RayPool",
+    "RemoteOutgoing",
+    "connect",
+    "dtype_name",
+    "ray_backend",
+]

@@ -11,6 +11,7 @@ deployment (:mod:`megen.runtime.ray_serve`) are thin layers over it.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -25,10 +26,11 @@ import megen
 from megen.config import LINKS, LinksSection
 from megen.errors import MegenError
 from megen.models.ldm import StagedLDM
-from megen.protocols.executors import LocalExecutor
+from megen.protocols.executors import LocalExecutor, RunContext
 from megen.protocols.links import LinkSet
-from megen.protocols.plan import NODES, ItemRef
+from megen.protocols.plan import NODES, ItemRef, Stage
 from megen.runtime import wire
+from megen.runtime.fusion import Fusable, fuse_groups, fusion_key, run_fused
 from megen.runtime.wire import Packer, Unpacker, WireError
 
 MAX_BATCH = 1024
@@ -171,19 +173,73 @@ class EdgeService:
         with run.lock, self._compute:
             return fn(run, header, Unpacker(tensors))
 
-    def call_batch(self, calls: list[tuple[str, str, bytes]]) -> list[bytes | MegenError]:
-        """Several calls ``(run, call, body)`` in arrival order, each answered or failed on its own.
+    def call_batch(
+        self,
+        calls: list[tuple[str, str, bytes]],
+        *,
+        fuse: bool = False,
+        on_fused: Callable[[int], None] | None = None,
+    ) -> list[bytes | MegenError]:
+        """Several calls ``(run, call, body)``, each answered or failed on its own.
 
-        What Ray Serve's dynamic batching hands over: the calls run back to back on one worker (one
-        thread hop, one admission); each result is exactly what :meth:`call` would return alone.
+        What Ray Serve's dynamic batching hands over. Without ``fuse`` the calls run back to back on
+        one worker, each answering exactly what :meth:`call` would alone. With ``fuse``, fusable
+        denoising stages of different runs first run as one batched model call
+        (:mod:`megen.runtime.fusion`; equal to unbatched within float rounding, not bit for bit);
+        ``on_fused`` is called with the size of every fused group.
         """
-        out: list[bytes | MegenError] = []
-        for run_id, name, body in calls:
+        out: list[bytes | MegenError | None] = [None] * len(calls)
+        if fuse:
+            for i, answer in self._fused_calls(calls, on_fused).items():
+                out[i] = answer
+        for i, (run_id, name, body) in enumerate(calls):
+            if out[i] is None:
+                try:
+                    out[i] = self.call(run_id, name, body)
+                except MegenError as exc:
+                    out[i] = exc
+        return [a for a in out if a is not None]
+
+    def _fused_calls(
+        self, calls: list[tuple[str, str, bytes]], on_fused: Callable[[int], None] | None
+    ) -> dict[int, bytes | MegenError]:
+        """Answers of the calls that ran in fused groups, by position (the others are not listed)."""
+        found: list[Fusable] = []
+        runs: dict[int, _Run] = {}
+        for i, (run_id, name, body) in enumerate(calls):
+            if name != "run_stage":
+                continue
             try:
-                out.append(self.call(run_id, name, body))
-            except MegenError as exc:
-                out.append(exc)
-        return out
+                header, _ = wire.decode(body, self.cfg.max_bytes)
+                run = self._run(run_id)
+                stage, ctx = self._stage_of(run, header)
+            except MegenError:
+                continue  # the ordinary path answers it with its error
+            key = fusion_key(run.executor, stage, ctx)
+            if key is not None:
+                found.append(Fusable(i, run.executor, stage, ctx, key))
+                runs[id(run.executor)] = run
+        answers: dict[int, bytes | MegenError] = {}
+        groups = fuse_groups(found)
+        with contextlib.ExitStack() as stack:
+            for c in (c for g in groups for c in g):
+                stack.enter_context(runs[id(c.executor)].lock)
+            stack.enter_context(self._compute)
+            for group in groups:
+                try:
+                    run_fused(self.model, group)
+                except (MegenError, RuntimeError, ValueError):
+                    for c in group:  # left to the ordinary path, which reports its own error
+                        c.executor.precomputed.pop(c.stage, None)
+                    continue
+                if on_fused is not None:
+                    on_fused(len(group))
+                for c in group:
+                    try:
+                        answers[c.index] = self._stage_answer(c.executor, c.stage, c.ctx)
+                    except MegenError as exc:
+                        answers[c.index] = exc
+        return answers
 
     def _item(self, run: _Run, text: Any) -> ItemRef:
         ref = wire.item_from_wire(text)
@@ -204,6 +260,11 @@ class EdgeService:
         return pack.message({"value": pack.value(run.executor.get(ref))})
 
     def _run_stage(self, run: _Run, h: dict[str, Any], u: Unpacker) -> bytes:
+        stage, ctx = self._stage_of(run, h)
+        return self._stage_answer(run.executor, stage, ctx)
+
+    def _stage_of(self, run: _Run, h: dict[str, Any]) -> tuple[Stage, RunContext]:
+        """The stage and context of a ``run_stage`` header, checked against the run's node."""
         stage, ctx = wire.stage_from_wire(h.get("stage")), wire.ctx_from_wire(h.get("ctx"))
         if stage.node != run.node:
             raise WireError(f"stage {stage.describe()} is for {stage.node}; this run is {run.node}")
@@ -212,7 +273,11 @@ class EdgeService:
             raise WireError(
                 f"stage {stage.describe()} needs model parts {missing} that {run.node} does not hold"
             )
-        done = run.executor.run_stage(stage, ctx)
+        return stage, ctx
+
+    @staticmethod
+    def _stage_answer(ex: LocalExecutor, stage: Stage, ctx: RunContext) -> bytes:
+        done = ex.run_stage(stage, ctx)
         return wire.encode({"name": done.name, "flops": int(done.flops), "entry": done.entry})
 
     def _tile(self, run: _Run, h: dict[str, Any], u: Unpacker) -> bytes:
