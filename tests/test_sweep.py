@@ -261,3 +261,26 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypa
     lines = [ln for ln in err.splitlines() if ln.startswith("sweep: ")]
     assert lines and lines[-1].startswith(f"sweep: {EXPECTED_ROWS}/{EXPECTED_ROWS} rows (100%)")
     assert "ETA 0m00s" in lines[-1]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_its_batches_rerun(tmp_path: Path, reference_db: Path):
+    """SIGKILL of one pool worker mid-sweep: the pool restarts, the lost batches rerun, the sweep ends
+    by itself with exit 0 and its rows equal the uninterrupted sweep's (none lost, none duplicated)."""
+    db = tmp_path / "k.sqlite"
+    proc = _start(db, "--workers", "2")
+    try:
+        t0 = time.monotonic()
+        while _count(db) < 2:
+            assert proc.poll() is None and time.monotonic() - t0 < 180, "sweep made no progress"
+            time.sleep(0.05)
+        workers = [p for p in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert workers, "no pool worker found"
+        os.kill(workers[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "a sweep worker died" in out
+    assert _rows(db) == _rows(reference_db)

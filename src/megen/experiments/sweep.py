@@ -590,7 +590,55 @@ def _run_inline(
         torch.set_num_threads(threads)
 
 
+def _drain(results) -> list[Row] | None:
+    """One batch's rows already in the results queue, or None when it is empty."""
+    import queue as queue_mod
+
+    try:
+        rows: list[Row] = results.get(timeout=0.5)
+    except queue_mod.Empty:
+        return None
+    return rows
+
+
+#: How often a sweep restarts its worker pool after a worker process died (killed, out of memory)
+#: before it gives up; the lost batches rerun on the new pool, finished ones are kept.
+POOL_RESTARTS = 3
+
+
+class _WorkerDied(Exception):
+    """A worker process of the pool died; the batches it held were not written."""
+
+
 def _run_pool(
+    tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[Row]], None]
+) -> None:
+    """Run ``tasks`` on ``workers`` spawned processes; a worker that dies is replaced and the batches
+    not yet written rerun on the new pool (up to :data:`POOL_RESTARTS` times): rows are neither lost
+    nor duplicated (each batch is written once, in one transaction)."""
+    written: set[tuple[str, int]] = set()
+
+    def record(rows: list[Row]) -> None:
+        write(rows)
+        if rows:
+            written.add((rows[0].config_hash, rows[0].batch))
+
+    for restart in range(POOL_RESTARTS + 1):
+        left = [t for t in tasks if (t.key, t.batch) not in written]
+        if not left:
+            return
+        try:
+            _run_pool_once(left, spec, workers, record)
+            return
+        except _WorkerDied as exc:
+            if restart == POOL_RESTARTS:
+                raise MegenError(
+                    f"sweep worker processes died {POOL_RESTARTS + 1} times ({exc}); rerun to continue"
+                ) from None
+            _console().print(f"a sweep worker died ({exc}); restarting the pool for the batches left")
+
+
+def _run_pool_once(
     tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[Row]], None]
 ) -> None:
     import multiprocessing as mp
@@ -630,7 +678,9 @@ def _run_pool(
                 try:
                     f.result()
                 except BrokenProcessPool as exc:
-                    raise MegenError(f"a sweep worker process died ({exc}); rerun to continue") from exc
+                    while (rows := _drain(results)) is not None:  # batches finished before the death
+                        write(rows)
+                    raise _WorkerDied(str(exc) or "process pool broken") from exc
             if not running and not pending and received < len(tasks):
                 # every chunk returned: its rows are in the queue already (put before return)
                 try:
