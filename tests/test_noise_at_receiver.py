@@ -73,7 +73,9 @@ def test_error_free_receiver_noise_is_bit_equal(random_tiny, reference, protocol
     ref = reference if i2i else None
     extra = {"ue_model": "es"} if protocol == "CIAG" else {}
     sender = run_protocol(_cfg(protocol=protocol, **extra), PROMPTS, ref, model=random_tiny)
-    receiver = run_protocol(_cfg(protocol=protocol, noise_at="receiver", **extra), PROMPTS, ref, model=random_tiny)
+    receiver = run_protocol(
+        _cfg(protocol=protocol, noise_at="receiver", **extra), PROMPTS, ref, model=random_tiny
+    )
     assert torch.equal(receiver.output.latent, sender.output.latent)
     assert torch.equal(receiver.images, sender.images)
     unsplit = run_unsplit(random_tiny, PROMPTS, ref, num_steps=STEPS, strength=0.5, guidance=3.0, seed=4)

@@ -171,6 +171,29 @@ def test_waterfilling_beats_uniform_on_fading() -> None:
     assert mse["waterfilling"] < 0.95 * mse["uniform"], mse
 
 
+# ---------------------------------------------------------------- learned (deep JSCC) encoder
+def test_learned_encoder_power_exact_and_starts_as_linear() -> None:
+    from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet
+    from megen.training.seed_codec import beats_linear, jscc_pass
+
+    prior = load_prior("tiny", SHAPE)
+    x = _prior_latents(8, seed=3)
+    enc, dec = SeedEncoderNet(prior.numel, (16, 64)), SeedDecoderNet(prior.numel)
+    # untrained (zero heads): exactly the linear transmitter and the linear MMSE receiver
+    learned, linear, target = jscc_pass(prior, enc, dec, x, 64, 5.0, _gen(4))
+    torch.testing.assert_close(learned, linear, atol=1e-5, rtol=0)
+    assert learned.shape == target.shape == (8, prior.numel)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=_gen(5)))
+        base = torch.randn(8, 32, generator=_gen(6))
+        out = enc(torch.randn(8, prior.numel, generator=_gen(7)), torch.full((8,), 3.0), base)
+    # a perturbed encoder still sends exactly unit average power per channel use, per image
+    torch.testing.assert_close(out.square().sum(1) / 16, torch.ones(8), atol=1e-5, rtol=0)
+    assert not beats_linear({}) and beats_linear({"a": {"linear": 0.2, "jscc": 0.1}})
+    assert not beats_linear({"a": {"linear": 0.2, "jscc": 0.1}, "b": {"linear": 0.2, "jscc": 0.3}})
+
+
 # ---------------------------------------------------------------- config, sweep axes, CLI
 def test_config_shorthands_and_sweep_axes() -> None:
     cfg = RunConfig.from_paths({"seed_codec": "linear", "seed_uses": 64, "seed_power": "waterfilling"})

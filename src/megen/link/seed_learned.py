@@ -93,10 +93,11 @@ class SeedEncoderNet(nn.Module):
     def __init__(self, n: int, budgets: tuple[int, ...], hidden: int = HIDDEN) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Linear(n + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
-        self.heads = nn.ModuleDict({str(u): nn.Linear(hidden, 2 * u) for u in budgets})
-        for head in self.heads.values():
+        heads = {str(u): nn.Linear(hidden, 2 * u) for u in budgets}
+        for head in heads.values():
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        self.heads = nn.ModuleDict(heads)
 
     @property
     def budgets(self) -> tuple[int, ...]:
