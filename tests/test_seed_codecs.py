@@ -194,6 +194,21 @@ def test_learned_encoder_power_exact_and_starts_as_linear() -> None:
     assert not beats_linear({"a": {"linear": 0.2, "jscc": 0.1}, "b": {"linear": 0.2, "jscc": 0.3}})
 
 
+def test_training_writes_prior_decoder_and_encoder_report(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from megen.training.seed_codec import SeedCodecTrainConfig, train_seed_codec
+
+    x = _prior_latents(300, seed=8)
+    cfg = SeedCodecTrainConfig(steps=3, encoder_steps=3, batch_size=16)
+    out = tmp_path / "seed_codec.safetensors"
+    report = train_seed_codec(x[:260], x[260:], out, cfg, log=lambda _: None)
+    assert len(report.jscc_mse) == 20 and all(v["linear"] > 0 for v in report.jscc_mse.values())
+    keys = set(load_file(str(out)))
+    assert {"mean", "basis", "eigvals"} <= keys and any(k.startswith("decoder.") for k in keys)
+    assert any(k.startswith("encoder.") for k in keys) == report.encoder_shipped
+
+
 # ---------------------------------------------------------------- config, sweep axes, CLI
 def test_config_shorthands_and_sweep_axes() -> None:
     cfg = RunConfig.from_paths({"seed_codec": "linear", "seed_uses": 64, "seed_power": "waterfilling"})

@@ -215,7 +215,9 @@ def train_encoder(
     """Train the learned encoder with a copy of ``decoder`` end to end on clean latents ``x0``.
 
     Each step draws a budget of :data:`BUDGET_FRACTIONS` and an SNR in :data:`SNR_RANGE_DB`; the loss
-    is the latent MSE (KLT coefficients, orthonormal). Returns (encoder, its decoder, final loss).
+    is the log of the latent MSE (KLT coefficients, orthonormal) over ``linear``'s under the same
+    noise, so that high SNRs (small MSEs) count as much as low ones. Returns (encoder, its decoder,
+    final loss).
     """
     gen = torch.Generator().manual_seed(cfg.seed + 13)
     torch.manual_seed(cfg.seed + 13)
@@ -234,8 +236,9 @@ def train_encoder(
         uses = budgets[int(torch.randint(0, len(budgets), (1,), generator=gen))]
         snr = lo + (hi - lo) * float(torch.rand(1, generator=gen))
         idx = torch.randint(0, x0.shape[0], (cfg.batch_size,), generator=gen)
-        learned, _, target = jscc_pass(prior, encoder, joint, x0[idx], uses, snr, gen)
-        loss = (learned - target).square().mean()
+        learned, linear, target = jscc_pass(prior, encoder, joint, x0[idx], uses, snr, gen)
+        # scale-free: the log of the MSE relative to linear's, so that every SNR and budget counts
+        loss = torch.log((learned - target).square().mean() / (linear - target).square().mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -243,7 +246,7 @@ def train_encoder(
         loss_v = float(loss.detach())
         if step % 250 == 0:
             log(
-                f"seed-codec encoder step {step}/{cfg.encoder_steps} latent mse {loss_v:.4f} ({time.time() - t0:.0f} s)"
+                f"seed-codec encoder step {step}/{cfg.encoder_steps} log MSE ratio to linear {loss_v:+.4f} ({time.time() - t0:.0f} s)"
             )
         if time.time() - t0 > cfg.max_minutes * 60:
             log("seed-codec encoder: time cap reached")
