@@ -48,6 +48,7 @@ def summary(df):
         sd=("psnr_fidelity_db", "std"),
         n=("psnr_fidelity_db", "count"),
         uses=("uses_total", "mean"),
+        outage=("outage", "mean"),
     ).reset_index()
     out["ci95"] = 1.96 * out["sd"] / out["n"].map(math.sqrt)
     return out
@@ -102,9 +103,20 @@ def markdown(table) -> str:
         cells = []
         for s in snrs:
             hit = grp[grp["snr_db"] == s]
-            cells.append("" if hit.empty else f"{hit['psnr'].iloc[0]:.1f} ± {hit['ci95'].iloc[0]:.1f}")
+            cells.append(_cell(hit))
         lines.append(f"| {proto} | {label} | {noise} | {uses} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(hit) -> str:
+    """``mean ± half-width``, ``outage`` where no image arrived, with the outage rate where some did."""
+    if hit.empty:
+        return ""
+    row = hit.iloc[0]
+    if row["n"] == 0:
+        return "outage"
+    text = f"{row['psnr']:.1f} ± {row['ci95']:.1f}"
+    return text if row["outage"] == 0 else f"{text} ({row['outage']:.0%} outage)"
 
 
 def paired(df, a: dict, b: dict, by: list[str]) -> list[tuple]:

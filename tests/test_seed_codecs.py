@@ -158,6 +158,24 @@ def test_digital_fills_a_small_budget_coarsely() -> None:
     assert float((small.estimate - x).square().mean()) > float((large.estimate - x).square().mean())
 
 
+def test_digital_block_failure_is_per_item() -> None:
+    """A lost block puts only its own item in outage (it keeps the prior mean), not the whole batch."""
+    x = _prior_latents(12, seed=12)
+    ch = ChannelConfig(kind="awgn", snr_db=6.5)
+    r = send_seed(x, ch, _gen(), codec="digital", uses=128, mcs=Mcs("16qam", 0.5))
+    assert len(r.item_ok) == 12 and 0 < sum(r.item_ok) < 12 and r.ok == all(r.item_ok)
+    prior = load_prior("tiny", SHAPE)
+    lost = [b for b in range(12) if not r.item_ok[b]]
+    mean = prior.latents(prior.moments(torch.ones(1, dtype=torch.float64))[0]).reshape(SHAPE).float()
+    for b in lost:
+        torch.testing.assert_close(r.estimate[b], mean, atol=1e-4, rtol=0)
+    from megen.protocols.links import LinkSet
+
+    cfg = RunConfig.from_paths({"seed_codec": "digital", "seed_uses": 128, "mcs": "16qam-0.5", "snr_db": 6.5})
+    sent = LinkSet(cfg.links).send("latent", x, "analog", "uplink", _gen())
+    assert sent.item_ok == r.item_ok
+
+
 # ---------------------------------------------------------------- water-filling over fading blocks
 def test_waterfilling_beats_uniform_on_fading() -> None:
     """Same latents, same fading draws (4 x 32 items, 8 blocks each): MSE-optimal block powers win."""
