@@ -60,10 +60,11 @@ def plot(table, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     snrs = sorted(s for s in table["snr_db"].dropna().unique() if math.isfinite(s))
     local = table[table["protocol"] == "local"]["psnr"]
-    fig, axes = plt.subplots(1, len(snrs), figsize=(3.2 * len(snrs), 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(snrs), figsize=(3.2 * len(snrs), 4.2), sharey=True)
     for ax, snr in zip(axes, snrs, strict=True):
         at = table[table["snr_db"] == snr]
         for (codec, marker), (noise, ls) in itertools.product(CODEC_STYLE.items(), NOISE_STYLE.items()):
@@ -78,12 +79,14 @@ def plot(table, out: Path) -> None:
         if len(local):
             ax.axhline(float(local.iloc[0]), color="grey", ls="--", label="local")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"AWGN {snr:g} dB")
         ax.set_xlabel("channel uses per image")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fidelity PSNR (dB)")
-    axes[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 
