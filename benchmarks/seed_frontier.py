@@ -2,8 +2,10 @@
 
 Reads results databases made by ``megen sweep --config benchmarks/seed_frontier.toml`` and draws
 fidelity PSNR (UIEG against the unsplit ES pipeline) against channel uses per image, one panel per
-SNR, the seed codecs as curves (their budgets as points), the centralized baseline's points beside and
-the ``local`` level as a line. Prints a Markdown table of the means with 95% confidence half-widths.
+SNR, the seed codecs as curves (their budgets as points; solid: the diffusion noise added at the
+receiver, dashed: at the sender), the centralized baseline's points beside and the ``local`` level as
+a line. Prints a Markdown table of the means with 95% confidence half-widths, the paired comparisons
+(same samples: same references, prompts and seeds) and the issue's targets.
 
 Usage:
     python benchmarks/seed_frontier.py --db runs/seed_frontier.sqlite --out docs/images/seed_frontier.png
@@ -12,16 +14,18 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 
 from megen.store import ResultsStore
 
 CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
+NOISE_STYLE = {"receiver": "-", "sender": "--"}
 
 
-def summary(dbs: list[Path]):
-    """Mean fidelity PSNR, its 95% half-width and mean uses per (protocol, codec, uses, snr, quality)."""
+def load(dbs: list[Path]):
+    """The rows of the databases, with ``codec``, ``budget`` (seed uses) and ``noise_at`` columns."""
     import pandas as pd
 
     frames = []
@@ -31,13 +35,20 @@ def summary(dbs: list[Path]):
     df = pd.concat(frames, ignore_index=True)
     df["codec"] = df["cfg_seed_codec"].fillna("identity")
     df["budget"] = df["cfg_seed_uses"].fillna(128)
-    keys = ["protocol", "codec", "budget", "snr_db", "cfg_image_quality"]
+    df["noise_at"] = df["cfg_noise_at"].fillna("sender") if "cfg_noise_at" in df else "sender"
+    return df
+
+
+def summary(df):
+    """Mean fidelity PSNR, its 95% half-width and mean uses per (protocol, codec, uses, noise, snr, quality)."""
+    keys = ["protocol", "codec", "budget", "noise_at", "snr_db", "cfg_image_quality"]
     g = df.groupby(keys, dropna=False)
     out = g.agg(
         psnr=("psnr_fidelity_db", "mean"),
         sd=("psnr_fidelity_db", "std"),
         n=("psnr_fidelity_db", "count"),
         uses=("uses_total", "mean"),
+        outage=("outage", "mean"),
     ).reset_index()
     out["ci95"] = 1.96 * out["sd"] / out["n"].map(math.sqrt)
     return out
@@ -49,28 +60,33 @@ def plot(table, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     snrs = sorted(s for s in table["snr_db"].dropna().unique() if math.isfinite(s))
     local = table[table["protocol"] == "local"]["psnr"]
-    fig, axes = plt.subplots(1, len(snrs), figsize=(3.2 * len(snrs), 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(snrs), figsize=(3.2 * len(snrs), 4.2), sharey=True)
     for ax, snr in zip(axes, snrs, strict=True):
         at = table[table["snr_db"] == snr]
-        for codec, marker in CODEC_STYLE.items():
-            pts = at[(at["protocol"] == "UIEG") & (at["codec"] == codec)].sort_values("uses")
+        for (codec, marker), (noise, ls) in itertools.product(CODEC_STYLE.items(), NOISE_STYLE.items()):
+            sel = (at["protocol"] == "UIEG") & (at["codec"] == codec) & (at["noise_at"] == noise)
+            pts = at[sel].sort_values("uses")
             if len(pts):
-                ax.errorbar(pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, label=f"UIEG {codec}")
+                label = f"{codec} ({noise})"
+                ax.errorbar(pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, ls=ls, label=label)
         cen = at[at["protocol"] == "central"]
         if len(cen):
             ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG)")
         if len(local):
             ax.axhline(float(local.iloc[0]), color="grey", ls="--", label="local")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"AWGN {snr:g} dB")
         ax.set_xlabel("channel uses per image")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fidelity PSNR (dB)")
-    axes[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 
@@ -78,19 +94,97 @@ def plot(table, out: Path) -> None:
 def markdown(table) -> str:
     """The table of UIEG means per codec and budget (columns: SNRs)."""
     snrs = sorted(s for s in table["snr_db"].dropna().unique() if math.isfinite(s))
-    lines = ["| protocol | codec | uses | " + " | ".join(f"{s:g} dB" for s in snrs) + " |"]
-    lines.append("|---" * (3 + len(snrs)) + "|")
+    lines = ["| protocol | codec | noise at | seed uses | " + " | ".join(f"{s:g} dB" for s in snrs) + " |"]
+    lines.append("|---" * (4 + len(snrs)) + "|")
     rows = table[table["protocol"].isin(["UIEG", "central"])]
-    for (proto, codec, budget, q), grp in rows.groupby(
-        ["protocol", "codec", "budget", "cfg_image_quality"], dropna=False
+    for (proto, codec, noise, budget, q), grp in rows.groupby(
+        ["protocol", "codec", "noise_at", "budget", "cfg_image_quality"], dropna=False
     ):
-        label = f"q{int(q)}" if proto == "central" else codec
+        label = f"JPEG q{int(q)}" if proto == "central" else codec
         uses = "-" if proto == "central" else str(int(budget))
+        noise = "-" if proto == "central" else noise
         cells = []
         for s in snrs:
             hit = grp[grp["snr_db"] == s]
-            cells.append("" if hit.empty else f"{hit['psnr'].iloc[0]:.1f} ± {hit['ci95'].iloc[0]:.1f}")
-        lines.append(f"| {proto} | {label} | {uses} | " + " | ".join(cells) + " |")
+            cells.append(_cell(hit))
+        lines.append(f"| {proto} | {label} | {noise} | {uses} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(hit) -> str:
+    """``mean ± half-width``, ``outage`` where no image arrived, with the outage rate where some did."""
+    if hit.empty:
+        return ""
+    row = hit.iloc[0]
+    if row["n"] == 0:
+        return "outage"
+    text = f"{row['psnr']:.1f} ± {row['ci95']:.1f}"
+    return text if row["outage"] == 0 else f"{text} ({row['outage']:.0%} outage)"
+
+
+def paired(df, a: dict, b: dict, by: list[str]) -> list[tuple]:
+    """Paired differences ``a - b`` of fidelity PSNR (same sample index) per ``by`` group.
+
+    ``a`` and ``b`` select UIEG rows by column values; returns ``(group, mean, 95% half-width, n)``.
+    """
+    uieg = df[df["protocol"] == "UIEG"]
+
+    def pick(sel: dict):
+        rows = uieg
+        for k, v in sel.items():
+            rows = rows[rows[k] == v]
+        return rows.set_index([*by, "sample"])["psnr_fidelity_db"]
+
+    diff = (pick(a) - pick(b)).dropna()
+    out = []
+    for key, d in diff.groupby(level=list(range(len(by)))):
+        half = 1.96 * float(d.std()) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+        out.append((key, float(d.mean()), half, len(d)))
+    return out
+
+
+def comparisons(df) -> str:
+    """The paired comparisons the issue asks for, as Markdown lines (mean ± 95% half-width, dB)."""
+    lines = []
+    tests = [
+        (
+            "receiver - sender",
+            {"noise_at": "receiver"},
+            {"noise_at": "sender"},
+            ["codec", "budget", "snr_db"],
+        ),
+        ("learned - linear", {"codec": "learned"}, {"codec": "linear"}, ["noise_at", "budget", "snr_db"]),
+        ("linear - identity", {"codec": "linear"}, {"codec": "identity"}, ["noise_at", "budget", "snr_db"]),
+    ]
+    for name, a, b, by in tests:
+        lines.append(f"\n{name} (paired, dB):")
+        for key, mean, half, n in paired(df, a, b, by):
+            verdict = "higher" if mean - half > 0 else "lower" if mean + half < 0 else "tie"
+            lines.append(f"  {key}: {mean:+.2f} ± {half:.2f} (n={n}, {verdict})")
+    return "\n".join(lines)
+
+
+def targets(table) -> str:
+    """Issue 13's fidelity targets: the best UIEG point within the budget, per noise placement."""
+    lines = ["\ntargets:"]
+    for snr, limit, goal in ((-5.0, 512, 22.0), (20.0, 64, 38.0)):
+        for noise in NOISE_STYLE:
+            sel = table[
+                (table["protocol"] == "UIEG")
+                & (table["snr_db"] == snr)
+                & (table["budget"] <= limit)
+                & (table["noise_at"] == noise)
+            ]
+            if sel.empty:
+                continue
+            best = sel.loc[sel["psnr"].idxmax()]
+            met = "met" if best["psnr"] - best["ci95"] >= goal else "not met"
+            if met == "not met" and best["psnr"] >= goal:
+                met = "mean above, CI not"
+            lines.append(
+                f"  {snr:g} dB, >= {goal:g} dB within {limit} uses, noise at {noise}: {best['codec']} "
+                f"{int(best['budget'])} uses {best['psnr']:.1f} ± {best['ci95']:.1f} dB ({met})"
+            )
     return "\n".join(lines)
 
 
@@ -99,9 +193,12 @@ def main() -> None:
     parser.add_argument("--db", type=Path, nargs="+", required=True, help="one or more results databases")
     parser.add_argument("--out", type=Path, default=Path("docs/images/seed_frontier.png"))
     args = parser.parse_args()
-    table = summary(args.db)
+    df = load(args.db)
+    table = summary(df)
     plot(table, args.out)
     print(markdown(table))
+    print(comparisons(df))
+    print(targets(table))
     local = table[table["protocol"] == "local"]
     if len(local):
         print(

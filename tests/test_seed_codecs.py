@@ -158,6 +158,24 @@ def test_digital_fills_a_small_budget_coarsely() -> None:
     assert float((small.estimate - x).square().mean()) > float((large.estimate - x).square().mean())
 
 
+def test_digital_block_failure_is_per_item() -> None:
+    """A lost block puts only its own item in outage (it keeps the prior mean), not the whole batch."""
+    x = _prior_latents(12, seed=12)
+    ch = ChannelConfig(kind="awgn", snr_db=6.5)
+    r = send_seed(x, ch, _gen(), codec="digital", uses=128, mcs=Mcs("16qam", 0.5))
+    assert len(r.item_ok) == 12 and 0 < sum(r.item_ok) < 12 and r.ok == all(r.item_ok)
+    prior = load_prior("tiny", SHAPE)
+    lost = [b for b in range(12) if not r.item_ok[b]]
+    mean = prior.latents(prior.moments(torch.ones(1, dtype=torch.float64))[0]).reshape(SHAPE).float()
+    for b in lost:
+        torch.testing.assert_close(r.estimate[b], mean, atol=1e-4, rtol=0)
+    from megen.protocols.links import LinkSet
+
+    cfg = RunConfig.from_paths({"seed_codec": "digital", "seed_uses": 128, "mcs": "16qam-0.5", "snr_db": 6.5})
+    sent = LinkSet(cfg.links).send("latent", x, "analog", "uplink", _gen())
+    assert sent.item_ok == r.item_ok
+
+
 # ---------------------------------------------------------------- water-filling over fading blocks
 def test_waterfilling_beats_uniform_on_fading() -> None:
     """Same latents, same fading draws (4 x 32 items, 8 blocks each): MSE-optimal block powers win."""
@@ -169,6 +187,44 @@ def test_waterfilling_beats_uniform_on_fading() -> None:
             r = send_seed(x, ch, _gen(100 + draw), codec="identity", power=power)
             mse[power] += float((r.estimate - x).square().mean()) / 4
     assert mse["waterfilling"] < 0.95 * mse["uniform"], mse
+
+
+# ---------------------------------------------------------------- learned (deep JSCC) encoder
+def test_learned_encoder_power_exact_and_starts_as_linear() -> None:
+    from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet
+    from megen.training.seed_codec import beats_linear, jscc_pass
+
+    prior = load_prior("tiny", SHAPE)
+    x = _prior_latents(8, seed=3)
+    enc, dec = SeedEncoderNet(prior.numel, (16, 64)), SeedDecoderNet(prior.numel)
+    # untrained (zero heads): exactly the linear transmitter and the linear MMSE receiver
+    learned, linear, target = jscc_pass(prior, enc, dec, x, 64, 5.0, _gen(4))
+    torch.testing.assert_close(learned, linear, atol=1e-5, rtol=0)
+    assert learned.shape == target.shape == (8, prior.numel)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=_gen(5)))
+        base = torch.randn(8, 32, generator=_gen(6))
+        out = enc(torch.randn(8, prior.numel, generator=_gen(7)), torch.full((8,), 3.0), base)
+    # a perturbed encoder still sends exactly unit average power per channel use, per image
+    torch.testing.assert_close(out.square().sum(1) / 16, torch.ones(8), atol=1e-5, rtol=0)
+    assert not beats_linear({}) and beats_linear({"a": {"linear": 0.2, "jscc": 0.1}})
+    assert not beats_linear({"a": {"linear": 0.2, "jscc": 0.1}, "b": {"linear": 0.2, "jscc": 0.3}})
+
+
+def test_training_writes_prior_decoder_and_encoder_report(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from megen.training.seed_codec import SeedCodecTrainConfig, train_seed_codec
+
+    x = _prior_latents(300, seed=8)
+    cfg = SeedCodecTrainConfig(steps=3, encoder_steps=3, batch_size=16)
+    out = tmp_path / "seed_codec.safetensors"
+    report = train_seed_codec(x[:260], x[260:], out, cfg, log=lambda _: None)
+    assert len(report.jscc_mse) == 20 and all(v["linear"] > 0 for v in report.jscc_mse.values())
+    keys = set(load_file(str(out)))
+    assert {"mean", "basis", "eigvals"} <= keys and any(k.startswith("decoder.") for k in keys)
+    assert any(k.startswith("encoder.") for k in keys) == report.encoder_shipped
 
 
 # ---------------------------------------------------------------- config, sweep axes, CLI

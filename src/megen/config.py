@@ -103,6 +103,10 @@ class ProtocolSection(_Section):
         ue_model: Denoiser the UE runs: ``ue`` (its own) or ``es`` (the ES's, for equivalence tests).
         completion_strength: Strength of the UE's completion of a sketch (stage ``C``).
         ref_as_seed: EIUG/ESUC: the reference goes up as a seed (E Z on the UE) instead of an image.
+        noise_at: Where a UE seed made of the reference (``Z`` of ``z_ref``) gets its diffusion noise:
+            ``sender`` (the UE noises it and sends the noisy state) or ``receiver`` (the UE sends the
+            clean latent and the ES adds the noise from the shared seed; text-to-image: nothing but
+            the prompt and its control bits crosses, the ES draws the initial noise).
     """
 
     name: str = "central"
@@ -115,6 +119,7 @@ class ProtocolSection(_Section):
     ue_model: Literal["ue", "es"] = "ue"
     completion_strength: float = Field(0.5, gt=0.0, le=1.0)
     ref_as_seed: bool = False
+    noise_at: Literal["sender", "receiver"] = "sender"
 
     @field_validator("name")
     @classmethod
@@ -367,6 +372,7 @@ SHORTHANDS: dict[str, str] = {
     "ue_model": "protocol.ue_model",
     "completion_strength": "protocol.completion_strength",
     "ref_as_seed": "protocol.ref_as_seed",
+    "noise_at": "protocol.noise_at",
     "snr_db": "links.*.snr_db",
     "ul_snr_db": "links.uplink.snr_db",
     "dl_snr_db": "links.downlink.snr_db",

@@ -35,6 +35,7 @@ FLAG_HELP: dict[str, str] = {
     "ue_model": "Denoiser the UE runs: ue (its own) | es (the ES's).",
     "completion_strength": "Strength of the UE's completion of a sketch.",
     "ref_as_seed": "EIUG/ESUC: send the reference up as a seed instead of an image.",
+    "noise_at": "sender | receiver: who adds the seed's diffusion noise (receiver: the clean latent crosses).",
     "snr_db": "Es/N0 per complex symbol in dB, all links.",
     "ul_snr_db": "Uplink SNR (dB), overrides --snr-db.",
     "dl_snr_db": "Downlink SNR (dB), overrides --snr-db.",

@@ -106,7 +106,13 @@ def _train_seed_codec(
     cfg = SeedCodecTrainConfig(seed=seed, steps=steps, max_minutes=max_minutes)
     report = train_seed_codec(latents, heldout, dest / "seed_codec.safetensors", cfg, log=say)
     say(f"trained seed-codec in {report.seconds:.0f} s -> {dest / 'seed_codec.safetensors'}")
-    print_json({"seed_codec_heldout_mse": report.heldout_mse})
+    print_json(
+        {
+            "seed_codec_heldout_mse": report.heldout_mse,
+            "learned_encoder_mse": report.jscc_mse,
+            "learned_encoder_shipped": report.encoder_shipped,
+        }
+    )
     if install and seed_model is None:
         shutil.copy2(dest / "seed_codec.safetensors", packaged_weights_dir() / "seed_codec.safetensors")
         say(f"installed into {packaged_weights_dir()}")

@@ -71,6 +71,7 @@ class SeedResult:
             ``estimate``). ``linear``/``learned``: the linear estimate with each component's MMSE
             shrinkage undone (components not received: the prior mean).
         unbiased_var: ``[B]`` noise variance per value of ``unbiased`` (``None``: ``noise_var``).
+        item_ok: Per item, whether its own digital block decoded (``digital``; empty for analog).
     """
 
     estimate: torch.Tensor
@@ -83,6 +84,7 @@ class SeedResult:
     failures: int = 0
     unbiased: torch.Tensor | None = None
     unbiased_var: torch.Tensor | None = None
+    item_ok: tuple[bool, ...] = ()
 
 
 def check_budget(codec: str, numel: int, uses: int | None) -> int:

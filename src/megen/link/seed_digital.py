@@ -120,7 +120,7 @@ def send_seed_digital(
     est, resid = prior.moments(torch.ones(batch, dtype=torch.float64))  # what a lost block leaves
     resid = resid.mean(1)
     uses_total = pilots = bits = failures = 0
-    ok = True
+    item_ok = [True] * batch
     if sent:
         payloads = [chosen[b][1] for b in sent]  # type: ignore[index]
         headers = [struct.pack(">Bf", chosen[b][0], float(alpha[b])) for b in sent]  # type: ignore[index]
@@ -130,7 +130,7 @@ def send_seed_digital(
             pilots += r.pilot_symbols
             bits += r.info_bits + r.header_bits
             failures += r.block_errors
-            ok = ok and r.ok
+            item_ok[b] = bool(r.ok)
             level, a = struct.unpack(">Bf", r.header_received)
             if not r.header_ok or not 0.0 <= a <= 1.0 or level >= STEP_LEVELS:
                 continue
@@ -148,8 +148,9 @@ def send_seed_digital(
         pilot_symbols=pilots,
         payload_bits=bits,
         effective_snr_db=None if channel.kind == "none" else channel.snr_db,
-        ok=ok,
+        ok=all(item_ok),
         failures=failures,
+        item_ok=tuple(item_ok),
     )
 
 

@@ -71,3 +71,56 @@ def load_decoder(tensors: dict[str, torch.Tensor], n: int) -> SeedDecoderNet | N
 def decoder_tensors(net: SeedDecoderNet) -> dict[str, torch.Tensor]:
     """The tensors that store ``net`` (float16, to keep the shipped file small)."""
     return {DECODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
+
+
+ENCODER_PREFIX = "encoder."
+
+
+class SeedEncoderNet(nn.Module):
+    """Learned (deep JSCC) transmitter: a nonlinear correction of the ``linear`` codec's symbols.
+
+    The body reads the seed's centred KLT coefficients over the prior std and the link SNR; a head per
+    budget (channel uses) outputs a correction of the ``linear`` transmitter's ``2 uses`` reals. The sum
+    is scaled to exactly unit average power per channel use per item. The heads start at zero, so an
+    untrained encoder is exactly the ``linear`` transmitter.
+
+    Args:
+        n: Values per latent.
+        budgets: Channel-use budgets it has a head for.
+        hidden: Width of the hidden layers.
+    """
+
+    def __init__(self, n: int, budgets: tuple[int, ...], hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        heads = {str(u): nn.Linear(hidden, 2 * u) for u in budgets}
+        for head in heads.values():
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.heads = nn.ModuleDict(heads)
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        return tuple(int(k) for k in self.heads)
+
+    def forward(self, coeffs: torch.Tensor, snr_db: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The transmitted reals of a budget ``uses = base.shape[1] / 2``.
+
+        Args:
+            coeffs: ``[B, n]`` centred KLT coefficients over the prior std.
+            snr_db: ``[B]`` link SNR in dB (Es/N0 per complex symbol).
+            base: ``[B, 2 uses]`` the ``linear`` transmitter's reals (unit average power per use).
+
+        Returns:
+            ``[B, 2 uses]`` reals with ``sum(x^2) = uses`` per item exactly (unit power per use).
+        """
+        uses = base.shape[1] // 2
+        h = self.body(torch.cat([coeffs, snr_db.unsqueeze(1) / 10.0], dim=1))
+        out = base + self.heads[str(uses)](h)
+        norm = torch.linalg.vector_norm(out, dim=1, keepdim=True).clamp_min(1e-12)
+        return out * (uses**0.5 / norm)
+
+
+def encoder_tensors(net: SeedEncoderNet) -> dict[str, torch.Tensor]:
+    """The tensors that store ``net`` (float16)."""
+    return {ENCODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}

@@ -289,6 +289,12 @@ class StagedLDM:
     def start_step(self, num_steps: int, strength: float | None) -> int:
         return start_step_for(num_steps, strength)
 
+    def alpha_bar_at(self, num_steps: int, step: int) -> float:
+        """``alphas_cumprod`` of the state entering step ``step`` of ``num_steps`` (``1`` from step ``N`` on)."""
+        if step >= num_steps:
+            return 1.0
+        return float(self.alphas_cumprod[int(self.timesteps(num_steps)[step])])
+
     def signal_to_noise_at(self, num_steps: int, step: int) -> float:
         """Diffusion SNR ``abar / (1 - abar)`` of the state *entering* step ``step`` of ``num_steps``."""
         t = int(self.timesteps(num_steps)[step])

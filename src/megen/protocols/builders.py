@@ -15,6 +15,10 @@ Where this project's reading adds to the design table:
   deliver at the UE, ``central-es`` (no download) and ``local-upload`` at ES1; ``central-fallback``
   is ``central`` whose plan carries a fallback (the UE's ``local`` image, generated once the outage
   is known, its compute, latency and energy booked like any stage).
+* Where a UE seed is ``Z`` of ``z_ref`` (UIEG, CIAG, UIDCG, EIUG/ESUC with ``ref_as_seed``),
+  ``protocol.noise_at = "receiver"`` moves ``Z`` to the receiving ES: the clean ``z_ref`` crosses and
+  the ES adds the noise from the shared seed (the same stream the UE would draw); text-to-image then
+  sends no seed at all (the ES draws the initial noise itself).
 * The parallel protocols forward the prompt (and reference image) from ES1 to the other ESs over the
   backhaul rather than sending them up the radio link k times.
 """
@@ -39,6 +43,7 @@ from megen.protocols.plan import (
 )
 
 PROMPT, REFERENCE, LATENT = ItemRef("prompt"), ItemRef("reference"), ItemRef("latent")
+Z_REF = ItemRef("z_ref")
 IMAGE, SKETCH = ItemRef("image"), ItemRef("sketch")
 
 
@@ -77,14 +82,29 @@ def _uplink_prompt(dst: str = "ES1") -> list[Op]:
     return [Transfer(PROMPT, "UE", dst, "digital")]
 
 
+def _ue_seed(cfg: RunConfig, i2i: bool, dst: str = "ES1") -> list[Op]:
+    """The UE's seed ``[E] Z`` for ``dst``, noised where ``protocol.noise_at`` says.
+
+    ``sender``: ``[E] Z`` on the UE, the noisy latent crosses. ``receiver``: ``E`` on the UE, the clean
+    ``z_ref`` crosses and ``Z`` runs on ``dst`` (text-to-image: only ``Z`` on ``dst``, nothing crosses).
+    """
+    mode = _mode(cfg, "seed", "UE", dst)
+    if cfg.protocol.noise_at == "receiver":
+        sent: list[Op] = [Stage("E", "UE"), Transfer(Z_REF, "UE", dst, mode)] if i2i else []
+        return [*sent, Stage("Z", dst)]
+    ops: list[Op] = [Stage("E", "UE")] if i2i else []
+    return [*ops, Stage("Z", "UE"), Transfer(LATENT, "UE", dst, mode)]
+
+
+def _sender_noise_only(cfg: RunConfig, name: str, why: str) -> None:
+    if cfg.protocol.noise_at == "receiver":
+        raise MegenError(f"{name}: --noise-at receiver is not possible here ({why}); use --noise-at sender")
+
+
 def _reference_to_es1(cfg: RunConfig, i2i: bool) -> list[Op]:
     """The ES1's initial latent: from the reference image sent up, or the UE's seed, or pure noise."""
     if i2i and cfg.protocol.ref_as_seed:
-        return [
-            Stage("E", "UE"),
-            Stage("Z", "UE"),
-            Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
-        ]
+        return _ue_seed(cfg, i2i)
     if i2i:
         return [
             Transfer(REFERENCE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1")),
@@ -163,12 +183,14 @@ def eiug(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 def uieg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     k = _split(cfg, n, s, s, "UIEG")
     ops: list[Op] = []
-    if i2i:
-        ops += [Stage("E", "UE")]
-    ops += [Stage("Z", "UE")]
     if k > s:
-        ops += [Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=cfg.protocol.ue_model)]
-    ops += [Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1"))] + _uplink_prompt()
+        _sender_noise_only(cfg, "UIEG", "the UE denoises before the hand-over")
+        ops += [Stage("E", "UE")] if i2i else []
+        ops += [Stage("Z", "UE"), Stage("T", "UE"), Stage("D", "UE", stop=k, denoiser=cfg.protocol.ue_model)]
+        ops += [Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1"))]
+    else:
+        ops += _ue_seed(cfg, i2i)
+    ops += _uplink_prompt()
     ops += [Stage("T", "ES1"), Stage("D", "ES1", start=k, denoiser="es"), Stage("G", "ES1")]
     return _plan(
         "UIEG",
@@ -179,14 +201,8 @@ def uieg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 
 
 def _ue_seed_up(cfg: RunConfig, i2i: bool) -> list[Op]:
-    """The UE makes the seed (``[E] Z``) and sends it and the prompt up to ES1."""
-    ops: list[Op] = [Stage("E", "UE")] if i2i else []
-    ops += [
-        Stage("Z", "UE"),
-        Transfer(LATENT, "UE", "ES1", _mode(cfg, "seed", "UE", "ES1")),
-        *_uplink_prompt(),
-    ]
-    return ops
+    """The UE makes the seed (``[E] Z``, :func:`_ue_seed`) and sends it and the prompt up to ES1."""
+    return [*_ue_seed(cfg, i2i), *_uplink_prompt()]
 
 
 def ciag(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -233,6 +249,7 @@ def _forward_control(cfg: RunConfig, k: int, i2i: bool, with_reference: bool) ->
 def uidg(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     k = _check_k(cfg, "UIDG")
     _no_split(cfg, "UIDG")
+    _sender_noise_only(cfg, "UIDG", "each ES would need its tile's window of the shared noise")
     ops: list[Op] = []
     if i2i:
         ops += [Stage("E", "UE")]

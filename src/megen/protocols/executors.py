@@ -220,7 +220,7 @@ class LocalExecutor:
                 lambda: m.noise(z_ref, num_steps=n, strength=cfg.strength, generator=gen),
                 memo=(n, cfg.strength, stream, z_ref),
             )
-            meta = replace(self.meta(ItemRef("z_ref")), step=ctx.start_step)
+            meta = self._noised_meta(self.meta(ItemRef("z_ref")), ctx, stream)
         else:
             lat, flops = self._compute(
                 ("Z", b), lambda: m.noise(None, num_steps=n, strength=None, generator=gen, batch_size=b)
@@ -228,6 +228,24 @@ class LocalExecutor:
             meta = ItemMeta(step=0)
         self.put(ItemRef("latent"), lat, meta)
         return StageDone("Z", flops)
+
+    def _noised_meta(self, ref: ItemMeta, ctx: RunContext, stream: int) -> ItemMeta:
+        """The metadata of ``Z(z_ref)`` where ``z_ref`` arrived over a noisy link (``noise_at`` receiver).
+
+        ``sqrt(a) (x0 + n) + sqrt(1 - a) eps`` carries the link noise ``n`` (variance ``s2``) scaled by
+        ``sqrt(a)``: variance ``a s2`` on top of the schedule's; the unbiased estimate is noised with
+        the same ``eps`` (the stream is shared), so receiver-side denoising enters at the right level.
+        """
+        meta = replace(ref, step=ctx.start_step)
+        if ref.noise_var is None:
+            return meta
+        n = ctx.cfg.num_steps
+        a = self.model.alpha_bar_at(n, ctx.start_step)
+        unbiased = None
+        if ref.unbiased is not None:
+            gen = torch.Generator().manual_seed(stream)
+            unbiased = self.model.noise(ref.unbiased, num_steps=n, strength=ctx.cfg.strength, generator=gen)
+        return replace(meta, noise_var=ref.noise_var * a, unbiased=unbiased)
 
     def _denoise(self, op: Stage, ctx: RunContext) -> StageDone:
         """Stage ``D``, with receiver-side denoising of a noisy received latent (``cfg.snr_aware``)."""

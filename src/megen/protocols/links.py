@@ -220,7 +220,7 @@ class LinkSet:
             noise_var=var,
             unbiased=None if var is None else unbiased,
             transmissions=side.transmissions,
-            item_ok=side.item_ok,
+            item_ok=r.item_ok or side.item_ok,  # digital seeds: per item block; analog: side information
         )
 
     def _send_analog(

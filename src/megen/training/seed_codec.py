@@ -5,7 +5,12 @@ The ``linear`` codec only needs the KLT of clean training latents (:func:`prior_
 states ``z = sqrt(a) x0 + sqrt(1 - a) eps`` of training latents ``x0`` sent through the ``linear``
 transmitter over AWGN, with the SNR, the budget and ``a`` drawn per batch, and the loss on the
 latent (its KLT coefficients, an orthonormal change of basis), plus a log-scale loss that teaches
-its residual-error output. Seeded: the same command gives the same weights on the same stack.
+its residual-error output. The learned (deep JSCC) transmitter
+(:class:`~megen.link.seed_learned.SeedEncoderNet`) is then trained end to end with a copy of that
+decoder on clean latents (the seed of ``protocol.noise_at = receiver``) over AWGN, the SNR an input,
+and compared with ``linear`` on held-out latents under the same noise (:func:`jscc_heldout`); its
+weights are stored only where it beats ``linear`` at every held-out point. Seeded: the same command
+gives the same weights on the same stack.
 
 Latents: the tiny model's Fashion-MNIST training images through its VAE; for other models (Stable
 Diffusion folders) the photo reference set, augmented with random crops and flips
@@ -25,8 +30,9 @@ import torch
 from megen.errors import MegenError
 from megen.files import atomic_output
 from megen.link.seed_codecs import decode_linear, encode_analog
-from megen.link.seed_learned import SeedDecoderNet, decoder_tensors
+from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, decoder_tensors, encoder_tensors
 from megen.link.seed_prior import SeedPrior, prior_from_latents, prior_tensors, raw_uses
+from megen.training.train import _cosine_lr
 
 Log = Callable[[str], None]
 #: Largest latent (values) a full KLT is fitted for.
@@ -34,6 +40,11 @@ MAX_KLT_VALUES = 4096
 #: Budgets (fractions of the raw seed's uses) drawn while training the decoder.
 BUDGET_FRACTIONS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 SNR_RANGE_DB = (-15.0, 25.0)
+#: SNRs (dB) and budgets (fractions of the raw uses) of the held-out reports.
+HELDOUT_SNRS_DB = (-10.0, -5.0, 0.0, 10.0, 20.0)
+HELDOUT_FRACTIONS = (0.125, 0.5, 1.0, 4.0)
+#: Prefix of the decoder trained jointly with the learned encoder (stored only with the encoder).
+JSCC_DECODER_PREFIX = "jscc_decoder."
 
 
 @dataclass
@@ -45,16 +56,24 @@ class SeedCodecTrainConfig:
     batch_size: int = 256
     lr: float = 2e-3
     max_minutes: float = 30.0
+    encoder_steps: int = 1500
 
 
 @dataclass
 class SeedCodecReport:
-    """What training measured: time, steps, final loss, held-out latent MSE per (SNR, uses)."""
+    """What training measured: time, steps, final loss, held-out latent MSE per (SNR, uses).
+
+    ``jscc_mse``: per held-out point, the latent MSE of ``linear`` and of the learned encoder with its
+    decoder under the same noise; ``encoder_shipped``: whether it beat ``linear`` everywhere (and its
+    weights were written).
+    """
 
     seconds: float = 0.0
     steps: int = 0
     final_loss: float = math.nan
     heldout_mse: dict[str, dict[str, float]] = field(default_factory=dict)
+    jscc_mse: dict[str, dict[str, float]] = field(default_factory=dict)
+    encoder_shipped: bool = False
 
 
 def _draw_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -120,7 +139,7 @@ def train_decoder(
     t0, loss_v, step = time.time(), math.nan, 0
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+            g["lr"] = _cosine_lr(step, cfg.steps, cfg.lr, warmup=0)
         mse, calib = _step_loss(net, prior, x0, gen, cfg.batch_size)
         opt.zero_grad(set_to_none=True)
         (mse + 0.01 * calib).backward()
@@ -142,8 +161,8 @@ def heldout_mse(
     """Latent MSE per value of ``linear`` and ``learned`` on held-out latents, per SNR and budget."""
     out: dict[str, dict[str, float]] = {}
     raw = raw_uses(prior.numel)
-    for snr in (-10.0, -5.0, 0.0, 10.0, 20.0):
-        for frac in (0.125, 0.5, 1.0, 4.0):
+    for snr in HELDOUT_SNRS_DB:
+        for frac in HELDOUT_FRACTIONS:
             uses = max(1, round(raw * frac))
             gen = torch.Generator().manual_seed(seed)
             z = _noisy_states(x0, torch.full((x0.shape[0],), alpha, dtype=torch.float64), gen)
@@ -155,6 +174,108 @@ def heldout_mse(
                 "learned": float((learned - target).square().mean()),
             }
     return out
+
+
+def jscc_pass(
+    prior: SeedPrior,
+    encoder: SeedEncoderNet,
+    decoder: SeedDecoderNet,
+    x0: torch.Tensor,
+    uses: int,
+    snr_db: float,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean latents ``x0 [B, C, H, W]`` through the learned encoder and decoder over AWGN at ``snr_db``.
+
+    Returns:
+        ``(learned, linear, target)``, ``[B, n]`` float64 centred KLT coefficients: the learned
+        codec's estimate, the ``linear`` codec's estimate under the same noise draw, and the truth.
+        Differentiable in the networks' parameters.
+    """
+    n0, batch = 10.0 ** (-snr_db / 10.0), x0.shape[0]
+    with torch.no_grad():
+        enc = encode_analog(x0, prior, uses, n0 / 2.0)
+        mean_c, var_c = prior.moments(enc.alpha)
+        target = prior.coefficients(x0.reshape(batch, -1).double()) - mean_c
+        base = torch.view_as_real(enc.symbols).reshape(batch, -1)
+    std = var_c.sqrt()
+    noise = torch.randn(base.shape, generator=gen, dtype=torch.float64) * math.sqrt(n0 / 2.0)
+    noise_var = torch.full_like(base, n0 / 2.0)
+    sent = encoder((target / std).float(), torch.full((batch,), snr_db), base.float()).double()
+    est, mse = decode_linear(enc, sent + noise, noise_var, var_c)
+    delta, _ = decoder((est / std).float(), (mse / var_c).float(), enc.alpha.float())
+    with torch.no_grad():
+        linear, _ = decode_linear(enc, base + noise, noise_var, var_c)
+    return est + std * delta.double(), linear, target
+
+
+def train_encoder(
+    prior: SeedPrior, x0: torch.Tensor, decoder: SeedDecoderNet, cfg: SeedCodecTrainConfig, log: Log
+) -> tuple[SeedEncoderNet, SeedDecoderNet, float]:
+    """Train the learned encoder with a copy of ``decoder`` end to end on clean latents ``x0``.
+
+    Each step draws a budget of :data:`BUDGET_FRACTIONS` and an SNR in :data:`SNR_RANGE_DB`; the loss
+    is the log of the latent MSE (KLT coefficients, orthonormal) over ``linear``'s under the same
+    noise, so that high SNRs (small MSEs) count as much as low ones. Returns (encoder, its decoder,
+    final loss).
+    """
+    gen = torch.Generator().manual_seed(cfg.seed + 13)
+    torch.manual_seed(cfg.seed + 13)
+    raw = raw_uses(prior.numel)
+    budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
+    encoder = SeedEncoderNet(prior.numel, budgets)
+    joint = SeedDecoderNet(prior.numel, hidden=decoder.correction.in_features)
+    joint.load_state_dict(decoder.state_dict())
+    params = [*encoder.parameters(), *joint.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr / 2, weight_decay=1e-5)
+    t0, loss_v = time.time(), math.nan
+    lo, hi = SNR_RANGE_DB
+    for step in range(cfg.encoder_steps):
+        for g in opt.param_groups:
+            g["lr"] = _cosine_lr(step, cfg.encoder_steps, cfg.lr / 2, warmup=0)
+        uses = budgets[int(torch.randint(0, len(budgets), (1,), generator=gen))]
+        snr = lo + (hi - lo) * float(torch.rand(1, generator=gen))
+        idx = torch.randint(0, x0.shape[0], (cfg.batch_size,), generator=gen)
+        learned, linear, target = jscc_pass(prior, encoder, joint, x0[idx], uses, snr, gen)
+        # scale-free: the log of the MSE relative to linear's, so that every SNR and budget counts
+        loss = torch.log((learned - target).square().mean() / (linear - target).square().mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        loss_v = float(loss.detach())
+        if step % 250 == 0:
+            log(
+                f"seed-codec encoder step {step}/{cfg.encoder_steps} log MSE ratio to linear {loss_v:+.4f} ({time.time() - t0:.0f} s)"
+            )
+        if time.time() - t0 > cfg.max_minutes * 60:
+            log("seed-codec encoder: time cap reached")
+            break
+    return encoder.eval(), joint.eval(), loss_v
+
+
+@torch.no_grad()
+def jscc_heldout(
+    prior: SeedPrior, encoder: SeedEncoderNet, decoder: SeedDecoderNet, x0: torch.Tensor, seed: int
+) -> dict[str, dict[str, float]]:
+    """Latent MSE per value of ``linear`` and the learned encoder+decoder (same noise), per SNR and budget."""
+    out: dict[str, dict[str, float]] = {}
+    raw = raw_uses(prior.numel)
+    for snr in HELDOUT_SNRS_DB:
+        for frac in HELDOUT_FRACTIONS:
+            uses = max(1, round(raw * frac))
+            gen = torch.Generator().manual_seed(seed)
+            learned, linear, target = jscc_pass(prior, encoder, decoder, x0, uses, snr, gen)
+            out[f"snr{snr:g}_uses{uses}"] = {
+                "linear": float((linear - target).square().mean()),
+                "jscc": float((learned - target).square().mean()),
+            }
+    return out
+
+
+def beats_linear(report: dict[str, dict[str, float]]) -> bool:
+    """Whether the learned encoder's MSE is below ``linear``'s at every held-out point."""
+    return bool(report) and all(v["jscc"] < v["linear"] for v in report.values())
 
 
 def train_seed_codec(
@@ -180,10 +301,20 @@ def train_seed_codec(
     net, loss, steps = train_decoder(prior, latents, cfg, log)
     report = SeedCodecReport(seconds=0.0, steps=steps, final_loss=loss)
     report.heldout_mse = heldout_mse(prior, net, heldout, cfg.seed)
+    tensors = {**prior_tensors(prior), **decoder_tensors(net)}
+    if cfg.encoder_steps > 0:
+        encoder, joint, _ = train_encoder(prior, latents, net, cfg, log)
+        report.jscc_mse = jscc_heldout(prior, encoder, joint, heldout, cfg.seed)
+        report.encoder_shipped = beats_linear(report.jscc_mse)
+        if report.encoder_shipped:
+            joint_t = {
+                JSCC_DECODER_PREFIX + k[len("decoder.") :]: v for k, v in decoder_tensors(joint).items()
+            }
+            tensors.update({**encoder_tensors(encoder), **joint_t})
     report.seconds = round(time.time() - t0, 1)
     meta = {"steps": str(steps), "seed": str(cfg.seed), "latents": str(latents.shape[0])}
     with atomic_output(Path(out_file)) as tmp:
-        save_file({**prior_tensors(prior), **decoder_tensors(net)}, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata=meta)
     return report
 
 
