@@ -204,7 +204,7 @@ def reproduce(
     full: bool = typer.Option(False, "--full", help="Publication size: >= 1000 samples per point (hours)."),
     preset: str = typer.Option(
         "default",
-        help="demo (a few minutes) | default (~22 min on one worker) | full | netsim (system level, ~2 min).",
+        help="demo (a few minutes) | default (15 375 images, ~1 h on 2 workers) | full | netsim (system level, ~2 min).",
     ),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
     model: str = typer.Option(

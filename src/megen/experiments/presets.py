@@ -5,7 +5,7 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
 * ``demo.toml`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols with
   their matched baselines on AWGN around the cliffs (-14 to 10 dB), 25 samples per point (FID is
   refused: fewer than 100 samples), and the centralized frontier over every codec at 10 dB;
-* ``default.toml`` (~20 minutes on 2 cores, ~9 500 images): every single-ES protocol with its matched
+* ``default.toml`` (15 375 images; see the budget below): every single-ES protocol with its matched
   baselines (image at the UE: ``central``, ``central-fallback``, ``local``; image at the ES:
   ``central-es``, ``local-upload``) from -15 to 20 dB on AWGN and Rayleigh with 1 dB steps over the
   cliffs, 100 samples at 0 and 10 dB for FID, the multi-ES protocols on AWGN, receiver-side denoising
@@ -23,7 +23,9 @@ variance and perfect CSI beside the estimated defaults).
 Budget of ``default``: measured on the project's 2-core CPU (25 DDIM steps, 1 thread per worker), a
 batch of 25 images takes ~2-4 s for a single-ES protocol and ~4-7 s for a multi-ES one; before issue 10
 the preset's 6 750 images took ~15 minutes; the issue-10 preset's 9 350 images took 21 min 50 s of
-sweep on one worker (commit feefdfc). The centralized frontier variants are cheaper: the stage
+sweep on one worker (commit feefdfc); with every protocol on Rayleigh and the frontier on both
+channels from -15 to 20 dB (15 375 images) it took 85 min on 2 workers while other jobs loaded the
+machine (load average 7-12; commit 16ecd4a). The centralized frontier variants are cheaper: the stage
 memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
 reference bytes. ``tests/test_presets.py`` pins each preset's digest and its image budget.
 
