@@ -8,6 +8,7 @@ folder or a device such as ``/dev/full`` gives one :class:`~megen.errors.MegenEr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -126,6 +127,21 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if tmp.exists():
                 tmp.unlink()
+
+
+def write_json_cache(path: Path | str, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically, creating its folder (a cache entry).
+
+    Raises:
+        MegenError: the folder cannot be created or the file cannot be written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MegenError(f"cannot create the cache folder {path.parent}: {exc.strerror or exc}") from None
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def read_table(path: Path | str, what: str) -> dict[str, Any]:

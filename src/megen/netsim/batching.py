@@ -208,7 +208,7 @@ def cached_batch_curve(
     model: str, device: str, cache_dir: Path | str, *, seed: int = 0, log: Any = None
 ) -> BatchCurve:
     """The batch curve of ``model`` on ``device`` from ``cache_dir`` (measured and written when missing)."""
-    from megen.files import atomic_output, read_table
+    from megen.files import read_table, write_json_cache
     from megen.netsim.demand import shipped_or_cached
 
     repeats = 5
@@ -220,12 +220,7 @@ def cached_batch_curve(
     if log is not None:
         log(f"measuring the batch curve of {model} on {device} (cached in {path})")
     curve = measure_batch_curve(model, device, BATCH_SIZES, repeats=repeats, seed=seed)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MegenError(f"cannot create the cache folder {path.parent}: {exc.strerror or exc}") from None
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(curve.to_dict(), indent=1), encoding="utf-8")
+    write_json_cache(path, curve.to_dict())
     return curve
 
 

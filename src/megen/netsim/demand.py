@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from megen.errors import MegenError
-
 PROMPTS = ("a photo of a sneaker", "a photo of a bag", "a photo of a shirt", "a photo of a dress")
 """Prompts of the measurement runs (the first ``samples``; cycled when more are asked)."""
 RESOURCES = ("UE", "ES", "uplink", "downlink", "backhaul")
@@ -248,7 +246,7 @@ def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, 
     Raises:
         MegenError: the cache folder cannot be written, or a cached file is unreadable.
     """
-    from megen.files import atomic_output, read_table
+    from megen.files import read_table, write_json_cache
 
     path = Path(cache_dir) / f"demand-{spec.key()}.json"
     found = shipped_or_cached(path)
@@ -257,12 +255,7 @@ def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, 
     if log is not None:
         log(f"measuring the demand of {spec.protocol} with the engine (cached in {path})")
     demand = measure_demand(spec, session)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MegenError(f"cannot create the cache folder {path.parent}: {exc.strerror or exc}") from None
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(demand.to_dict(), indent=1), encoding="utf-8")
+    write_json_cache(path, demand.to_dict())
     return demand
 
 

@@ -95,15 +95,20 @@ def _quality_table(sub, dest: str, channel: str, snrs: list[float]) -> list[str]
     return [f"### Image at the {dest}, {channel}: quality and cost", "", md_table(header, rows), ""]
 
 
-def _saving(eq, protocol: str, channel: str, snr: float) -> str:
+def _equal_row(eq, protocol: str, channel: str, snr: float):
+    """The :func:`~megen.analysis.equal_quality` line of ``protocol`` at ``channel``/``snr`` (None: not swept)."""
     hit = eq[
         (eq["label"] == protocol)
         & (eq["channel"] == channel)
         & (abs(eq["snr_db"].astype(float) - snr) < 1e-9)
     ]
-    if hit.empty:
+    return None if hit.empty else hit.iloc[0]
+
+
+def _saving(eq, protocol: str, channel: str, snr: float) -> str:
+    e = _equal_row(eq, protocol, channel, snr)
+    if e is None:
         return ""
-    e = hit.iloc[0]
     if math.isnan(float(e["psnr_fidelity_db"])):
         return "outage"
     if not isinstance(e["baseline_label"], str):
@@ -113,14 +118,9 @@ def _saving(eq, protocol: str, channel: str, snr: float) -> str:
 
 
 def _at_equal_uses(eq, protocol: str, channel: str, snr: float) -> str:
-    hit = eq[
-        (eq["label"] == protocol)
-        & (eq["channel"] == channel)
-        & (abs(eq["snr_db"].astype(float) - snr) < 1e-9)
-    ]
-    if hit.empty:
+    e = _equal_row(eq, protocol, channel, snr)
+    if e is None:
         return ""
-    e = hit.iloc[0]
     mine, best = float(e["psnr_fidelity_db"]), float(e["baseline_quality_equal_uses"])
     mine_s = "outage" if math.isnan(mine) else f"{mine:.1f}"
     return f"{mine_s} vs {'none fits' if math.isnan(best) else f'{best:.1f}'}"

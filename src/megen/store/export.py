@@ -35,7 +35,11 @@ def export(store: ResultsStore, *, csv: Path | None = None, parquet: Path | None
     if csv is None and parquet is None:
         raise MegenError("nothing to export: give --csv FILE and/or --parquet FILE")
     check_outputs(store, [csv, parquet])
-    df = store.frame()
+    return write_frame(store.frame(), csv=csv, parquet=parquet)
+
+
+def write_frame(df, *, csv: Path | None = None, parquet: Path | None = None) -> int:
+    """Write a data frame to CSV and/or Parquet (each atomically); returns its number of rows."""
     if csv is not None:
         with atomic_output(csv) as tmp:
             df.to_csv(tmp, index=False)

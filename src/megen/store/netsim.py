@@ -143,19 +143,13 @@ def read_netsim(path: Path | str, run: str | None = None):  # type: ignore[no-un
 
 def export_netsim(path: Path | str, *, csv: Path | None = None, parquet: Path | None = None) -> int:
     """Write the netsim rows of ``path`` to CSV and/or Parquet (atomically); returns the row count."""
-    from megen.files import atomic_output, refuse_overwriting
+    from megen.files import refuse_overwriting
+    from megen.store.export import write_frame
 
     if csv is None and parquet is None:
         raise MegenError("nothing to export: give a CSV and/or a Parquet file")
     refuse_overwriting([csv, parquet], [Path(path)])
-    df = read_netsim(path)
-    if csv is not None:
-        with atomic_output(csv) as tmp:
-            df.to_csv(tmp, index=False)
-    if parquet is not None:
-        with atomic_output(parquet) as tmp:
-            df.to_parquet(tmp, index=False)
-    return len(df)
+    return write_frame(read_netsim(path), csv=csv, parquet=parquet)
 
 
 __all__ = [
