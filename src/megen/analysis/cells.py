@@ -87,12 +87,13 @@ def series_labels(df) -> list[str]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if _missing(a) and _missing(b):
+    if is_missing(a) and is_missing(b):
         return True
-    return not _missing(a) and not _missing(b) and str(_short(a)) == str(_short(b))
+    return not is_missing(a) and not is_missing(b) and str(_short(a)) == str(_short(b))
 
 
-def _missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """None or NaN: a configuration value that was not set."""
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -112,7 +113,7 @@ def _short(v: Any) -> str:
         return str(v).lower()
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
-    if _missing(v):
+    if is_missing(v):
         return "auto"
     return str(v)
 

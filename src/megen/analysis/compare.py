@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES
+from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, is_missing
 from megen.link.theory import capacity_channel_uses
 from megen.metrics import mean_ci95
 
@@ -156,12 +156,8 @@ def _same_system(cells, r):
         if col in cells and col in r:
             mine, values = r[col], cells[col]
             same = (values.astype(str) == str(mine)).to_numpy()
-            keep &= (same | values.isna().to_numpy()) if _missing(mine) else same
+            keep &= (same | values.isna().to_numpy()) if is_missing(mine) else same
     return cells[keep]
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _outage(row) -> float:

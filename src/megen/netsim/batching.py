@@ -208,19 +208,19 @@ def cached_batch_curve(
     model: str, device: str, cache_dir: Path | str, *, seed: int = 0, log: Any = None
 ) -> BatchCurve:
     """The batch curve of ``model`` on ``device`` from ``cache_dir`` (measured and written when missing)."""
-    from megen.files import read_table, write_json_cache
-    from megen.netsim.demand import shipped_or_cached
+    from megen.netsim.demand import cached_measurement
 
     repeats = 5
     key = curve_key(model, device, BATCH_SIZES, repeats, seed)
     path = Path(cache_dir) / f"batch-{key}.json"
-    found = shipped_or_cached(path)
-    if found is not None:
-        return BatchCurve.from_dict(read_table(found, "netsim batch curve cache"))
-    if log is not None:
-        log(f"measuring the batch curve of {model} on {device} (cached in {path})")
-    curve = measure_batch_curve(model, device, BATCH_SIZES, repeats=repeats, seed=seed)
-    write_json_cache(path, curve.to_dict())
+    curve: BatchCurve = cached_measurement(
+        path,
+        "netsim batch curve cache",
+        BatchCurve.from_dict,
+        lambda: measure_batch_curve(model, device, BATCH_SIZES, repeats=repeats, seed=seed),
+        f"measuring the batch curve of {model} on {device} (cached in {path})",
+        log,
+    )
     return curve
 
 

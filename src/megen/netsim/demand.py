@@ -240,22 +240,40 @@ def shipped_or_cached(path: Path) -> Path | None:
     return shipped if shipped.is_file() else None
 
 
-def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, log: Any = None) -> Demand:
-    """The demand of ``spec`` from ``cache_dir`` (measured and written there when missing).
+def cached_measurement(path: Path, what: str, load: Any, measure: Any, message: str, log: Any = None) -> Any:
+    """A measurement kept as JSON: ``load(dict)`` of ``path`` (or its shipped copy) when present, else
+    ``measure()`` (logging ``message``), written to ``path`` with its ``to_dict()``.
 
     Raises:
         MegenError: the cache folder cannot be written, or a cached file is unreadable.
     """
     from megen.files import read_table, write_json_cache
 
-    path = Path(cache_dir) / f"demand-{spec.key()}.json"
     found = shipped_or_cached(path)
     if found is not None:
-        return Demand.from_dict(read_table(found, "netsim demand cache"))
+        return load(read_table(found, what))
     if log is not None:
-        log(f"measuring the demand of {spec.protocol} with the engine (cached in {path})")
-    demand = measure_demand(spec, session)
-    write_json_cache(path, demand.to_dict())
+        log(message)
+    result = measure()
+    write_json_cache(path, result.to_dict())
+    return result
+
+
+def cached_demand(spec: DemandSpec, cache_dir: Path | str, session: Any = None, log: Any = None) -> Demand:
+    """The demand of ``spec`` from ``cache_dir`` (measured and written there when missing).
+
+    Raises:
+        MegenError: the cache folder cannot be written, or a cached file is unreadable.
+    """
+    path = Path(cache_dir) / f"demand-{spec.key()}.json"
+    demand: Demand = cached_measurement(
+        path,
+        "netsim demand cache",
+        Demand.from_dict,
+        lambda: measure_demand(spec, session),
+        f"measuring the demand of {spec.protocol} with the engine (cached in {path})",
+        log,
+    )
     return demand
 
 
@@ -268,6 +286,7 @@ __all__ = [
     "Task",
     "cached_demand",
     "measure_demand",
+    "cached_measurement",
     "shipped_or_cached",
     "tasks_from_records",
 ]

@@ -49,10 +49,15 @@ def glance(ctx: ReportContext) -> list[str]:
     for d in ("UE", "ES"):
         for channel in sorted(set(main[dest == d]["channel"])):
             sub = main[(dest == d) & (main["channel"] == channel)]
-            snrs = [s for s in GLANCE_SNRS_DB if bool((abs(sub["snr_db"].astype(float) - s) < 1e-9).any())]
+            snrs = [s for s in GLANCE_SNRS_DB if bool(_at_snr(sub, s).any())]
             lines += _quality_table(sub, d, channel, snrs)
             lines += _saving_table(ctx.equal, sub, d, channel, _frontier_snrs(agg, d, channel, snrs))
     return lines
+
+
+def _at_snr(frame, snr_db: float):
+    """Boolean mask of the lines of ``frame`` at ``snr_db``."""
+    return (frame["snr_db"].astype(float) - snr_db).abs() < 1e-9
 
 
 def _frontier_snrs(agg, dest: str, channel: str, snrs: list[float]) -> list[float]:
@@ -61,7 +66,7 @@ def _frontier_snrs(agg, dest: str, channel: str, snrs: list[float]) -> list[floa
     from megen.analysis import BASELINES
 
     f = agg[has_tag(agg, "frontier") & agg["protocol"].isin(BASELINES[dest]) & (agg["channel"] == channel)]
-    return [s for s in snrs if bool((abs(f["snr_db"].astype(float) - s) < 1e-9).any())]
+    return [s for s in snrs if bool(_at_snr(f, s).any())]
 
 
 def _order(protocols: set[str]) -> list[str]:
@@ -70,7 +75,7 @@ def _order(protocols: set[str]) -> list[str]:
 
 
 def _cell(sub, protocol: str, snr: float):
-    hit = sub[(sub["label"] == protocol) & (abs(sub["snr_db"].astype(float) - snr) < 1e-9)]
+    hit = sub[(sub["label"] == protocol) & _at_snr(sub, snr)]
     return None if hit.empty else hit.iloc[0]
 
 
@@ -97,11 +102,7 @@ def _quality_table(sub, dest: str, channel: str, snrs: list[float]) -> list[str]
 
 def _equal_row(eq, protocol: str, channel: str, snr: float):
     """The :func:`~megen.analysis.equal_quality` line of ``protocol`` at ``channel``/``snr`` (None: not swept)."""
-    hit = eq[
-        (eq["label"] == protocol)
-        & (eq["channel"] == channel)
-        & (abs(eq["snr_db"].astype(float) - snr) < 1e-9)
-    ]
+    hit = eq[(eq["label"] == protocol) & (eq["channel"] == channel) & _at_snr(eq, snr)]
     return None if hit.empty else hit.iloc[0]
 
 
