@@ -190,13 +190,14 @@ class _Run:
         self.sent: Counter[tuple[str, str, ItemRef]] = Counter()
         self.outage = torch.zeros(ctx.batch_size, dtype=torch.bool)
         self.outage_known_s: float | None = None
-        # Items the current path still serves: a node does not work on, or send, an image whose earlier
-        # transfer failed (its receiver knows: HARQ gave up); the fallback serves only the outage.
-        self.served = torch.ones(ctx.batch_size, dtype=torch.bool)
+        self.in_fallback = False
 
     def share(self) -> float:
-        """Fraction of the batch the current path still serves: the batch's costs are booked pro rata."""
-        return float(self.served.float().mean())
+        """Fraction of the batch the current path still serves, whose costs are booked pro rata: the
+        main path drops an image whose earlier transfer failed (its receiver knows: HARQ gave up), the
+        fallback serves only the images in outage."""
+        served = self.outage if self.in_fallback else ~self.outage
+        return float(served.float().mean())
 
     def execute(self) -> EngineOutput:
         """Run the plan's operations, then its fallback for the images in outage (if it has one)."""
@@ -236,7 +237,7 @@ class _Run:
         node = self.plan.result_node
         known = self.outage_known_s or 0.0
         self.ledger.node_free[node] = max(self.ledger.node_free.get(node, 0.0), known)
-        self.served = self.outage.clone()
+        self.in_fallback = True
         for op in self.plan.fallback:
             self.dispatch(op)
         own = self.nodes[node].get(IMAGE)
@@ -252,7 +253,6 @@ class _Run:
             failed = torch.full_like(self.outage, not sent.ok)
         if bool(failed.any()):
             self.outage |= failed
-            self.served &= ~failed
             self.outage_known_s = min(end_s, self.outage_known_s or end_s)
 
     def stage(self, op: Stage, done: StageDone | None = None) -> None:
