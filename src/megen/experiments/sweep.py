@@ -590,12 +590,12 @@ def _run_inline(
         torch.set_num_threads(threads)
 
 
-def _drain(results) -> list[Row] | None:
-    """One batch's rows already in the results queue, or None when it is empty."""
+def _next_rows(results, timeout_s: float) -> list[Row] | None:
+    """One batch's rows from the results queue, waiting up to ``timeout_s``; None when none came."""
     import queue as queue_mod
 
     try:
-        rows: list[Row] = results.get(timeout=0.5)
+        rows: list[Row] = results.get(timeout=timeout_s)
     except queue_mod.Empty:
         return None
     return rows
@@ -642,7 +642,6 @@ def _run_pool_once(
     tasks: list[BatchTask], spec: SweepSpec, workers: int, write: Callable[[list[Row]], None]
 ) -> None:
     import multiprocessing as mp
-    import queue as queue_mod
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -666,10 +665,7 @@ def _run_pool_once(
         while received < len(tasks):
             while pending and len(running) < 2 * workers:
                 running.add(pool.submit(_worker_chunk, pending.pop()))
-            try:
-                rows = results.get(timeout=0.2)
-            except queue_mod.Empty:
-                rows = None
+            rows = _next_rows(results, 0.2)
             if rows is not None:
                 write(rows)
                 received += 1
@@ -678,16 +674,16 @@ def _run_pool_once(
                 try:
                     f.result()
                 except BrokenProcessPool as exc:
-                    while (rows := _drain(results)) is not None:  # batches finished before the death
+                    while (rows := _next_rows(results, 0.5)) is not None:  # finished before the death
                         write(rows)
                     raise _WorkerDied(str(exc) or "process pool broken") from exc
             if not running and not pending and received < len(tasks):
                 # every chunk returned: its rows are in the queue already (put before return)
-                try:
-                    write(results.get(timeout=30.0))
-                    received += 1
-                except queue_mod.Empty:
-                    raise MegenError("internal: a sweep chunk finished without its rows") from None
+                rows = _next_rows(results, 30.0)
+                if rows is None:
+                    raise MegenError("internal: a sweep chunk finished without its rows")
+                write(rows)
+                received += 1
     except BaseException:
         procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
