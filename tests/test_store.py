@@ -132,6 +132,27 @@ def test_create_resume_and_mismatch(tmp_path: Path):
     assert db.read_bytes() == before
 
 
+def test_a_grown_grid_extends_the_stored_sweep(tmp_path: Path):
+    """Adding SNRs to a sweep continues its database: only the new configurations are added."""
+    db = tmp_path / "r.sqlite"
+    spec = _spec()
+    with ResultsStore.create_or_resume(db, spec, expand(spec)) as s:
+        created = s.meta["created_utc"]
+        assert s.extended_by == 0
+    grown = _spec(snr_db="0,5,10")
+    with ResultsStore.create_or_resume(db, grown, expand(grown)) as s:
+        assert s.extended_by == 2  # two protocols at the new 5 dB
+        assert s.spec == grown and s.meta["created_utc"] == created
+        assert len(s.points_frame()) == len(expand(grown))
+    with ResultsStore.create_or_resume(db, grown, expand(grown)) as s:  # now the same sweep
+        assert s.extended_by == 0
+    # the original grid is no longer the stored sweep: a subset is refused, nothing modified
+    before = db.read_bytes()
+    with pytest.raises(MegenError, match="2 configuration.s. only in the database"):
+        ResultsStore.create_or_resume(db, spec, expand(spec))
+    assert db.read_bytes() == before
+
+
 def test_second_writer_is_refused(tmp_path: Path):
     db = tmp_path / "r.sqlite"
     spec = _spec()

@@ -444,6 +444,8 @@ def run_sweep(
             session,
         )
     store = ResultsStore.create_or_resume(db, spec, points)
+    if store.extended_by:
+        say(f"{db}: the sweep extends the stored one by {store.extended_by} configuration(s)")
     try:
         done = store.done_samples()
         existing = sum(len(v) for v in done.values())

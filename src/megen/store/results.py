@@ -115,16 +115,14 @@ def _check_cells(conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> 
         raise MegenError(f"{path} is corrupt: its stored sweep specification is not JSON") from exc
 
 
-def _difference(conn: sqlite3.Connection, points: Sequence[Point]) -> str:
+def _difference(conn: sqlite3.Connection, points: Sequence[Point]) -> tuple[int, int, int]:
+    """How a sweep's points differ from a database's: (only in the database, only new, changed)."""
     stored = {k: (n, t) for k, n, t in conn.execute("SELECT config_hash, samples, tags FROM points")}
     wanted = {p.key: (p.samples, ",".join(p.tags)) for p in points}
     only_db = len(set(stored) - set(wanted))
     only_new = len(set(wanted) - set(stored))
     other = sum(1 for k in set(stored) & set(wanted) if stored[k] != wanted[k])
-    return (
-        f"{only_db} configuration(s) only in the database, {only_new} only in this sweep, "
-        f"{other} with other sample counts or tags"
-    )
+    return only_db, only_new, other
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -168,6 +166,8 @@ class ResultsStore:
         self.meta = meta
         self._lock = lock
         self.created = False
+        #: Configurations this writer added to a stored sweep whose grid it extends (0: none).
+        self.extended_by = 0
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -218,16 +218,22 @@ class ResultsStore:
         try:
             meta = _read_meta(conn, path)
             fresh = not meta
+            added = 0
+            if not fresh:
+                added = _check_same_sweep(conn, path, meta, spec, points, fingerprint)
             if fresh:
                 meta = _new_meta(spec, fingerprint, points_digest(points))
-            else:
-                _check_same_sweep(conn, path, meta, spec, points, fingerprint)
+            elif added:  # the stored meta of the sweep it extends, with the grown specification
+                grown = _new_meta(spec, fingerprint, points_digest(points))
+                meta = {**meta, **{k: grown[k] for k in ("spec_json", "spec_digest", "points_digest")}}
             with conn:  # one transaction: schema, meta and points, or nothing
                 conn.execute("BEGIN IMMEDIATE")
                 for ddl in DDL:
                     conn.execute(ddl)
-                if fresh:
-                    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+                if fresh or added:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta.items())
+                    )
                 conn.executemany(INSERT_POINT, values)
         except (MegenError, sqlite3.Error, OSError) as exc:
             conn.close()
@@ -240,6 +246,7 @@ class ResultsStore:
             raise MegenError(f"cannot write results database {path}: {_reason(exc)}") from exc
         store = cls(path, conn, meta, lock)
         store.created = not existed
+        store.extended_by = added
         return store
 
     def close(self) -> None:
@@ -375,17 +382,29 @@ def _check_same_sweep(
     spec: SweepSpec,
     points: Sequence[Point],
     fingerprint: str,
-) -> None:
-    if meta.get("points_digest") != points_digest(points):
-        raise MegenError(
-            f"{path} holds the results of another sweep ({_difference(conn, points)}); "
-            "use another --db to run this one"
-        )
+) -> int:
+    """Check that ``points`` continue the sweep stored in ``path``.
+
+    Returns:
+        The number of configurations the sweep adds: a sweep whose grid extends the stored one (every
+        stored configuration still in it, with the same samples and tags) continues it, so adding SNRs
+        or a protocol to a finished sweep computes only the new points.
+    """
     if meta.get("model_fingerprint") != fingerprint:
         raise MegenError(
             f"{path} was written with other weights of model {spec.model!r}; "
             "its rows cannot be continued (use another --db)"
         )
+    if meta.get("points_digest") == points_digest(points):
+        return 0
+    only_db, only_new, other = _difference(conn, points)
+    if only_db or other or not only_new:
+        raise MegenError(
+            f"{path} holds the results of another sweep ({only_db} configuration(s) only in the "
+            f"database, {only_new} only in this sweep, {other} with other sample counts or tags); "
+            "use another --db to run this one"
+        )
+    return only_new
 
 
 def _new_meta(spec: SweepSpec, fingerprint: str, digest: str) -> dict[str, str]:
