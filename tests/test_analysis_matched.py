@@ -51,15 +51,34 @@ def test_protocols_compare_only_with_the_baselines_of_their_destination():
     eq = equal_quality(_matched_frame()).set_index("protocol")
     assert set(eq.index) == {"UIEG", "EIUG"}  # baselines are never compared against baselines
     uieg, eiug = eq.loc["UIEG"], eq.loc["EIUG"]
-    assert uieg["destination"] == "ES" and uieg["baselines"] == "central-es,local-upload"
+    assert uieg["destination"] == "ES" and uieg["baselines"] == "central-es,local-upload,local-i2i-upload"
     assert uieg["baseline_label"] == "central-es (q=50)"  # cheapest ES-side variant reaching 28 dB
     assert uieg["baseline_uses_equal_quality"] == 400.0
     assert uieg["baseline_quality_equal_uses"] == 30.0  # best ES variant within 600 uses
     assert uieg["capacity_uses"] == pytest.approx(capacity_channel_uses(500.0, 0.0, "awgn"))
-    assert eiug["destination"] == "UE" and eiug["baselines"] == "central,central-fallback,local"
+    assert eiug["destination"] == "UE" and eiug["baselines"] == "central,central-fallback,local,local-i2i"
     assert eiug["baseline_label"] == "central (png)"  # cheapest over every codec, png included
     assert eiug["baseline_uses_equal_quality"] == 2000.0
     assert math.isnan(eiug["baseline_quality_equal_uses"])  # no UE-side variant fits in 600 uses
+
+
+def test_the_ue_alone_is_a_baseline_at_every_snr_with_no_channel_uses():
+    """``local-i2i`` crosses no link: its error-free cell beats a protocol it matches at any SNR."""
+    agg = pd.DataFrame(
+        [
+            _cell("central", psnr=40.0, uses=3000.0, snr=-10.0),
+            _cell("local-i2i", psnr=25.0, uses=0.0, bits=0.0, channel="none", snr=math.nan),
+            _cell("central", "central (error-free)", psnr=99.0, uses=10.0, channel="none", snr=math.nan),
+            _cell("EIUG", psnr=20.0, uses=600.0, snr=-10.0),
+            _cell("CIAG", psnr=30.0, uses=900.0, snr=-10.0),
+        ]
+    )
+    eq = equal_quality(agg).set_index("protocol")
+    eiug, ciag = eq.loc["EIUG"], eq.loc["CIAG"]
+    assert eiug["baseline_label"] == "local-i2i" and eiug["baseline_uses_equal_quality"] == 0.0
+    assert eiug["baseline_quality_equal_uses"] == 25.0  # the UE alone fits in any budget
+    assert ciag["baseline_label"] == "central"  # the UE alone falls short; error-free runs never count
+    assert ciag["baseline_uses_equal_quality"] == 3000.0
 
 
 def test_a_baseline_that_drops_more_images_is_not_equal_quality():

@@ -71,6 +71,18 @@ def test_local_upload_sends_the_local_image_up(random_tiny, reference):
     assert up.output.channel_uses()["uplink"] > 0 and up.output.delivered_to == "ES1"
 
 
+def test_local_i2i_is_the_ue_alone_from_its_reference(random_tiny, reference):
+    """``local-i2i`` = ``central-fallback``'s fallback: image-to-image on the UE, no link."""
+    alone = run_protocol(_cfg(protocol="local-i2i"), PROMPTS, reference, model=random_tiny)
+    local = run_protocol(_cfg(protocol="local"), PROMPTS, reference, model=random_tiny)
+    assert not alone.output.transfers and alone.output.delivered_to == "UE"
+    assert not torch.equal(alone.images, local.images)  # the reference enters
+    up = run_protocol(_cfg(protocol="local-i2i-upload"), PROMPTS, reference, model=random_tiny)
+    assert torch.equal(up.images, _eight_bit(alone.images)) and up.output.delivered_to == "ES1"
+    with pytest.raises(MegenError, match="needs a reference image"):
+        run_protocol(_cfg(protocol="local-i2i"), PROMPTS, model=random_tiny)
+
+
 @pytest.fixture(scope="module")
 def reference():
     return (torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).round() / 255

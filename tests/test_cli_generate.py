@@ -141,6 +141,8 @@ def test_protocols_lists_all(app, runner):
         "central-fallback",
         "local",
         "local-upload",
+        "local-i2i",
+        "local-i2i-upload",
         "unsplit",
         "EIUG",
         "UIEG",

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from megen.protocols.builders import BASELINES
+from megen.protocols.builders import NO_LINK as NO_LINK  # re-exported beside BASELINES
+
 #: Fields that do not make a new series (the x axis, the panel, and pooled seeds).
 _NOT_SERIES = ("seed", "model", "channel", "snr_db", "ul_snr_db", "dl_snr_db", "bh_snr_db")
 POINT_COLS = ("tags", "task", "protocol", "channel", "snr_db", "transmission")
@@ -119,12 +122,8 @@ def _short(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- destinations
-#: The baselines matched to each destination (where the image lands): centralized variants first, then the
-#: UE-local one. A protocol is compared only with the baselines of its own destination.
-BASELINES: dict[str, tuple[str, ...]] = {
-    "UE": ("central", "central-fallback", "local"),
-    "ES": ("central-es", "local-upload"),
-}
+# BASELINES (imported from the protocols): the baselines matched to each destination, where the image
+# lands; a protocol is compared only with the baselines of its own destination.
 #: Every baseline protocol (never compared against a baseline itself).
 BASELINE_PROTOCOLS: frozenset[str] = frozenset(p for ps in BASELINES.values() for p in ps)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, is_missing
+from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, NO_LINK, is_missing
 from megen.link.theory import capacity_channel_uses
 from megen.metrics import mean_ci95
 
@@ -148,6 +148,11 @@ def _at_point(cells, r):
     return same[np.isclose(same["snr_db"].astype(float), float(r["snr_db"]))]
 
 
+def _ue_alone(cells, r):
+    """The baselines that cross no link (:data:`NO_LINK`) at ``r``'s task: they hold at any channel and SNR."""
+    return cells[cells["protocol"].isin(NO_LINK) & (cells["task"] == r["task"])]
+
+
 def _same_system(cells, r):
     """The cells whose link system (:data:`SAME_SYSTEM`: receiver, HARQ, channel parameters) equals ``r``'s."""
     keep = np.ones(len(cells), dtype=bool)
@@ -185,9 +190,10 @@ def _digital_point(agg, r, col: str) -> dict[str, Any]:
 def equal_quality(agg, *, metric: str = "psnr_fidelity_db"):
     """Each protocol against the baselines of its destination, at equal quality and at equal channel uses.
 
-    A protocol whose image lands at the UE is compared with ``central`` and ``central-fallback``, one
-    whose image lands at an ES with ``central-es`` and ``local-upload`` (:data:`BASELINES`), at the
-    same task, channel and SNR and the same link system (:data:`SAME_SYSTEM`: a genie-receiver
+    A protocol whose image lands at the UE is compared with ``central``, ``central-fallback`` and the
+    UE alone (``local``, ``local-i2i``: no link, so at every channel and SNR, with 0 channel uses), one
+    whose image lands at an ES with ``central-es``, ``local-upload`` and ``local-i2i-upload``
+    (:data:`BASELINES`), at the same task, channel and SNR and the same link system (:data:`SAME_SYSTEM`: a genie-receiver
     baseline is compared only with a genie-receiver protocol), over every variant swept (codec,
     quality, MCS). A baseline variant
     qualifies for "equal quality" when its mean metric (over delivered images) is at least the
@@ -211,8 +217,10 @@ def equal_quality(agg, *, metric: str = "psnr_fidelity_db"):
     for _, r in agg[~agg["protocol"].isin(BASELINE_PROTOCOLS)].iterrows():
         dest = _destination_of(r)
         matched = BASELINES[dest]
-        same = _same_system(_at_point(agg[agg["protocol"].isin(matched)], r), r)
-        same = same[same["channel"] != "none"] if r["channel"] != "none" else same
+        cells = agg[agg["protocol"].isin(matched)]
+        same = _same_system(_at_point(cells, r), r)
+        if r["channel"] != "none":  # error-free runs are no baseline, the UE alone is one at every SNR
+            same = pd.concat([same[same["channel"] != "none"], _ue_alone(cells, r)])
         outage = _outage(r)
         b_out = same["outage_mean"].fillna(0.0) if "outage_mean" in same else 0.0 * same[col]
         good = same[(same[col] >= r[col]) & (b_out <= outage + 1e-12)]

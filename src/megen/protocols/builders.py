@@ -11,8 +11,9 @@ Where this project's reading adds to the design table:
   16 x 384 reals (3072 channel uses) against ~20 bytes.
 * Text-to-image has no reference; where a protocol's seed is ``z_ref`` (UIEG, CIAG, UIDG, UIDCG), the
   UE's seed is then the initial noise ``Z`` (drawn from the shared seed).
-* Baselines are matched to where the image lands (:data:`BASELINES`): ``central`` and ``local``
-  deliver at the UE, ``central-es`` (no download) and ``local-upload`` at ES1; ``central-fallback``
+* Baselines are matched to where the image lands (:data:`BASELINES`): ``central``, ``local`` and
+  ``local-i2i`` deliver at the UE, ``central-es`` (no download), ``local-upload`` and
+  ``local-i2i-upload`` at ES1; ``central-fallback``
   is ``central`` whose plan carries a fallback (the UE's ``local`` image, generated once the outage
   is known, its compute, latency and energy booked like any stage).
 * Where a UE seed is ``Z`` of ``z_ref`` (UIEG, CIAG, UIDCG, EIUG/ESUC with ``ref_as_seed``),
@@ -157,6 +158,28 @@ def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "local")
     desc = "the UE alone, prompt only, its own model, no link (a bound, not a protocol)"
     return _plan("local", _local_ops(cfg), desc)
+
+
+def local_i2i(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "local-i2i")
+    _needs_reference(i2i, "local-i2i", "local")
+    desc = "the UE alone from its own reference and prompt (image-to-image, its own model, no link)"
+    return _plan("local-i2i", [Stage("E", "UE"), *_local_ops(cfg)], desc)
+
+
+def local_i2i_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
+    _no_split(cfg, "local-i2i-upload")
+    _needs_reference(i2i, "local-i2i-upload", "local-upload")
+    ops = [Stage("E", "UE"), *_local_ops(cfg), Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
+    desc = "the UE generates alone from its reference and prompt and uploads its image (image at the ES)"
+    return _plan("local-i2i-upload", ops, desc, result="ES1")
+
+
+def _needs_reference(i2i: bool, name: str, instead: str) -> None:
+    if not i2i:
+        raise MegenError(
+            f"{name} needs a reference image (an image-to-image task); use {instead} for text-to-image"
+        )
 
 
 def local_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
@@ -395,6 +418,8 @@ PROTOCOLS: dict[str, Builder] = {
     "central-fallback": central_fallback,
     "local": local,
     "local-upload": local_upload,
+    "local-i2i": local_i2i,
+    "local-i2i-upload": local_i2i_upload,
     "unsplit": unsplit,
     "EIUG": eiug,
     "UIEG": uieg,
@@ -409,12 +434,16 @@ PROTOCOLS: dict[str, Builder] = {
 MULTI_ES = ("UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC")
 #: Protocols whose UE works from the prompt alone: a run drops the reference image.
 PROMPT_ONLY = ("local", "local-upload")
+#: Protocols that cross no link: the UE alone, valid beside a protocol at any channel and SNR.
+NO_LINK = ("local", "local-i2i")
 #: The baselines a protocol is compared with, by where its image lands (``Plan.result_node``): images
-#: that end at the UE against ``central`` (up and down), ``central-fallback`` and ``local``; images
-#: that end at an ES against ``central-es`` (nothing comes down) and ``local-upload``.
+#: that end at the UE against ``central`` (up and down), ``central-fallback`` and the UE alone
+#: (``local`` from the prompt, ``local-i2i`` from the UE's own reference); images that end at an ES
+#: against ``central-es`` (nothing comes down) and the UE's own image uploaded (``local-upload``,
+#: ``local-i2i-upload``).
 BASELINES: dict[str, tuple[str, ...]] = {
-    "UE": ("central", "central-fallback", "local"),
-    "ES": ("central-es", "local-upload"),
+    "UE": ("central", "central-fallback", "local", "local-i2i"),
+    "ES": ("central-es", "local-upload", "local-i2i-upload"),
 }
 
 
@@ -423,7 +452,7 @@ def baselines_for(result_node: str) -> tuple[str, ...]:
 
     Example:
         >>> baselines_for("ES1"), baselines_for("UE")[0]
-        (('central-es', 'local-upload'), 'central')
+        (('central-es', 'local-upload', 'local-i2i-upload'), 'central')
     """
     return BASELINES["UE" if result_node == "UE" else "ES"]
 

@@ -25,7 +25,7 @@ from megen.report.markdown import ReportContext, has_tag, lands_at, md_table
 #: SNRs (dB) shown as columns where they were swept.
 GLANCE_SNRS_DB: tuple[float, ...] = (-15.0, -12.0, -10.0, -8.0, -5.0, -3.0, 0.0, 5.0, 10.0, 20.0)
 #: Baselines of each destination, listed after the MEG protocols in the quality table.
-_BASELINE_ORDER = ("central", "central-fallback", "central-es", "local-upload")
+_BASELINE_ORDER = ("central", "central-fallback", "central-es", "local-upload", "local-i2i-upload")
 
 
 def glance(ctx: ReportContext) -> list[str]:
@@ -42,7 +42,9 @@ def glance(ctx: ReportContext) -> list[str]:
         "control data and retransmissions). *Saving at equal fidelity*: the cheapest matched baseline "
         "variant (any codec, quality, MCS) reaching the protocol's fidelity with no more outage, in channel "
         "uses, divided by the protocol's uses: above 1x the protocol saves, below 1x it loses; *none*: no "
-        "baseline variant reaches its fidelity at that SNR (the protocol wins outright).",
+        "baseline variant reaches its fidelity at that SNR (the protocol wins outright); *UE alone*: the UE "
+        "reaches it with no link at all (`local` from the prompt, `local-i2i` from its own reference): the "
+        "protocol loses outright.",
         "",
     ]
     dest = main.apply(lambda r: "UE" if lands_at(r) == "UE" else "ES", axis=1)
@@ -114,6 +116,8 @@ def _saving(eq, protocol: str, channel: str, snr: float) -> str:
         return "outage"
     if not isinstance(e["baseline_label"], str):
         return "none"
+    if float(e["baseline_uses_equal_quality"]) == 0.0:
+        return f"UE alone ({e['baseline_label']})"
     ratio = float(e["baseline_uses_equal_quality"]) / max(float(e["uses_total"]), 1e-12)
     return f"{ratio:.2g}x ({e['baseline_label']})" if ratio < 10 else f"{ratio:.0f}x ({e['baseline_label']})"
 

@@ -314,16 +314,24 @@ def _main_table(ctx: ReportContext) -> list[str]:
 def _local_baseline(ctx: ReportContext) -> list[str]:
     metric = threshold_metric(ctx.agg)
     what = METRIC_NAMES[metric]
-    local = ctx.agg[ctx.agg["protocol"] == "local"]
-    if local.empty:
-        return []
-    la = float(local[f"{metric}_mean"].iloc[0])
-    return [
-        f"Baseline `local` (the UE alone, no link; image at the UE): {what} "
-        f"{pm(la, float(local[f'{metric}_ci95'].iloc[0]))}. {what.capitalize()} at or below this is not a gain "
-        "of the link.",
-        "",
-    ]
+    from megen.analysis.cells import NO_LINK
+
+    lines = []
+    for name, source in zip(NO_LINK, ("prompt only", "image-to-image from its own reference"), strict=True):
+        alone = ctx.agg[ctx.agg["protocol"] == name]
+        if alone.empty:
+            continue
+        first = alone.iloc[0]
+        fidelity = ""
+        if "psnr_fidelity_db_mean" in alone and not math.isnan(float(first["psnr_fidelity_db_mean"])):
+            fidelity = f", fidelity PSNR {pm(float(first['psnr_fidelity_db_mean']), float(first['psnr_fidelity_db_ci95']))} dB"
+        lines.append(
+            f"Baseline `{name}` (the UE alone, {source}, no link; image at the UE): {what} "
+            f"{pm(float(first[f'{metric}_mean']), float(first[f'{metric}_ci95']))}{fidelity}."
+        )
+    if lines:
+        lines += [f"{what.capitalize()} or fidelity at or below these is not a gain of the link.", ""]
+    return lines
 
 
 def _thresholds(ctx: ReportContext) -> list[str]:
