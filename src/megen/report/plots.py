@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from megen.analysis import aggregate, equal_quality
-from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES
+from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, NO_LINK
 from megen.errors import MegenError
 from megen.files import WriteError, writable_folder, write_errors
 from megen.link.theory import capacity_channel_uses
@@ -275,7 +275,7 @@ def plot_costs(agg, out: Path, *, snr_db: float | None = None, channel: str | No
         (cells["channel"] == ch)
         & (np.isclose(cells["snr_db"].astype(float).fillna(-999), snr) if snr is not None else True)
     ]
-    sel = _concat(sel, cells[cells["protocol"] == "local"])
+    sel = _concat(sel, cells[cells["protocol"].isin(NO_LINK)])
     parts = ("ue", "es", "uplink", "downlink", "backhaul")
     colors = dict(zip(parts, ("#8172b3", "#c44e52", "#4c72b0", "#dd8452", "#55a868"), strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(sel)), 4.0))
@@ -376,7 +376,7 @@ def plot_frontier(agg, out: Path, *, channel: str | None = None, destination: st
         raise MegenError("the frontier needs a noisy channel in the results")
     dest = agg.get("destination", "UE")
     sel = agg[(agg["channel"] == ch) & (dest == destination)]
-    baselines = [b for b in BASELINES[destination] if b != "local" and (sel["protocol"] == b).any()]
+    baselines = [b for b in BASELINES[destination] if b not in NO_LINK and (sel["protocol"] == b).any()]
     if sel.empty or not baselines:
         raise MegenError(f"no baseline with an image at the {destination} on channel {ch!r}")
     baseline = " / ".join(baselines)
