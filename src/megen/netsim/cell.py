@@ -26,12 +26,13 @@ lower link SNR).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from simpy.events import Timeout
+from simpy.events import NORMAL, Event
 
 from megen.costs.profiles import Profiles
 from megen.errors import MegenError
@@ -54,9 +55,19 @@ def _succeed(event: Any, value: Any) -> None:
     event.succeed(value)
 
 
-def call_in(env: Any, delay: float, fn: Callable[[Any], None], value: Any) -> None:
-    """Schedule one SimPy event ``delay`` seconds from now that calls ``fn(event)`` (``event.value`` is ``value``)."""
-    Timeout(env, delay, value).callbacks.append(fn)  # type: ignore[union-attr]
+class Due(Event):
+    """A SimPy event ``delay`` seconds from now whose one callback is ``fn(event)``; ``event.value`` is ``value``.
+
+    A :class:`simpy.Timeout` with its callback given at creation (the event loop's hot path: one
+    per task).
+    """
+
+    def __init__(self, env: Any, delay: float, fn: Callable[[Any], None], value: Any) -> None:
+        self.env = env
+        self.callbacks = [fn]
+        self._value = value
+        self._ok = True
+        env.schedule(self, NORMAL, delay)
 
 
 class SharedLink:
@@ -118,7 +129,7 @@ class SharedLink:
             row = f[1]
             f[5] = share if row is None else share * row[col]
             soonest = min(soonest, f[0] / f[5])
-        call_in(self.env, max(soonest, 0.0), self._fire_cb, self.token)
+        Due(self.env, max(soonest, 0.0), self._fire_cb, self.token)
 
     def _fire(self, event: Any) -> None:
         if event._value != self.token:
@@ -150,8 +161,7 @@ class BatchPool:
 
     def __init__(self, env, servers: int, factors: tuple[float, ...] = (1.0,)) -> None:  # type: ignore[no-untyped-def]
         self.env, self.free, self.factors = env, servers, factors
-        self.waiting: list[tuple[int, float, Then, Any]] = []  # (stage, seconds alone, then, arg)
-        self.head = 0
+        self.waiting: deque[tuple[int, float, Then, Any]] = deque()  # (stage, seconds alone, then, arg)
         self.busy_s = 0.0
         self.batches: list[int] = []
         self._done_cb = self._done
@@ -169,31 +179,29 @@ class BatchPool:
             self._start()
 
     def _take(self) -> list[tuple[int, float, Then, Any]]:
-        first = self.waiting[self.head]
         if len(self.factors) == 1:
-            self.head += 1
-            return [first]
+            return [self.waiting.popleft()]
+        stage = self.waiting[0][0]
         batch: list[tuple[int, float, Then, Any]] = []
-        rest: list[tuple[int, float, Then, Any]] = []
-        for w in self.waiting[self.head :]:
-            (batch if w[0] == first[0] and len(batch) < len(self.factors) else rest).append(w)
-        self.waiting, self.head = rest, 0
+        rest: deque[tuple[int, float, Then, Any]] = deque()
+        for w in self.waiting:
+            (batch if w[0] == stage and len(batch) < len(self.factors) else rest).append(w)
+        self.waiting = rest
         return batch
 
     def _start(self) -> None:
-        while self.free and self.head < len(self.waiting):
+        while self.free and self.waiting:
             batch = self._take()
-            if self.head > 1024:
-                self.waiting, self.head = self.waiting[self.head :], 0
             self.free -= 1
             seconds = batch[0][1] * self.factors[len(batch) - 1]
             self.busy_s += seconds
             self.batches.append(len(batch))
-            call_in(self.env, seconds, self._done_cb, batch)
+            Due(self.env, seconds, self._done_cb, batch)
 
     def _done(self, event: Any) -> None:
         self.free += 1
-        self._start()
+        if self.waiting:
+            self._start()
         for w in event._value:
             w[2](w[3], None)
 
@@ -267,7 +275,8 @@ class CellRun:
     ones (failed requests leave at arrival); ``ue_energy_j`` and ``quality_db`` are NaN where the
     request was not served. ``es_busy_s`` is busy server-seconds, ``es_mean_batch`` the mean ES
     batch size (0 when no ES task ran), ``link_busy_s`` seconds with at least
-    one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished).
+    one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished),
+    ``events`` the SimPy events scheduled (the cost of the run).
     """
 
     arrival_s: np.ndarray
@@ -280,6 +289,7 @@ class CellRun:
     link_busy_s: dict[str, float]
     end_s: float
     finished: bool
+    events: int = 0
 
 
 @dataclass(frozen=True)
@@ -356,10 +366,19 @@ class _CellEvents:
         self.departure = np.full(n, np.nan)
         self.uplink_re = np.full(n, np.nan)
         self._done_cb, self._delay_cb = self._done, self._delayed
+        starters = {
+            "ES": self._start_es,
+            "UE": self._start_ue,
+            "backhaul": self._start_backhaul,
+            "uplink": self._start_flow,
+            "downlink": self._start_flow,
+        }
+        self._starts = [starters[k] for k in graph.kind]
+        self._uplink = [k == "uplink" for k in graph.kind]
 
     def source(self, arrivals: Arrivals, fails: np.ndarray):  # type: ignore[no-untyped-def]
         """SimPy process: each arrival at its time; a request from a UE in outage leaves at once."""
-        env, graph, start = self.env, self.graph, self._start
+        env, graph, starts = self.env, self.graph, self._starts
         times, ues = arrivals.time_s.tolist(), arrivals.ue.tolist()
         fail = fails.tolist()
         for i in range(len(times)):
@@ -369,36 +388,38 @@ class _CellEvents:
                 continue
             req = _Request(i, ues[i], graph)
             for t in graph.roots:
-                start(req, t)
+                starts[t](req, t)
 
-    def _start(self, req: _Request, t: int) -> None:
-        kind, value = self.graph.kind[t], self.graph.value[t]
-        if kind == "ES":
-            self.pool.submit(t, value, self._done_cb, (req, t))
-        elif kind == "UE":
-            self.ue_procs[req.ue].submit(t, value, self._done_cb, (req, t))
-        elif kind == "backhaul":
-            call_in(self.env, value, self._delay_cb, (req, t))
-        else:
-            self.links[kind].submit(req.ue, value, self.graph.unit[t], self._done_cb, (req, t))
+    def _start_es(self, req: _Request, t: int) -> None:
+        self.pool.submit(t, self.graph.value[t], self._done_cb, (req, t))
+
+    def _start_ue(self, req: _Request, t: int) -> None:
+        self.ue_procs[req.ue].submit(t, self.graph.value[t], self._done_cb, (req, t))
+
+    def _start_backhaul(self, req: _Request, t: int) -> None:
+        Due(self.env, self.graph.value[t], self._delay_cb, (req, t))
+
+    def _start_flow(self, req: _Request, t: int) -> None:
+        link = self.links[self.graph.kind[t]]
+        link.submit(req.ue, self.graph.value[t], self.graph.unit[t], self._done_cb, (req, t))
 
     def _delayed(self, event: Any) -> None:
         self._done(event._value, None)
 
     def _done(self, arg: tuple[_Request, int], used: Any) -> None:
         req, t = arg
-        if used is not None and self.graph.kind[t] == "uplink":
+        if self._uplink[t]:
             req.uplink_re += used
         req.left -= 1
         if req.left == 0:
             self.departure[req.index] = self.env.now
             self.uplink_re[req.index] = req.uplink_re
             return
-        pending = req.pending
+        pending, starts = req.pending, self._starts
         for s in self.graph.successors[t]:
             pending[s] -= 1
             if pending[s] == 0:
-                self._start(req, s)
+                starts[s](req, s)
 
 
 def simulate_cell(
@@ -446,6 +467,7 @@ def simulate_cell(
         link_busy_s={k: sim.links[k].busy_s for k in RADIO},
         end_s=float(np.max(departure)) if finished else float(env.now),
         finished=finished,
+        events=next(env._eid),  # SimPy numbers every scheduled event from this counter
     )
 
 
@@ -457,7 +479,7 @@ __all__ = [
     "CellState",
     "SharedLink",
     "TaskGraph",
-    "call_in",
+    "Due",
     "make_cell",
     "poisson_arrivals",
     "simulate_cell",
