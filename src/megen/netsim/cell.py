@@ -174,9 +174,10 @@ class BatchPool:
 
     def submit(self, stage: int, seconds: float, then: Then, arg: Any) -> None:
         """Queue one task of ``stage`` taking ``seconds`` alone; when done, ``then(arg, None)``."""
-        self.waiting.append((stage, seconds, then, arg))
-        if self.free:
-            self._start()
+        if self.free:  # a free server means an empty line: the task starts alone, now
+            self._begin([(stage, seconds, then, arg)])
+        else:
+            self.waiting.append((stage, seconds, then, arg))
 
     def _take(self) -> list[tuple[int, float, Then, Any]]:
         if len(self.factors) == 1:
@@ -189,19 +190,17 @@ class BatchPool:
         self.waiting = rest
         return batch
 
-    def _start(self) -> None:
-        while self.free and self.waiting:
-            batch = self._take()
-            self.free -= 1
-            seconds = batch[0][1] * self.factors[len(batch) - 1]
-            self.busy_s += seconds
-            self.batches.append(len(batch))
-            Due(self.env, seconds, self._done_cb, batch)
+    def _begin(self, batch: list[tuple[int, float, Then, Any]]) -> None:
+        self.free -= 1
+        seconds = batch[0][1] * self.factors[len(batch) - 1]
+        self.busy_s += seconds
+        self.batches.append(len(batch))
+        Due(self.env, seconds, self._done_cb, batch)
 
     def _done(self, event: Any) -> None:
         self.free += 1
         if self.waiting:
-            self._start()
+            self._begin(self._take())
         for w in event._value:
             w[2](w[3], None)
 
