@@ -14,7 +14,10 @@ the device profiles (:mod:`megen.costs.profiles`).
 stream ``derive(seed, "netsim", "cell", replication, "arrival")`` divided by the rate, so every rate
 sees the same pattern), or read from a trace; each request comes from a UE drawn uniformly
 (stream ``... "ue"``). A request runs its protocol's tasks (:class:`megen.netsim.demand.Demand`),
-each when its predecessors are done. A request from a UE in outage on a link it needs fails at once.
+each when its predecessors are done: a task's completion callback counts down the tasks waiting for
+it and starts those it was the last wait of (:class:`TaskGraph`), so every task costs one SimPy
+event (its server's, its link's or the backhaul's timeout) and a request no process. A request
+from a UE in outage on a link it needs fails at once.
 
 **Measures** over the requests after the warm-up share: latency (arrival to the last task's end;
 ``inf`` for failed or unfinished requests), the share within the deadline, ES and spectrum
@@ -355,6 +358,8 @@ class _CellEvents:
     tasks waiting for it and starts those with nothing left to wait for. So a task costs one SimPy
     event (its server's or the backhaul's timeout, or its share of the link's completion timeouts)
     and no process resumption; the queueing is unchanged (every compute task queues at its server).
+    Tasks that become ready at the same instant are started in the order their last predecessors
+    finish, the successors of one task in ascending index.
     """
 
     def __init__(self, env: Any, cfg: NetsimConfig, cell: CellState, graph: TaskGraph, n: int) -> None:
@@ -374,6 +379,7 @@ class _CellEvents:
         }
         self._starts = [starters[k] for k in graph.kind]
         self._uplink = [k == "uplink" for k in graph.kind]
+        self._value, self._successors = graph.value, graph.successors
 
     def source(self, arrivals: Arrivals, fails: np.ndarray):  # type: ignore[no-untyped-def]
         """SimPy process: each arrival at its time; a request from a UE in outage leaves at once."""
@@ -390,13 +396,13 @@ class _CellEvents:
                 starts[t](req, t)
 
     def _start_es(self, req: _Request, t: int) -> None:
-        self.pool.submit(t, self.graph.value[t], self._done_cb, (req, t))
+        self.pool.submit(t, self._value[t], self._done_cb, (req, t))
 
     def _start_ue(self, req: _Request, t: int) -> None:
-        self.ue_procs[req.ue].submit(t, self.graph.value[t], self._done_cb, (req, t))
+        self.ue_procs[req.ue].submit(t, self._value[t], self._done_cb, (req, t))
 
     def _start_backhaul(self, req: _Request, t: int) -> None:
-        Due(self.env, self.graph.value[t], self._delay_cb, (req, t))
+        Due(self.env, self._value[t], self._delay_cb, (req, t))
 
     def _start_flow(self, req: _Request, t: int) -> None:
         link = self.links[self.graph.kind[t]]
@@ -415,7 +421,7 @@ class _CellEvents:
             self.uplink_re[req.index] = req.uplink_re
             return
         pending, starts = req.pending, self._starts
-        for s in self.graph.successors[t]:
+        for s in self._successors[t]:
             pending[s] -= 1
             if pending[s] == 0:
                 starts[s](req, s)
