@@ -14,7 +14,7 @@ import pytest
 import simpy
 
 from megen.costs.profiles import load_profiles
-from megen.netsim.cell import Arrivals, TaskGraph, make_cell, simulate_cell
+from megen.netsim.cell import Arrivals, CellRun, TaskGraph, make_cell, simulate_cell
 from megen.netsim.config import make_config
 from megen.netsim.demand import Demand, Task
 
@@ -48,12 +48,12 @@ def two_es_demand(seconds: tuple[float, ...]) -> Demand:
     return Demand("UIDG", tasks, (0.0, 20.0), (20.0, 30.0), (1.0, 1.0), 2, "test")
 
 
-def run_cell(d: Demand, times: list[float]) -> np.ndarray:
+def run_cell(d: Demand, times: list[float]) -> CellRun:
     cfg = make_config({"num_es": 2, "num_ues": 4, "requests": 200, "capacity": False})
     arrivals = Arrivals(np.asarray(times, dtype=float), np.zeros(len(times), dtype=int))
     run = simulate_cell(cfg, make_cell(cfg, 0), d, PROFILES, arrivals, float("inf"))
     assert run.finished
-    return run.latency_s
+    return run
 
 
 def reference_latencies(d: Demand, times: list[float], num_es: int) -> np.ndarray:
@@ -101,9 +101,12 @@ def test_hand_checked_two_es_chain() -> None:
     is 3..3.125, so A's 7 waits for an ES until 4 and ends 4.5. B's 6 is 4..4.125, its 7 4.125..4.625.
     C alone: 10..11; 4 from 11.25 to 12.25, 5 from 11.5 to 12.5, 6 to 12.625, 7 to 13.125.
     """
-    latency = run_cell(HAND, [0.0, 0.5, 10.0])
-    assert latency == pytest.approx([4.5, 4.125, 3.125], abs=1e-12)
-    assert reference_latencies(HAND, [0.0, 0.5, 10.0], 2) == pytest.approx(latency, abs=1e-12)
+    run = run_cell(HAND, [0.0, 0.5, 10.0])
+    assert run.latency_s == pytest.approx([4.5, 4.125, 3.125], abs=1e-12)
+    assert reference_latencies(HAND, [0.0, 0.5, 10.0], 2) == pytest.approx(run.latency_s, abs=1e-12)
+    # one SimPy event per task (8 per request) and per arrival; the source process's start and end;
+    # env.run's stop event, scheduled, popped and put back
+    assert run.events == 3 * 8 + 3 + 2 + 2
 
 
 def test_loaded_two_es_chain_equals_the_process_per_task_reference() -> None:
@@ -111,7 +114,7 @@ def test_loaded_two_es_chain_equals_the_process_per_task_reference() -> None:
     d = two_es_demand((0.9, 1.1, 0.31, 0.17, 1.05, 0.95, 0.23, 0.6))
     rng = np.random.default_rng(12)
     times = np.cumsum(rng.exponential(1 / 0.4, 60)).tolist()  # 4.6 ES-seconds per request, 2 ESs
-    got = run_cell(d, times)
+    got = run_cell(d, times).latency_s
     want = reference_latencies(d, times, 2)
     assert np.all(np.isfinite(got)) and got.max() > 2 * got.min()  # requests did queue
     assert got == pytest.approx(want, rel=1e-12, abs=0)
