@@ -14,7 +14,10 @@ the device profiles (:mod:`megen.costs.profiles`).
 stream ``derive(seed, "netsim", "cell", replication, "arrival")`` divided by the rate, so every rate
 sees the same pattern), or read from a trace; each request comes from a UE drawn uniformly
 (stream ``... "ue"``). A request runs its protocol's tasks (:class:`megen.netsim.demand.Demand`),
-each when its predecessors are done. A request from a UE in outage on a link it needs fails at once.
+each when its predecessors are done: a task's completion callback counts down the tasks waiting for
+it and starts those it was the last wait of (:class:`TaskGraph`), so every task costs one SimPy
+event (its server's, its link's or the backhaul's timeout) and a request no process. A request
+from a UE in outage on a link it needs fails at once.
 
 **Measures** over the requests after the warm-up share: latency (arrival to the last task's end;
 ``inf`` for failed or unfinished requests), the share within the deadline, ES and spectrum
@@ -26,10 +29,13 @@ lower link SNR).
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from simpy.events import NORMAL, Event
 
 from megen.costs.profiles import Profiles
 from megen.errors import MegenError
@@ -43,9 +49,36 @@ RADIO = ("uplink", "downlink")
 MAX_FLOW_COLUMNS = 256
 """Goodput tables hold columns for up to this many active flows (the last is used beyond)."""
 
+Then = Callable[[Any, Any], None]
+"""A completion callback ``then(arg, value)``: ``arg`` as given when the work was queued, ``value`` the
+REs a flow used (links) or ``None`` (servers)."""
+
+
+def _succeed(event: Any, value: Any) -> None:
+    event.succeed(value)
+
+
+class Due(Event):
+    """A SimPy event ``delay`` seconds from now whose one callback is ``fn(event)``; ``event.value`` is ``value``.
+
+    A :class:`simpy.Timeout` with its callback given at creation (the event loop's hot path: one
+    per task).
+    """
+
+    def __init__(self, env: Any, delay: float, fn: Callable[[Any], None], value: Any) -> None:
+        self.env = env
+        self.callbacks = [fn]
+        self._value = value
+        self._ok = True
+        env.schedule(self, NORMAL, delay)
+
 
 class SharedLink:
     """Fluid OFDMA link: ``n`` active flows each get ``1/n`` of the REs per second.
+
+    One SimPy timeout stands for the next flow completion; an arrival or departure re-rates the
+    active flows (their goodput depends on ``n``, per UE, so the update is ``O(n)``) and replaces it
+    (the earlier timeout is then ignored, by its token).
 
     Args:
         env: The SimPy environment.
@@ -57,18 +90,24 @@ class SharedLink:
         self.env, self.re_per_s = env, re_per_s
         self.goodput = goodput.tolist()
         self.columns = goodput.shape[1]
-        self.flows: list[list] = []  # [remaining, per_re, ue, event, res_used, rate]
+        self.flows: list[list] = []  # [remaining, goodput row or None, then, arg, res_used, rate]
         self.last = 0.0
         self.token = 0
         self.busy_s = 0.0
+        self._fire_cb = self._fire
 
     def send(self, ue: int, amount: float, unit: str):  # type: ignore[no-untyped-def]
         """Start a flow of ``amount`` bits (or channel uses); the event's value is the REs it used."""
-        self._advance()
         event = self.env.event()
-        self.flows.append([amount, 0.0, ue, event, 0.0, 0.0, unit])
-        self._schedule()
+        self.submit(ue, amount, unit, _succeed, event)
         return event
+
+    def submit(self, ue: int, amount: float, unit: str, then: Then, arg: Any) -> None:
+        """Start a flow of ``amount`` bits (or channel uses); when done, ``then(arg, REs it used)``."""
+        self._advance()
+        row = None if unit == "channel_uses" else self.goodput[ue]
+        self.flows.append([amount, row, then, arg, 0.0, 0.0])
+        self._schedule()
 
     def _advance(self) -> None:
         now = self.env.now
@@ -90,23 +129,22 @@ class SharedLink:
         share = self.re_per_s / n
         soonest = math.inf
         for f in self.flows:
-            per_re = 1.0 if f[6] == "channel_uses" else self.goodput[f[2]][col]
-            f[5] = share * per_re
+            row = f[1]
+            f[5] = share if row is None else share * row[col]
             soonest = min(soonest, f[0] / f[5])
-        token = self.token
-        self.env.timeout(max(soonest, 0.0)).callbacks.append(lambda _e, t=token: self._fire(t))
+        Due(self.env, max(soonest, 0.0), self._fire_cb, self.token)
 
-    def _fire(self, token: int) -> None:
-        if token != self.token:
+    def _fire(self, event: Any) -> None:
+        if event._value != self.token:
             return
         self._advance()
         first = min(self.flows, key=lambda f: f[0] / f[5])
         done = [f for f in self.flows if f is first or f[0] <= 1e-9 * max(1.0, f[5])]
         gone = {id(f) for f in done}
         self.flows = [f for f in self.flows if id(f) not in gone]
-        for f in done:
-            f[3].succeed(f[4])
         self._schedule()
+        for f in done:
+            f[2](f[3], f[4])
 
 
 class BatchPool:
@@ -115,7 +153,8 @@ class BatchPool:
     A free server takes the first waiting task and the next waiting tasks of the same ``stage`` (a
     protocol's task index), at most ``len(factors)`` in all, and serves them together for
     ``factors[b - 1]`` times one task's seconds; all of the batch finish together. With one factor
-    this is a plain FIFO multi-server queue (as :class:`simpy.Resource`).
+    this is a plain FIFO multi-server queue (as :class:`simpy.Resource`). A batch costs one SimPy
+    timeout (its end), a waiting task none.
 
     Args:
         env: The SimPy environment.
@@ -125,46 +164,48 @@ class BatchPool:
 
     def __init__(self, env, servers: int, factors: tuple[float, ...] = (1.0,)) -> None:  # type: ignore[no-untyped-def]
         self.env, self.free, self.factors = env, servers, factors
-        self.waiting: list[tuple[int, float, Any]] = []  # (stage, seconds alone, event)
-        self.head = 0
+        self.waiting: deque[tuple[int, float, Then, Any]] = deque()  # (stage, seconds alone, then, arg)
         self.busy_s = 0.0
         self.batches: list[int] = []
+        self._done_cb = self._done
 
     def serve(self, stage: int, seconds: float):  # type: ignore[no-untyped-def]
         """Queue one task of ``stage`` taking ``seconds`` alone; the event fires when it is done."""
         event = self.env.event()
-        self.waiting.append((stage, seconds, event))
-        self._start()
+        self.submit(stage, seconds, _succeed, event)
         return event
 
-    def _take(self) -> list[tuple[int, float, Any]]:
-        first = self.waiting[self.head]
+    def submit(self, stage: int, seconds: float, then: Then, arg: Any) -> None:
+        """Queue one task of ``stage`` taking ``seconds`` alone; when done, ``then(arg, None)``."""
+        if self.free:  # a free server means an empty line: the task starts alone, now
+            self._begin([(stage, seconds, then, arg)])
+        else:
+            self.waiting.append((stage, seconds, then, arg))
+
+    def _take(self) -> list[tuple[int, float, Then, Any]]:
         if len(self.factors) == 1:
-            self.head += 1
-            return [first]
-        batch: list[tuple[int, float, Any]] = []
-        rest: list[tuple[int, float, Any]] = []
-        for w in self.waiting[self.head :]:
-            (batch if w[0] == first[0] and len(batch) < len(self.factors) else rest).append(w)
-        self.waiting, self.head = rest, 0
+            return [self.waiting.popleft()]
+        stage = self.waiting[0][0]
+        batch: list[tuple[int, float, Then, Any]] = []
+        rest: deque[tuple[int, float, Then, Any]] = deque()
+        for w in self.waiting:
+            (batch if w[0] == stage and len(batch) < len(self.factors) else rest).append(w)
+        self.waiting = rest
         return batch
 
-    def _start(self) -> None:
-        while self.free and self.head < len(self.waiting):
-            batch = self._take()
-            if self.head > 1024:
-                self.waiting, self.head = self.waiting[self.head :], 0
-            self.free -= 1
-            seconds = batch[0][1] * self.factors[len(batch) - 1]
-            self.busy_s += seconds
-            self.batches.append(len(batch))
-            self.env.timeout(seconds).callbacks.append(lambda _e, b=batch: self._done(b))
+    def _begin(self, batch: list[tuple[int, float, Then, Any]]) -> None:
+        self.free -= 1
+        seconds = batch[0][1] * self.factors[len(batch) - 1]
+        self.busy_s += seconds
+        self.batches.append(len(batch))
+        Due(self.env, seconds, self._done_cb, batch)
 
-    def _done(self, batch: list[tuple[int, float, Any]]) -> None:
+    def _done(self, event: Any) -> None:
         self.free += 1
-        for w in batch:
-            w[2].succeed()
-        self._start()
+        if self.waiting:
+            self._begin(self._take())
+        for w in event._value:
+            w[2](w[3], None)
 
 
 @dataclass(frozen=True)
@@ -236,7 +277,8 @@ class CellRun:
     ones (failed requests leave at arrival); ``ue_energy_j`` and ``quality_db`` are NaN where the
     request was not served. ``es_busy_s`` is busy server-seconds, ``es_mean_batch`` the mean ES
     batch size (0 when no ES task ran), ``link_busy_s`` seconds with at least
-    one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished).
+    one active flow, ``end_s`` the last departure (when the simulation stopped, if unfinished),
+    ``events`` the SimPy events scheduled (the cost of the run).
     """
 
     arrival_s: np.ndarray
@@ -249,6 +291,140 @@ class CellRun:
     link_busy_s: dict[str, float]
     end_s: float
     finished: bool
+    events: int = 0
+
+
+@dataclass(frozen=True)
+class TaskGraph:
+    """A demand's tasks as flat lists for the event loop (index = task index, length ``T``).
+
+    Attributes:
+        kind: Resource of each task (``UE``, ``ES``, ``backhaul``, ``uplink``, ``downlink``).
+        value: Seconds of a compute or backhaul task alone; bits or channel uses of a radio flow.
+        unit: Unit of each task's amount (``flops``, ``bits``, ``channel_uses``).
+        successors: Tasks that wait for each task.
+        predecessors: Number of tasks each task waits for.
+        roots: Tasks that wait for nothing (started at the request's arrival), ascending.
+    """
+
+    kind: tuple[str, ...]
+    value: tuple[float, ...]
+    unit: tuple[str, ...]
+    successors: tuple[tuple[int, ...], ...]
+    predecessors: tuple[int, ...]
+    roots: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tasks: tuple[Task, ...], rates: dict[str, float]) -> TaskGraph:
+        """Flatten ``tasks`` with compute rates (FLOP/s of ``UE``, ``ES``; channel uses/s of ``backhaul``).
+
+        Example:
+            >>> ts = (Task("UE", "UE", 4, "flops", ()), Task("uplink", "UE>ES1", 8, "bits", ()),
+            ...       Task("ES", "ES1", 6, "flops", (1,)), Task("UE", "UE", 2, "flops", (0, 2)))
+            >>> g = TaskGraph.of(ts, {"UE": 2.0, "ES": 3.0, "backhaul": 1.0})
+            >>> g.value, g.successors, g.predecessors, g.roots
+            ((2.0, 8, 2.0, 1.0), ((3,), (2,), (3,), ()), (0, 0, 1, 2), (0, 1))
+        """
+        succ: list[list[int]] = [[] for _ in tasks]
+        for i, t in enumerate(tasks):
+            for a in t.after:
+                succ[a].append(i)
+        return cls(
+            kind=tuple(t.resource for t in tasks),
+            value=tuple(t.amount / rates[t.resource] if t.resource in rates else t.amount for t in tasks),
+            unit=tuple(t.unit for t in tasks),
+            successors=tuple(tuple(s) for s in succ),
+            predecessors=tuple(len(t.after) for t in tasks),
+            roots=tuple(i for i, t in enumerate(tasks) if not t.after),
+        )
+
+
+class _Request:
+    """One request in flight: tasks still awaited per task, tasks left, uplink REs used so far."""
+
+    __slots__ = ("index", "left", "pending", "ue", "uplink_re")
+
+    def __init__(self, index: int, ue: int, graph: TaskGraph) -> None:
+        self.index, self.ue = index, ue
+        self.pending = list(graph.predecessors)
+        self.left = len(graph.kind)
+        self.uplink_re = 0.0
+
+
+class _CellEvents:
+    """The event-driven part of :func:`simulate_cell`: resources, arrivals and each request's tasks.
+
+    A request is driven by callbacks, not by a SimPy process: each task, when done, counts down the
+    tasks waiting for it and starts those with nothing left to wait for. So a task costs one SimPy
+    event (its server's or the backhaul's timeout, or its share of the link's completion timeouts)
+    and no process resumption; the queueing is unchanged (every compute task queues at its server).
+    Tasks that become ready at the same instant are started in the order their last predecessors
+    finish, the successors of one task in ascending index.
+    """
+
+    def __init__(self, env: Any, cfg: NetsimConfig, cell: CellState, graph: TaskGraph, n: int) -> None:
+        self.env, self.graph = env, graph
+        self.ue_procs = [BatchPool(env, 1) for _ in range(cfg.num_ues)]  # one FIFO processor per UE
+        self.pool = BatchPool(env, cfg.num_es, cell.batch_factors)
+        self.links = {k: SharedLink(env, cell.re_per_s, cell.goodput[k]) for k in RADIO}
+        self.departure = np.full(n, np.nan)
+        self.uplink_re = np.full(n, np.nan)
+        self._done_cb, self._delay_cb = self._done, self._delayed
+        starters = {
+            "ES": self._start_es,
+            "UE": self._start_ue,
+            "backhaul": self._start_backhaul,
+            "uplink": self._start_flow,
+            "downlink": self._start_flow,
+        }
+        self._starts = [starters[k] for k in graph.kind]
+        self._uplink = [k == "uplink" for k in graph.kind]
+        self._value, self._successors = graph.value, graph.successors
+
+    def source(self, arrivals: Arrivals, fails: np.ndarray):  # type: ignore[no-untyped-def]
+        """SimPy process: each arrival at its time; a request from a UE in outage leaves at once."""
+        env, graph, starts = self.env, self.graph, self._starts
+        times, ues = arrivals.time_s.tolist(), arrivals.ue.tolist()
+        fail = fails.tolist()
+        for i in range(len(times)):
+            yield env.timeout(times[i] - env.now)
+            if fail[ues[i]]:
+                self.departure[i] = env.now
+                continue
+            req = _Request(i, ues[i], graph)
+            for t in graph.roots:
+                starts[t](req, t)
+
+    def _start_es(self, req: _Request, t: int) -> None:
+        self.pool.submit(t, self._value[t], self._done_cb, (req, t))
+
+    def _start_ue(self, req: _Request, t: int) -> None:
+        self.ue_procs[req.ue].submit(t, self._value[t], self._done_cb, (req, t))
+
+    def _start_backhaul(self, req: _Request, t: int) -> None:
+        Due(self.env, self._value[t], self._delay_cb, (req, t))
+
+    def _start_flow(self, req: _Request, t: int) -> None:
+        link = self.links[self.graph.kind[t]]
+        link.submit(req.ue, self.graph.value[t], self.graph.unit[t], self._done_cb, (req, t))
+
+    def _delayed(self, event: Any) -> None:
+        self._done(event._value, None)
+
+    def _done(self, arg: tuple[_Request, int], used: Any) -> None:
+        req, t = arg
+        if self._uplink[t]:
+            req.uplink_re += used
+        req.left -= 1
+        if req.left == 0:
+            self.departure[req.index] = self.env.now
+            self.uplink_re[req.index] = req.uplink_re
+            return
+        pending, starts = req.pending, self._starts
+        for s in self._successors[t]:
+            pending[s] -= 1
+            if pending[s] == 0:
+                starts[s](req, s)
 
 
 def simulate_cell(
@@ -259,81 +435,27 @@ def simulate_cell(
     arrivals: Arrivals,
     stop_s: float,
 ) -> CellRun:
-    """Simulate ``arrivals`` of one protocol's requests in ``cell`` until all leave or ``stop_s``.
-
-    Long because the SimPy processes share the run's state through closures.
-    """
+    """Simulate ``arrivals`` of one protocol's requests in ``cell`` until all leave or ``stop_s``."""
     import simpy
 
     env = simpy.Environment()
     n = len(arrivals.time_s)
-    ue_procs = [BatchPool(env, 1) for _ in range(cfg.num_ues)]  # one FIFO processor per UE
-    pool = BatchPool(env, cfg.num_es, cell.batch_factors)
-    links = {k: SharedLink(env, cell.re_per_s, cell.goodput[k]) for k in RADIO}
     ue_rate = profiles.ue.peak_flops * profiles.ue.efficiency
     es_rate = profiles.es.peak_flops * profiles.es.efficiency
-    backhaul_hz = profiles.link("backhaul").bandwidth_hz
+    rates = {"UE": ue_rate, "ES": es_rate, "backhaul": profiles.link("backhaul").bandwidth_hz}
     ue_tx_w = 10 ** ((cfg.ue_tx_power_dbm - 30) / 10)
-    departure = np.full(n, np.nan)
-    energy = np.full(n, np.nan)
-    needs = {k: any(t.resource == k for t in demand.tasks) for k in RADIO}
     fails = np.zeros(cfg.num_ues, dtype=bool)
     for k in RADIO:
-        if needs[k]:
+        if any(t.resource == k for t in demand.tasks):
             fails |= cell.outage[k]
     snr_min = np.minimum(cell.drop.uplink_snr_db, cell.drop.downlink_snr_db)
     ue_compute_j = demand.total("UE") / ue_rate * profiles.ue.power_w
 
-    order, owner, signal = chain_cover(demand.tasks)
-    rates = {"UE": ue_rate, "ES": es_rate, "backhaul": backhaul_hz}
-    # per chain: (task index, resource, seconds or amount, unit, tasks of other chains it waits for)
-    steps = [
-        [
-            (i, t.resource, t.amount / rates[t.resource] if t.resource in rates else t.amount, t.unit, cross)
-            for i in chain_ids
-            for t, cross in [(demand.tasks[i], tuple(a for a in demand.tasks[i].after if owner[a] != c))]
-        ]
-        for c, chain_ids in enumerate(order)
-    ]
-
-    def chain(c: int, ue: int, done: dict, uplink_re: list):  # type: ignore[no-untyped-def]
-        for i, resource, amount, unit, cross in steps[c]:
-            if cross:
-                yield env.all_of([done[a] for a in cross]) if len(cross) > 1 else done[cross[0]]
-            if resource == "UE":
-                yield ue_procs[ue].serve(i, amount)
-            elif resource == "ES":
-                yield pool.serve(i, amount)
-            elif resource == "backhaul":
-                yield env.timeout(amount)
-            else:
-                used = yield links[resource].send(ue, amount, unit)
-                if resource == "uplink":
-                    uplink_re.append(used)
-            if i in done:
-                done[i].succeed()
-
-    def request(i: int, ue: int):  # type: ignore[no-untyped-def]
-        uplink_re: list[float] = []
-        done = {a: env.event() for a in signal}
-        others = [env.process(chain(c, ue, done, uplink_re)) for c in range(1, len(order))]
-        yield from chain(0, ue, done, uplink_re)
-        if others:
-            yield env.all_of(others)
-        departure[i] = env.now
-        energy[i] = ue_compute_j + ue_tx_w * sum(uplink_re) / cell.re_per_s
-
-    def source():  # type: ignore[no-untyped-def]
-        times, ues = arrivals.time_s.tolist(), arrivals.ue.tolist()
-        for i in range(n):
-            yield env.timeout(times[i] - env.now)
-            if fails[ues[i]]:
-                departure[i] = env.now
-                continue
-            env.process(request(i, ues[i]))
-
-    env.process(source())
+    sim = _CellEvents(env, cfg, cell, TaskGraph.of(demand.tasks, rates), n)
+    env.process(sim.source(arrivals, fails))
     env.run(until=stop_s)
+    departure = sim.departure
+    energy = ue_compute_j + ue_tx_w * sim.uplink_re / cell.re_per_s
     finished = bool(not np.isnan(departure).any())
     failed = fails[arrivals.ue]
     latency = departure - arrivals.time_s
@@ -345,39 +467,13 @@ def simulate_cell(
         latency_s=latency,
         ue_energy_j=np.where(np.isfinite(latency), energy, np.nan),
         quality_db=quality,
-        es_busy_s=pool.busy_s,
-        es_mean_batch=float(np.mean(pool.batches)) if pool.batches else 0.0,
-        link_busy_s={k: links[k].busy_s for k in RADIO},
+        es_busy_s=sim.pool.busy_s,
+        es_mean_batch=float(np.mean(sim.pool.batches)) if sim.pool.batches else 0.0,
+        link_busy_s={k: sim.links[k].busy_s for k in RADIO},
         end_s=float(np.max(departure)) if finished else float(env.now),
         finished=finished,
+        events=next(env._eid),  # SimPy numbers every scheduled event from this counter
     )
-
-
-def chain_cover(tasks: tuple[Task, ...]) -> tuple[list[list[int]], list[int], set[int]]:
-    """Cut a request's task graph into chains run one after the other by one SimPy process each.
-
-    Returns:
-        ``(chains, owner, signal)``: task indices of each chain in order, the chain of each task, and
-        the tasks another chain waits for (they signal an event when done).
-
-    Example:
-        >>> ts = (Task("UE", "UE", 1, "flops", ()), Task("uplink", "UE>ES1", 1, "bits", ()),
-        ...       Task("ES", "ES1", 1, "flops", (1,)), Task("UE", "UE", 1, "flops", (0, 2)))
-        >>> chain_cover(ts)
-        ([[0, 3], [1, 2]], [0, 1, 1, 0], {2})
-    """
-    chains: list[list[int]] = []
-    owner: list[int] = []
-    for i, t in enumerate(tasks):
-        c = next((owner[a] for a in t.after if chains[owner[a]][-1] == a), None)
-        if c is None:
-            chains.append([i])
-            owner.append(len(chains) - 1)
-        else:
-            chains[c].append(i)
-            owner.append(c)
-    signal = {a for i, t in enumerate(tasks) for a in t.after if owner[a] != owner[i]}
-    return chains, owner, signal
 
 
 __all__ = [
@@ -386,8 +482,9 @@ __all__ = [
     "BatchPool",
     "CellRun",
     "CellState",
+    "Due",
     "SharedLink",
-    "chain_cover",
+    "TaskGraph",
     "make_cell",
     "poisson_arrivals",
     "simulate_cell",
