@@ -180,6 +180,27 @@ def comparisons(df) -> str:
     return "\n".join(lines)
 
 
+def paired_markdown(df) -> str:
+    """The paired comparisons as a Markdown table: a row per (comparison, protocol, noise, uses), SNRs as columns."""
+    snrs = sorted(s for s in df["snr_db"].dropna().unique() if math.isfinite(s))
+    lines = ["| comparison | seed uses | " + " | ".join(f"{s:g} dB" for s in snrs) + " |"]
+    lines.append("|---" * (2 + len(snrs)) + "|")
+    tests = [
+        ("learned - linear", {"codec": "learned"}, {"codec": "linear"}, ["noise_at", "budget"]),
+        ("linear - identity", {"codec": "linear"}, {"codec": "identity"}, ["noise_at", "budget"]),
+        ("receiver - sender", {"noise_at": "receiver"}, {"noise_at": "sender"}, ["codec", "budget"]),
+    ]
+    for name, a, b, by in tests:
+        rows: dict[tuple, dict[float, str]] = {}
+        for key, mean, half, n in paired(df, a, b, [*by, "snr_db"]):
+            rows.setdefault(tuple(key[:-1]), {})[key[-1]] = f"{mean:+.2f} ± {half:.2f} (n={n})"
+        for key, cells in rows.items():
+            proto, which, budget = key
+            label = f"{proto} {name}, {which}"
+            lines.append(f"| {label} | {int(budget)} | " + " | ".join(cells.get(s, "") for s in snrs) + " |")
+    return "\n".join(lines)
+
+
 def targets(table) -> str:
     """Issue 13's fidelity targets: the best UIEG point within the budget, per noise placement."""
     lines = ["\ntargets:"]
@@ -208,12 +229,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, nargs="+", required=True, help="one or more results databases")
     parser.add_argument("--out", type=Path, default=Path("docs/images/seed_frontier.png"))
+    parser.add_argument(
+        "--samples", type=int, default=0, help="keep samples 0..N-1 of every point (0: all; a stopped sweep)"
+    )
     args = parser.parse_args()
     df = load(args.db)
+    if args.samples:
+        df = df[df["sample"] < args.samples]
     table = summary(df)
     plot(table, args.out)
     print(markdown(table))
     print(comparisons(df))
+    print()
+    print(paired_markdown(df))
     print(targets(table))
     local = table[table["protocol"] == "local"]
     if len(local):
