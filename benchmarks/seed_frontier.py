@@ -27,6 +27,7 @@ CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
 #: MEG protocols whose latent crosses a wireless link through a seed codec (the figure's rows).
 SEED_PROTOCOLS = ("UIEG", "EIUG", "CIAG", "UIDCG")
 NOISE_STYLE = {"receiver": "-", "sender": "--"}
+CODEC_COLOR = {"identity": "tab:blue", "linear": "tab:orange", "learned": "tab:green", "digital": "tab:red"}
 
 
 def load(dbs: list[Path]):
@@ -83,7 +84,10 @@ def plot(table, out: Path) -> None:
                 pts = at[sel].sort_values("uses")
                 if len(pts):
                     label = f"{codec} ({noise})"
-                    ax.errorbar(pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, ls=ls, label=label)
+                    ax.errorbar(
+                        pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, ls=ls, label=label,
+                        color=CODEC_COLOR[codec], alpha=0.8,
+                    )  # fmt: skip
             cen = at[at["protocol"] == "central"]
             if len(cen):
                 ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG)")
@@ -100,7 +104,7 @@ def plot(table, out: Path) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labels.setdefault(label, handle)
     fig.legend(list(labels.values()), list(labels), fontsize=7, loc="lower center", ncol=5)
-    fig.tight_layout(rect=(0, 0.8 / (3.6 * len(protos) + 0.8) + 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * len(protos) + 0.8), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 
