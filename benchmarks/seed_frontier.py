@@ -236,8 +236,12 @@ def main() -> None:
     parser.add_argument(
         "--samples", type=int, default=0, help="keep samples 0..N-1 of every point (0: all; a stopped sweep)"
     )
+    parser.add_argument("--snrs", default="", help="comma list of SNRs (dB) to keep (default: all)")
     args = parser.parse_args()
     df = load(args.db)
+    if args.snrs:
+        keep = [float(v) for v in args.snrs.split(",")]
+        df = df[df["snr_db"].isin(keep) | ~df["protocol"].isin([*SEED_PROTOCOLS, "central"])]
     if args.samples:
         df = df[df["sample"] < args.samples]
     table = summary(df)
