@@ -1,6 +1,7 @@
-"""Train the learned (deep JSCC) seed encoder alone and compare it with ``linear`` (docs/seed_codecs.md).
+"""Retrain the learned (deep JSCC) seed encoder alone and compare it with ``linear`` (docs/seed_codecs.md).
 
-Starts from the shipped KLT prior and learned decoder of the tiny model, trains
+For experiments with the encoder's training (``megen train --parts seed-codec`` trains and ships the
+whole ``learned`` codec). Starts from the shipped KLT prior and first-stage decoder of the tiny model, trains
 :class:`~megen.link.seed_learned.SeedEncoderNet` end to end with a copy of the decoder on the tiny
 model's Fashion-MNIST training latents (:func:`megen.training.seed_codec.train_encoder`), and prints the
 held-out latent MSE of ``linear`` and of the learned encoder+decoder under the same noise draws, per SNR

@@ -1,14 +1,17 @@
 """The MEG frontier figure and table of the seed codecs (docs/seed_codecs.md).
 
-Reads results databases made by ``megen sweep --config benchmarks/seed_frontier.toml`` and draws
-fidelity PSNR (UIEG against the unsplit ES pipeline) against channel uses per image, one panel per
-SNR, the seed codecs as curves (their budgets as points; solid: the diffusion noise added at the
-receiver, dashed: at the sender), the centralized baseline's points beside and the ``local`` level as
-a line. Prints a Markdown table of the means with 95% confidence half-widths, the paired comparisons
-(same samples: same references, prompts and seeds) and the issue's targets.
+Reads results databases made by ``megen sweep --config benchmarks/seed_*.toml`` and draws fidelity
+PSNR (against the unsplit ES pipeline) against channel uses per image, a row of panels per MEG
+protocol and a panel per SNR, the seed codecs as curves (their budgets as points; solid: the
+diffusion noise added at the receiver, dashed: at the sender), the centralized baseline's points
+beside and the ``local`` level as a line. Prints a Markdown table of the means with 95% confidence
+half-widths, the paired comparisons (same samples: same references, prompts and seeds) and the
+issue's targets. Rows of the same point and sample in several databases count once.
 
 Usage:
     python benchmarks/seed_frontier.py --db runs/seed_frontier.sqlite --out docs/images/seed_frontier.png
+    python benchmarks/seed_frontier.py --db runs/seed_frontier_meg.sqlite runs/seed_paired.sqlite \
+        runs/seed_targets.sqlite --out docs/images/seed_frontier_meg.png
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from pathlib import Path
 from megen.store import ResultsStore
 
 CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
+#: MEG protocols whose latent crosses a wireless link through a seed codec (the figure's rows).
+SEED_PROTOCOLS = ("UIEG", "EIUG", "CIAG", "UIDCG")
 NOISE_STYLE = {"receiver": "-", "sender": "--"}
+CODEC_COLOR = {"identity": "tab:blue", "linear": "tab:orange", "learned": "tab:green", "digital": "tab:red"}
 
 
 def load(dbs: list[Path]):
@@ -33,6 +39,8 @@ def load(dbs: list[Path]):
         with ResultsStore.open(db) as store:
             frames.append(store.frame())
     df = pd.concat(frames, ignore_index=True)
+    if "config_hash" in df:
+        df = df.drop_duplicates(["config_hash", "sample"])
     df["codec"] = df["cfg_seed_codec"].fillna("identity")
     df["budget"] = df["cfg_seed_uses"].fillna(128)
     df["noise_at"] = df["cfg_noise_at"].fillna("sender") if "cfg_noise_at" in df else "sender"
@@ -63,40 +71,50 @@ def plot(table, out: Path) -> None:
     from matplotlib.ticker import NullFormatter
 
     snrs = sorted(s for s in table["snr_db"].dropna().unique() if math.isfinite(s))
+    protos = [p for p in SEED_PROTOCOLS if (table["protocol"] == p).any()]
     local = table[table["protocol"] == "local"]["psnr"]
-    fig, axes = plt.subplots(1, len(snrs), figsize=(3.2 * len(snrs), 4.2), sharey=True)
-    for ax, snr in zip(axes, snrs, strict=True):
-        at = table[table["snr_db"] == snr]
-        for (codec, marker), (noise, ls) in itertools.product(CODEC_STYLE.items(), NOISE_STYLE.items()):
-            sel = (at["protocol"] == "UIEG") & (at["codec"] == codec) & (at["noise_at"] == noise)
-            pts = at[sel].sort_values("uses")
-            if len(pts):
-                label = f"{codec} ({noise})"
-                ax.errorbar(pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, ls=ls, label=label)
-        cen = at[at["protocol"] == "central"]
-        if len(cen):
-            ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG)")
-        if len(local):
-            ax.axhline(float(local.iloc[0]), color="grey", ls="--", label="local")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"AWGN {snr:g} dB")
-        ax.set_xlabel("channel uses per image")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("fidelity PSNR (dB)")
-    handles, labels = axes[-1].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig, grid = plt.subplots(
+        len(protos), len(snrs), figsize=(3.2 * len(snrs), 3.6 * len(protos) + 0.8), sharey=True, squeeze=False
+    )
+    for row, proto in zip(grid, protos, strict=True):
+        for ax, snr in zip(row, snrs, strict=True):
+            at = table[table["snr_db"] == snr]
+            for (codec, marker), (noise, ls) in itertools.product(CODEC_STYLE.items(), NOISE_STYLE.items()):
+                sel = (at["protocol"] == proto) & (at["codec"] == codec) & (at["noise_at"] == noise)
+                pts = at[sel].sort_values("uses")
+                if len(pts):
+                    label = f"{codec} ({noise})"
+                    ax.errorbar(
+                        pts["uses"], pts["psnr"], yerr=pts["ci95"], marker=marker, ls=ls, label=label,
+                        color=CODEC_COLOR[codec], alpha=0.8,
+                    )  # fmt: skip
+            cen = at[at["protocol"] == "central"]
+            if len(cen):
+                ax.errorbar(cen["uses"], cen["psnr"], yerr=cen["ci95"], fmt="kx", label="central (JPEG)")
+            if len(local):
+                ax.axhline(float(local.iloc[0]), color="grey", ls="--", label="local")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{proto}, AWGN {snr:g} dB")
+            ax.set_xlabel("channel uses per image")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("fidelity PSNR (dB)")
+    labels: dict[str, object] = {}
+    for ax in grid.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labels.setdefault(label, handle)
+    fig.legend(list(labels.values()), list(labels), fontsize=7, loc="lower center", ncol=5)
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * len(protos) + 0.8), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 
 
 def markdown(table) -> str:
-    """The table of UIEG means per codec and budget (columns: SNRs)."""
+    """The table of the MEG protocols' and central's means per codec and budget (columns: SNRs)."""
     snrs = sorted(s for s in table["snr_db"].dropna().unique() if math.isfinite(s))
     lines = ["| protocol | codec | noise at | seed uses | " + " | ".join(f"{s:g} dB" for s in snrs) + " |"]
     lines.append("|---" * (4 + len(snrs)) + "|")
-    rows = table[table["protocol"].isin(["UIEG", "central"])]
+    rows = table[table["protocol"].isin([*SEED_PROTOCOLS, "central"])]
     for (proto, codec, noise, budget, q), grp in rows.groupby(
         ["protocol", "codec", "noise_at", "budget", "cfg_image_quality"], dropna=False
     ):
@@ -125,9 +143,11 @@ def _cell(hit) -> str:
 def paired(df, a: dict, b: dict, by: list[str]) -> list[tuple]:
     """Paired differences ``a - b`` of fidelity PSNR (same sample index) per ``by`` group.
 
-    ``a`` and ``b`` select UIEG rows by column values; returns ``(group, mean, 95% half-width, n)``.
+    ``a`` and ``b`` select rows of one MEG protocol by column values; returns
+    ``(group, mean, 95% half-width, n)`` per group (the protocol first).
     """
-    uieg = df[df["protocol"] == "UIEG"]
+    uieg = df[df["protocol"].isin(SEED_PROTOCOLS)]
+    by = ["protocol", *by]
 
     def pick(sel: dict):
         rows = uieg
@@ -164,6 +184,27 @@ def comparisons(df) -> str:
     return "\n".join(lines)
 
 
+def paired_markdown(df) -> str:
+    """The paired comparisons as a Markdown table: a row per (comparison, protocol, noise, uses), SNRs as columns."""
+    snrs = sorted(s for s in df["snr_db"].dropna().unique() if math.isfinite(s))
+    lines = ["| comparison | seed uses | " + " | ".join(f"{s:g} dB" for s in snrs) + " |"]
+    lines.append("|---" * (2 + len(snrs)) + "|")
+    tests = [
+        ("learned - linear", {"codec": "learned"}, {"codec": "linear"}, ["noise_at", "budget"]),
+        ("linear - identity", {"codec": "linear"}, {"codec": "identity"}, ["noise_at", "budget"]),
+        ("receiver - sender", {"noise_at": "receiver"}, {"noise_at": "sender"}, ["codec", "budget"]),
+    ]
+    for name, a, b, by in tests:
+        rows: dict[tuple, dict[float, str]] = {}
+        for key, mean, half, n in paired(df, a, b, [*by, "snr_db"]):
+            rows.setdefault(tuple(key[:-1]), {})[key[-1]] = f"{mean:+.2f} ± {half:.2f} (n={n})"
+        for key, cells in rows.items():
+            proto, which, budget = key
+            label = f"{proto} {name}, {which}"
+            lines.append(f"| {label} | {int(budget)} | " + " | ".join(cells.get(s, "") for s in snrs) + " |")
+    return "\n".join(lines)
+
+
 def targets(table) -> str:
     """Issue 13's fidelity targets: the best UIEG point within the budget, per noise placement."""
     lines = ["\ntargets:"]
@@ -192,12 +233,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, nargs="+", required=True, help="one or more results databases")
     parser.add_argument("--out", type=Path, default=Path("docs/images/seed_frontier.png"))
+    parser.add_argument(
+        "--samples", type=int, default=0, help="keep samples 0..N-1 of every point (0: all; a stopped sweep)"
+    )
+    parser.add_argument("--snrs", default="", help="comma list of SNRs (dB) to keep (default: all)")
     args = parser.parse_args()
     df = load(args.db)
+    if args.snrs:
+        keep = [float(v) for v in args.snrs.split(",")]
+        df = df[df["snr_db"].isin(keep) | ~df["protocol"].isin([*SEED_PROTOCOLS, "central"])]
+    if args.samples:
+        df = df[df["sample"] < args.samples]
     table = summary(df)
     plot(table, args.out)
     print(markdown(table))
     print(comparisons(df))
+    print()
+    print(paired_markdown(df))
     print(targets(table))
     local = table[table["protocol"] == "local"]
     if len(local):

@@ -33,6 +33,16 @@ def _prior_latents(batch: int, seed: int = 0) -> torch.Tensor:
     return flat.reshape(batch, *SHAPE).float()
 
 
+def _real_latents(batch: int) -> torch.Tensor:
+    """Latents of the shipped Fashion-MNIST reference images through the tiny model's VAE (what a seed is)."""
+    from megen.experiments.references import load_references
+    from megen.models.registry import load_model
+
+    images = load_references("fashion-mnist").images[:batch]
+    with torch.no_grad():
+        return load_model("tiny").encode_image(images).float()
+
+
 # ---------------------------------------------------------------- unit: power constraint, budgets
 @pytest.mark.parametrize(
     ("codec", "uses"), [("identity", 128), ("linear", 16), ("linear", 64), ("linear", 512)]
@@ -112,18 +122,22 @@ def test_linear_above_raw_size_repeats_and_stays_exact() -> None:
 
 
 def test_learned_error_is_reported_and_estimated_at_receiver() -> None:
-    """The learned decoder's latent MSE at 0 dB and 64 uses, and its own residual estimate."""
-    x = _prior_latents(64, seed=7)
+    """The learned codec's latent MSE at 0 dB and 64 uses on real latents, and its own residual estimate.
+
+    The learned codec is fitted to the tiny model's latents: on them it beats ``linear`` (on Gaussian
+    draws from the KLT prior it does not; docs/seed_codecs.md).
+    """
+    x = _real_latents(64)
     ch = ChannelConfig(kind="awgn", snr_db=0.0)
     lin = send_seed(x, ch, _gen(8), codec="linear", uses=64)
     lrn = send_seed(x, ch, _gen(8), codec="learned", uses=64)
     mse_lin = float((lin.estimate - x).square().mean())
     mse_lrn = float((lrn.estimate - x).square().mean())
     print(f"latent MSE at 0 dB, 64 uses: linear {mse_lin:.4f}, learned {mse_lrn:.4f}")
-    assert mse_lrn <= mse_lin * 1.05
+    assert mse_lrn < mse_lin
     assert lrn.noise_var is not None and lrn.noise_var.shape == (64,)
     reported = float(lrn.noise_var.mean())
-    assert 0.5 * mse_lrn < reported < 2.0 * mse_lrn
+    assert 0.7 * mse_lrn < reported < 1.4 * mse_lrn
     # the linear receiver's estimate matches theory: error within the sample's spread
     assert lin.noise_var is not None
     assert abs(float(lin.noise_var.mean()) - mse_lin) < 4 * mse_lin / math.sqrt(64)
@@ -198,14 +212,14 @@ def test_learned_encoder_power_exact_and_starts_as_linear() -> None:
     x = _prior_latents(8, seed=3)
     enc, dec = SeedEncoderNet(prior.numel, (16, 64)), SeedDecoderNet(prior.numel)
     # untrained (zero heads): exactly the linear transmitter and the linear MMSE receiver
-    learned, linear, target = jscc_pass(prior, enc, dec, x, 64, 5.0, _gen(4))
-    torch.testing.assert_close(learned, linear, atol=1e-5, rtol=0)
-    assert learned.shape == target.shape == (8, prior.numel)
+    r = jscc_pass(prior, enc, dec, x, 64, 5.0, _gen(4))
+    torch.testing.assert_close(r.learned, r.linear, atol=1e-5, rtol=0)
+    assert r.learned.shape == r.target.shape == (8, prior.numel) and r.predicted.shape == (8,)
     with torch.no_grad():
         for p in enc.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=_gen(5)))
         base = torch.randn(8, 32, generator=_gen(6))
-        out = enc(torch.randn(8, prior.numel, generator=_gen(7)), torch.full((8,), 3.0), base)
+        out = enc(torch.randn(8, prior.numel, generator=_gen(7)), torch.full((8,), 3.0), torch.ones(8), base)
     # a perturbed encoder still sends exactly unit average power per channel use, per image
     torch.testing.assert_close(out.square().sum(1) / 16, torch.ones(8), atol=1e-5, rtol=0)
     assert not beats_linear({}) and beats_linear({"a": {"linear": 0.2, "jscc": 0.1}})
@@ -215,16 +229,64 @@ def test_learned_encoder_power_exact_and_starts_as_linear() -> None:
 def test_training_writes_prior_decoder_and_encoder_report(tmp_path) -> None:
     from safetensors.torch import load_file
 
+    from megen.link.seed_learned import load_jscc
     from megen.training.seed_codec import SeedCodecTrainConfig, train_seed_codec
 
     x = _prior_latents(300, seed=8)
     cfg = SeedCodecTrainConfig(steps=3, encoder_steps=3, batch_size=16)
     out = tmp_path / "seed_codec.safetensors"
     report = train_seed_codec(x[:260], x[260:], out, cfg, log=lambda _: None)
-    assert len(report.jscc_mse) == 20 and all(v["linear"] > 0 for v in report.jscc_mse.values())
-    keys = set(load_file(str(out)))
-    assert {"mean", "basis", "eigvals"} <= keys and any(k.startswith("decoder.") for k in keys)
-    assert any(k.startswith("encoder.") for k in keys) == report.encoder_shipped
+    assert len(report.jscc_mse) == len(report.jscc_mse_noisy) == 20 and len(report.jscc_ideal) == 4
+    assert all(v["linear"] > 0 and v["reported"] > 0 for v in report.jscc_mse.values())
+    tensors = load_file(str(out))
+    assert {"mean", "basis", "eigvals"} <= set(tensors) and any(k.startswith("decoder.") for k in tensors)
+    pair = load_jscc(tensors, 256)  # the learned encoder and its decoder are always stored
+    assert pair is not None and pair[0].budgets == (16, 32, 64, 128, 256, 512)
+
+
+@pytest.mark.parametrize("uses", [16, 64, 128, 512])
+def test_learned_power_constraint_exact_per_image(uses: int) -> None:
+    """The shipped learned transmitter: exactly unit average power per channel use, per image."""
+    from megen.link.seed_codecs import _learned, learned_symbols
+
+    prior = load_prior("tiny", SHAPE)
+    x = _prior_latents(6, seed=11) * torch.linspace(0.1, 10.0, 6).view(-1, 1, 1, 1)
+    encoder, _ = _learned("tiny", prior.numel, uses)
+    for snr_db in (-10.0, 5.0, 20.0, math.inf):
+        noise = 10 ** (-snr_db / 10) / 2
+        enc = learned_symbols(encode_analog(x, prior, uses, noise), x, prior, encoder, snr_db)
+        assert enc.symbols.shape == (6, uses)
+        power = enc.symbols.abs().square().mean(dim=1)
+        torch.testing.assert_close(power, torch.ones(6, dtype=power.dtype), atol=1e-12, rtol=0)
+
+
+def test_learned_error_at_infinite_snr_is_reported_and_bounded() -> None:
+    """The learned codec is not exactly invertible: its ideal-link latent MSE is printed and small."""
+    x = _real_latents(32)
+    for uses, bound in ((128, 1e-4), (512, 1e-4), (16, 0.1)):
+        lin = send_seed(x, IDEAL, _gen(), codec="linear", uses=uses)
+        lrn = send_seed(x, IDEAL, _gen(), codec="learned", uses=uses)
+        mse_lin = float((lin.estimate - x).square().mean())
+        mse_lrn = float((lrn.estimate - x).square().mean())
+        print(f"infinite SNR, {uses} uses: latent MSE linear {mse_lin:.2e}, learned {mse_lrn:.2e}")
+        assert mse_lrn < bound and lrn.noise_var is not None and bool(torch.isfinite(lrn.noise_var).all())
+    assert mse_lrn < 1.5 * mse_lin  # 16 uses: both drop the same weak components
+
+
+def test_learned_without_encoder_or_budget_is_one_line_error(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from megen.link.seed_prior import weights_path
+
+    tensors = load_file(str(weights_path("tiny")))
+    save_file({k: v for k, v in tensors.items() if not k.startswith(("encoder.", "jscc_decoder."))},
+              str(tmp_path / "seed_codec.safetensors"))  # fmt: skip
+    with pytest.raises(MegenError, match="hold no learned encoder") as info:
+        send_seed(_prior_latents(1), IDEAL, _gen(), codec="learned", uses=64, model=str(tmp_path))
+    assert "\n" not in str(info.value)
+    send_seed(_prior_latents(1), IDEAL, _gen(), codec="linear", uses=64, model=str(tmp_path))  # still works
+    with pytest.raises(MegenError, match="budgets 16, 32, 64, 128, 256, 512 channel uses, not 100"):
+        send_seed(_prior_latents(1), IDEAL, _gen(), codec="learned", uses=100)
 
 
 # ---------------------------------------------------------------- config, sweep axes, CLI
@@ -246,13 +308,35 @@ def test_config_shorthands_and_sweep_axes() -> None:
     assert got == {(c, u) for c in ("linear", "learned") for u in (64, 128, 512)}
 
 
-def test_cli_bad_budget_exits_2_with_one_line(tmp_path) -> None:
+def _cli_error(args: list[str], tmp_path) -> str:
     cmd = [sys.executable, "-m", "megen.cli.main", "generate", "-p", "a photo of a bag", "--protocol", "UIEG",
-           "--steps", "2", "--seed-codec", "linear", "--seed-uses", "8", "--out", str(tmp_path / "x.png")]  # fmt: skip
+           "--steps", "2", *args, "--out", str(tmp_path / "x.png")]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "16..512" in lines[0], out.stderr
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+def test_cli_bad_budget_exits_2_with_one_line(tmp_path) -> None:
+    assert "16..512" in _cli_error(["--seed-codec", "linear", "--seed-uses", "8"], tmp_path)
+
+
+def test_cli_model_without_learned_weights_exits_2_with_one_line(tmp_path) -> None:
+    """A model folder whose seed-codec weights hold no learned encoder: exit 2, one line."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from megen.models.tiny import packaged_weights_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(packaged_weights_dir(), model)
+    tensors = load_file(str(model / "seed_codec.safetensors"))
+    save_file({k: v for k, v in tensors.items() if not k.startswith(("encoder.", "jscc_decoder."))},
+              str(model / "seed_codec.safetensors"))  # fmt: skip
+    args = ["--model", str(model), "--seed-codec", "learned", "--seed-uses", "64", "--snr-db", "0"]
+    assert "hold no learned encoder" in _cli_error(args, tmp_path)
 
 
 def test_docstring_examples() -> None:

@@ -110,7 +110,9 @@ def _train_seed_codec(
         {
             "seed_codec_heldout_mse": report.heldout_mse,
             "learned_encoder_mse": report.jscc_mse,
-            "learned_encoder_shipped": report.encoder_shipped,
+            "learned_encoder_mse_noisy_seed": report.jscc_mse_noisy,
+            "learned_infinite_snr_mse": report.jscc_ideal,
+            "learned_encoder_beats_linear_everywhere": report.encoder_beats_linear,
         }
     )
     if install and seed_model is None:

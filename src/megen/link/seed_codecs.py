@@ -10,7 +10,10 @@ size (:func:`check_budget`):
   components (repeated round-robin, strongest first, when ``2 uses > n``), each scaled by the
   MMSE-optimal energy (:func:`~megen.link.seed_power.component_energies`) for the link's SNR; the
   receiver is the linear MMSE estimator (maximum-ratio combining of the copies).
-* ``learned``: the ``linear`` transmitter with a learned decoder (:mod:`megen.link.seed_learned`).
+* ``learned``: a learned (deep JSCC) transmitter, the ``linear`` one plus a neural correction fed the
+  seed, its signal level and the link SNR, with its jointly trained neural decoder
+  (:mod:`megen.link.seed_learned`); budgets: those it has a head for (16, 32, 64, 128, 256, 512 uses
+  for the tiny model).
 * ``digital``: entropy-coded quantised KLT coefficients over LDPC/QAM (:mod:`megen.link.seed_digital`).
 
 Every analog codec scales each item's symbols to exactly unit average power per channel use; the
@@ -27,7 +30,7 @@ pilots and feedback are counted in channel uses.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal, get_args
 
@@ -37,7 +40,7 @@ from megen.errors import MegenError
 from megen.link.analog import SIDE_INFO_BITS_PER_ITEM, transmit_analog
 from megen.link.channels import ChannelConfig, transmit_symbols
 from megen.link.modulation import Mcs
-from megen.link.seed_learned import SeedDecoderNet, load_decoder
+from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, load_jscc
 from megen.link.seed_power import component_energies, transmit_waterfilled
 from megen.link.seed_prior import SeedPrior, load_prior, load_seed_weights, raw_uses
 
@@ -161,10 +164,8 @@ def send_seed(
             raise MegenError("the digital seed codec needs the link's MCS")
         return send_seed_digital(x, load_prior(model, tuple(x.shape[1:])), k, mcs, channel, generator)
     prior = None if codec == "identity" else load_prior(model, tuple(x.shape[1:]))
-    decoder = _decoder(model, numel) if codec == "learned" else None
-    if codec == "learned" and decoder is None:
-        raise MegenError(f"the seed-codec weights of model {model!r} hold no learned decoder")
-    return _send_analog_codec(x, prior, decoder, k, power, channel, generator)
+    jscc = _learned(model, numel, k) if codec == "learned" else None
+    return _send_analog_codec(x, prior, jscc, k, power, channel, generator)
 
 
 def _identity_analog(x: torch.Tensor, channel: ChannelConfig, generator: torch.Generator) -> SeedResult:
@@ -181,12 +182,28 @@ def _identity_analog(x: torch.Tensor, channel: ChannelConfig, generator: torch.G
 
 
 @lru_cache(maxsize=4)
-def _decoder_cached(model: str, numel: int, stamp: int) -> SeedDecoderNet | None:
-    return load_decoder(load_seed_weights(model), numel)
+def _jscc_cached(model: str, numel: int, stamp: int) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
+    return load_jscc(load_seed_weights(model), numel)
 
 
-def _decoder(model: str, numel: int) -> SeedDecoderNet | None:
-    return _decoder_cached(model, numel, id(load_seed_weights(model)))
+def _learned(model: str, numel: int, uses: int) -> tuple[SeedEncoderNet, SeedDecoderNet]:
+    """The learned encoder and decoder of ``model`` for a budget of ``uses``.
+
+    Raises:
+        MegenError: the weights hold no learned encoder, or none for this budget.
+    """
+    jscc = _jscc_cached(model, numel, id(load_seed_weights(model)))
+    if jscc is None:
+        raise MegenError(
+            f"the seed-codec weights of model {model!r} hold no learned encoder; "
+            "train them with megen train --parts seed-codec"
+        )
+    budgets = jscc[0].budgets
+    if uses not in budgets:
+        raise MegenError(
+            f"seed codec learned has budgets {', '.join(map(str, sorted(budgets)))} channel uses, not {uses}"
+        )
+    return jscc
 
 
 @dataclass(frozen=True)
@@ -270,17 +287,47 @@ def decode_linear(
     return mse * drive, mse
 
 
+def learned_symbols(
+    enc: AnalogEncoding, x: torch.Tensor, prior: SeedPrior, encoder: SeedEncoderNet, snr_db: float
+) -> AnalogEncoding:
+    """The learned transmitter: ``enc`` (the ``linear`` one) with the encoder's symbols.
+
+    Args:
+        enc: The ``linear`` encoding of ``x``.
+        x: The seeds ``[B, ...]``.
+        prior: The KLT prior.
+        encoder: The learned encoder.
+        snr_db: Link SNR (Es/N0, dB; ``inf`` on the ideal link).
+
+    Returns:
+        ``enc`` with complex symbols ``[B, K]`` of exactly unit average power per item; the receiver
+        still decodes with ``enc``'s side information (``scale``, ``alpha``).
+    """
+    batch = x.shape[0]
+    mean_c, var_c = prior.moments(enc.alpha)
+    coeffs = (prior.coefficients(x.reshape(batch, -1).double()) - mean_c) / var_c.sqrt()
+    base = torch.view_as_real(enc.symbols).reshape(batch, -1)
+    with torch.no_grad():
+        real = encoder(coeffs.float(), torch.full((batch,), snr_db), enc.alpha.float(), base.float())
+    real = real.double()
+    real = real * (math.sqrt(enc.symbols.shape[1]) / torch.linalg.vector_norm(real, dim=1)).unsqueeze(1)
+    return replace(enc, symbols=torch.view_as_complex(real.reshape(batch, -1, 2).contiguous()))
+
+
 def _send_analog_codec(
     x: torch.Tensor,
     prior: SeedPrior | None,
-    decoder: SeedDecoderNet | None,
+    jscc: tuple[SeedEncoderNet, SeedDecoderNet] | None,
     uses: int,
     power: str,
     channel: ChannelConfig,
     generator: torch.Generator,
 ) -> SeedResult:
     batch = x.shape[0]
-    enc = encode_analog(x, prior, uses, channel.noise_variance / 2.0)
+    n0 = channel.noise_variance
+    enc = encode_analog(x, prior, uses, n0 / 2.0)
+    if jscc is not None and prior is not None:
+        enc = learned_symbols(enc, x, prior, jscc[0], -10.0 * math.log10(n0) if n0 > 0 else math.inf)
     if power == "waterfilling" and channel.is_fading:
         wf = transmit_waterfilled(enc.symbols, channel, generator)
         rx, noise_c = wf.unbiased, wf.noise_var
@@ -300,13 +347,17 @@ def _send_analog_codec(
     else:
         mean_c, var_c = prior.moments(enc.alpha)
         est, mse = decode_linear(enc, received, noise_r, var_c)
+        # the linear MMSE estimate with its shrinkage undone: "seed + noise", for receiver-side denoising
         shrink = (1.0 - mse / var_c).clamp_min(1e-3)
         got = shrink > 1e-3
-        unbiased = prior.latents(torch.where(got, est / shrink, torch.zeros_like(est)) + mean_c)
+        inflate = torch.where(got, 1.0 / shrink - 1.0, torch.zeros_like(est))
         unbiased_var = torch.where(got, mse / shrink, var_c).mean(1).float()
+        linear_est = est
+        if jscc is not None:
+            est, mse = _refine(jscc[1], est, mse, var_c, enc.alpha)
+        # learned: its estimate plus the same inflation of the linear one (equal to linear's at init)
+        unbiased = prior.latents(torch.where(got, est + inflate * linear_est, torch.zeros_like(est)) + mean_c)
         resid = mse.mean(1)
-        if decoder is not None:
-            est, resid = _refine(decoder, est, mse, var_c, enc.alpha)
         flat = prior.latents(est + mean_c)
     finite = noise_c[torch.isfinite(noise_c)].double()
     snr = None if channel.kind == "none" or finite.numel() == 0 else float(-10 * torch.log10(finite.mean()))
@@ -326,10 +377,15 @@ def _send_analog_codec(
 def _refine(
     decoder: SeedDecoderNet, est: torch.Tensor, mse: torch.Tensor, var: torch.Tensor, alpha: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The learned decoder's coefficients ``[B, n]`` and residual MSE per value ``[B]``."""
+    """The learned decoder: coefficients ``[B, n]`` and residual MSE per component ``[B, n]``.
+
+    The decoder predicts one residual per item (a ratio to the linear MMSE's); it is spread over the
+    components in proportion to the linear MMSE's per-component error, capped at the prior variance.
+    """
     std = var.sqrt()
     delta, log_ratio = decoder((est / std).float(), (mse / var).float(), alpha.float())
-    return est + std * delta.double(), mse.mean(1) * log_ratio.double().exp()
+    ratio = log_ratio.double().exp().unsqueeze(1)
+    return est + std * delta.double(), torch.minimum(mse * ratio, var)
 
 
 def uses_seed_codec(codec: str, uses: int | None, power: str, mode: str, numel: int) -> bool:

@@ -74,15 +74,19 @@ def decoder_tensors(net: SeedDecoderNet) -> dict[str, torch.Tensor]:
 
 
 ENCODER_PREFIX = "encoder."
+#: Prefix of the decoder trained jointly with the learned encoder (the ``learned`` codec's receiver).
+JSCC_DECODER_PREFIX = "jscc_decoder."
+#: SNRs (dB) the encoder was trained over; its SNR input is clamped to them (the ideal link: the top).
+SNR_INPUT_RANGE_DB = (-15.0, 25.0)
 
 
 class SeedEncoderNet(nn.Module):
     """Learned (deep JSCC) transmitter: a nonlinear correction of the ``linear`` codec's symbols.
 
-    The body reads the seed's centred KLT coefficients over the prior std and the link SNR; a head per
-    budget (channel uses) outputs a correction of the ``linear`` transmitter's ``2 uses`` reals. The sum
-    is scaled to exactly unit average power per channel use per item. The heads start at zero, so an
-    untrained encoder is exactly the ``linear`` transmitter.
+    The body reads the seed's centred KLT coefficients over the prior std, the link SNR and the seed's
+    signal level ``a``; a head per budget (channel uses) outputs a correction of the ``linear``
+    transmitter's ``2 uses`` reals. The sum is scaled to exactly unit average power per channel use per
+    item. The heads start at zero, so an untrained encoder is exactly the ``linear`` transmitter.
 
     Args:
         n: Values per latent.
@@ -92,7 +96,7 @@ class SeedEncoderNet(nn.Module):
 
     def __init__(self, n: int, budgets: tuple[int, ...], hidden: int = HIDDEN) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.body = nn.Sequential(nn.Linear(n + 2, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         heads = {str(u): nn.Linear(hidden, 2 * u) for u in budgets}
         for head in heads.values():
             nn.init.zeros_(head.weight)
@@ -103,24 +107,52 @@ class SeedEncoderNet(nn.Module):
     def budgets(self) -> tuple[int, ...]:
         return tuple(int(k) for k in self.heads)
 
-    def forward(self, coeffs: torch.Tensor, snr_db: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, coeffs: torch.Tensor, snr_db: torch.Tensor, alpha: torch.Tensor, base: torch.Tensor
+    ) -> torch.Tensor:
         """The transmitted reals of a budget ``uses = base.shape[1] / 2``.
 
         Args:
-            coeffs: ``[B, n]`` centred KLT coefficients over the prior std.
-            snr_db: ``[B]`` link SNR in dB (Es/N0 per complex symbol).
+            coeffs: ``[B, n]`` centred KLT coefficients over the prior std (at the seed's ``a``).
+            snr_db: ``[B]`` link SNR in dB (Es/N0 per complex symbol), clamped to the training range.
+            alpha: ``[B]`` signal level ``a`` of each seed (1: a clean latent).
             base: ``[B, 2 uses]`` the ``linear`` transmitter's reals (unit average power per use).
 
         Returns:
             ``[B, 2 uses]`` reals with ``sum(x^2) = uses`` per item exactly (unit power per use).
         """
         uses = base.shape[1] // 2
-        h = self.body(torch.cat([coeffs, snr_db.unsqueeze(1) / 10.0], dim=1))
+        snr = snr_db.clamp(*SNR_INPUT_RANGE_DB).unsqueeze(1) / 10.0
+        h = self.body(torch.cat([coeffs, snr, alpha.unsqueeze(1)], dim=1))
         out = base + self.heads[str(uses)](h)
         norm = torch.linalg.vector_norm(out, dim=1, keepdim=True).clamp_min(1e-12)
         return out * (uses**0.5 / norm)
 
 
-def encoder_tensors(net: SeedEncoderNet) -> dict[str, torch.Tensor]:
-    """The tensors that store ``net`` (float16)."""
-    return {ENCODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
+def encoder_tensors(net: SeedEncoderNet, decoder: SeedDecoderNet) -> dict[str, torch.Tensor]:
+    """The tensors that store the learned encoder ``net`` and its jointly trained ``decoder`` (float16)."""
+    out = {ENCODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
+    out.update(
+        {JSCC_DECODER_PREFIX + k: v.detach().half().contiguous() for k, v in decoder.state_dict().items()}
+    )
+    return out
+
+
+def load_jscc(tensors: dict[str, torch.Tensor], n: int) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
+    """The learned encoder and its decoder stored in seed-codec weights, or ``None`` when they hold none."""
+    enc = {k[len(ENCODER_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    dec = {
+        k[len(JSCC_DECODER_PREFIX) :]: v.float()
+        for k, v in tensors.items()
+        if k.startswith(JSCC_DECODER_PREFIX)
+    }
+    if not enc or not dec:
+        return None
+    budgets = tuple(
+        sorted(int(k.split(".")[1]) for k in enc if k.startswith("heads.") and k.endswith(".bias"))
+    )
+    encoder = SeedEncoderNet(n, budgets, hidden=int(enc["body.0.weight"].shape[0]))
+    encoder.load_state_dict(enc)
+    decoder = SeedDecoderNet(n, hidden=int(dec["correction.weight"].shape[1]))
+    decoder.load_state_dict(dec)
+    return encoder.eval(), decoder.eval()

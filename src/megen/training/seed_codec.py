@@ -1,4 +1,4 @@
-"""Training of the seed codecs (``megen train --parts seed-codec``): the KLT prior and the learned decoder.
+"""Training of the seed codecs (``megen train --parts seed-codec``): the KLT prior, the learned codec.
 
 The ``linear`` codec only needs the KLT of clean training latents (:func:`prior_from_latents`). The
 ``learned`` codec's decoder (:class:`~megen.link.seed_learned.SeedDecoderNet`) is trained on diffusion
@@ -7,10 +7,9 @@ transmitter over AWGN, with the SNR, the budget and ``a`` drawn per batch, and t
 latent (its KLT coefficients, an orthonormal change of basis), plus a log-scale loss that teaches
 its residual-error output. The learned (deep JSCC) transmitter
 (:class:`~megen.link.seed_learned.SeedEncoderNet`) is then trained end to end with a copy of that
-decoder on clean latents (the seed of ``protocol.noise_at = receiver``) over AWGN, the SNR an input,
-and compared with ``linear`` on held-out latents under the same noise (:func:`jscc_heldout`); its
-weights are stored only where it beats ``linear`` at every held-out point. Seeded: the same command
-gives the same weights on the same stack.
+decoder (the pair is the ``learned`` codec) on the same kind of states over AWGN, the SNR and ``a``
+inputs, and compared with ``linear`` on held-out latents under the same noise
+(:func:`jscc_heldout`). Seeded: the same command gives the same weights on the same stack.
 
 Latents: the tiny model's Fashion-MNIST training images through its VAE; for other models (Stable
 Diffusion folders) the photo reference set, augmented with random crops and flips
@@ -43,8 +42,8 @@ SNR_RANGE_DB = (-15.0, 25.0)
 #: SNRs (dB) and budgets (fractions of the raw uses) of the held-out reports.
 HELDOUT_SNRS_DB = (-10.0, -5.0, 0.0, 10.0, 20.0)
 HELDOUT_FRACTIONS = (0.125, 0.5, 1.0, 4.0)
-#: Prefix of the decoder trained jointly with the learned encoder (stored only with the encoder).
-JSCC_DECODER_PREFIX = "jscc_decoder."
+#: Signal level of UIEG's seed at strength 0.6 and 25 steps (``noise_at = sender``), for the held-out report.
+NOISY_ALPHA = 0.201
 
 
 @dataclass
@@ -56,16 +55,18 @@ class SeedCodecTrainConfig:
     batch_size: int = 256
     lr: float = 2e-3
     max_minutes: float = 30.0
-    encoder_steps: int = 1500
+    encoder_steps: int = 3000
 
 
 @dataclass
 class SeedCodecReport:
     """What training measured: time, steps, final loss, held-out latent MSE per (SNR, uses).
 
-    ``jscc_mse``: per held-out point, the latent MSE of ``linear`` and of the learned encoder with its
-    decoder under the same noise; ``encoder_shipped``: whether it beat ``linear`` everywhere (and its
-    weights were written).
+    ``jscc_mse``: per held-out point (clean latents), the latent MSE of ``linear`` and of the learned
+    encoder with its decoder under the same noise, and the residual the learned receiver reports;
+    ``jscc_mse_noisy``: the same for UIEG's noisy seeds (``a = NOISY_ALPHA``); ``jscc_ideal``: on the
+    ideal link (infinite SNR); ``encoder_beats_linear``: whether it beat ``linear`` at every clean
+    held-out point (it is stored either way).
     """
 
     seconds: float = 0.0
@@ -73,7 +74,9 @@ class SeedCodecReport:
     final_loss: float = math.nan
     heldout_mse: dict[str, dict[str, float]] = field(default_factory=dict)
     jscc_mse: dict[str, dict[str, float]] = field(default_factory=dict)
-    encoder_shipped: bool = False
+    jscc_mse_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
+    jscc_ideal: dict[str, dict[str, float]] = field(default_factory=dict)
+    encoder_beats_linear: bool = False
 
 
 def _draw_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -81,6 +84,16 @@ def _draw_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
     u = torch.rand(batch, generator=gen, dtype=torch.float64)
     a = torch.rand(batch, generator=gen, dtype=torch.float64)
     return torch.where(u < 0.1, torch.zeros_like(a), torch.where(u < 0.3, torch.ones_like(a), a))
+
+
+def _batch_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
+    """One signal level for a whole batch: clean latents (``a = 1``) half the time, else :func:`_draw_alpha`.
+
+    One level per batch keeps the batch's log MSE ratio (:func:`train_encoder`) from being dominated by
+    its noisiest states, where nothing beats ``linear``.
+    """
+    a = 1.0 if float(torch.rand(1, generator=gen)) < 0.5 else float(_draw_alpha(1, gen)[0])
+    return torch.full((batch,), a, dtype=torch.float64)
 
 
 def _noisy_states(x0: torch.Tensor, alpha: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -176,48 +189,67 @@ def heldout_mse(
     return out
 
 
+@dataclass(frozen=True)
+class JsccPass:
+    """Seeds through the learned encoder and decoder, and through ``linear`` under the same noise.
+
+    Attributes:
+        learned: ``[B, n]`` float64 the learned codec's estimate of the centred KLT coefficients.
+        linear: ``[B, n]`` float64 the ``linear`` codec's estimate under the same noise draw.
+        target: ``[B, n]`` float64 the true centred coefficients.
+        predicted: ``[B]`` residual MSE per value the learned receiver reports.
+    """
+
+    learned: torch.Tensor
+    linear: torch.Tensor
+    target: torch.Tensor
+    predicted: torch.Tensor
+
+
 def jscc_pass(
     prior: SeedPrior,
     encoder: SeedEncoderNet,
     decoder: SeedDecoderNet,
-    x0: torch.Tensor,
+    z: torch.Tensor,
     uses: int,
     snr_db: float,
     gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clean latents ``x0 [B, C, H, W]`` through the learned encoder and decoder over AWGN at ``snr_db``.
+) -> JsccPass:
+    """Seeds ``z [B, C, H, W]`` through the learned encoder and decoder over AWGN at ``snr_db``.
 
-    Returns:
-        ``(learned, linear, target)``, ``[B, n]`` float64 centred KLT coefficients: the learned
-        codec's estimate, the ``linear`` codec's estimate under the same noise draw, and the truth.
-        Differentiable in the networks' parameters.
+    ``snr_db = inf`` is the ideal link (no noise; the encoder's SNR input is clamped to its range).
+    Differentiable in the networks' parameters.
     """
-    n0, batch = 10.0 ** (-snr_db / 10.0), x0.shape[0]
+    n0, batch = 10.0 ** (-snr_db / 10.0), z.shape[0]
     with torch.no_grad():
-        enc = encode_analog(x0, prior, uses, n0 / 2.0)
+        enc = encode_analog(z, prior, uses, n0 / 2.0)
         mean_c, var_c = prior.moments(enc.alpha)
-        target = prior.coefficients(x0.reshape(batch, -1).double()) - mean_c
+        target = prior.coefficients(z.reshape(batch, -1).double()) - mean_c
         base = torch.view_as_real(enc.symbols).reshape(batch, -1)
     std = var_c.sqrt()
     noise = torch.randn(base.shape, generator=gen, dtype=torch.float64) * math.sqrt(n0 / 2.0)
     noise_var = torch.full_like(base, n0 / 2.0)
-    sent = encoder((target / std).float(), torch.full((batch,), snr_db), base.float()).double()
+    snr_in = torch.full((batch,), float(snr_db))
+    sent = encoder((target / std).float(), snr_in, enc.alpha.float(), base.float()).double()
     est, mse = decode_linear(enc, sent + noise, noise_var, var_c)
-    delta, _ = decoder((est / std).float(), (mse / var_c).float(), enc.alpha.float())
+    delta, log_ratio = decoder((est / std).float(), (mse / var_c).float(), enc.alpha.float())
     with torch.no_grad():
         linear, _ = decode_linear(enc, base + noise, noise_var, var_c)
-    return est + std * delta.double(), linear, target
+    predicted = mse.mean(1).float() * log_ratio.exp()
+    return JsccPass(est + std * delta.double(), linear, target, predicted)
 
 
 def train_encoder(
     prior: SeedPrior, x0: torch.Tensor, decoder: SeedDecoderNet, cfg: SeedCodecTrainConfig, log: Log
 ) -> tuple[SeedEncoderNet, SeedDecoderNet, float]:
-    """Train the learned encoder with a copy of ``decoder`` end to end on clean latents ``x0``.
+    """Train the learned encoder with a copy of ``decoder`` end to end on states of the latents ``x0``.
 
-    Each step draws a budget of :data:`BUDGET_FRACTIONS` and an SNR in :data:`SNR_RANGE_DB`; the loss
-    is the log of the latent MSE (KLT coefficients, orthonormal) over ``linear``'s under the same
-    noise, so that high SNRs (small MSEs) count as much as low ones. Returns (encoder, its decoder,
-    final loss).
+    Each step draws a budget of :data:`BUDGET_FRACTIONS`, an SNR in :data:`SNR_RANGE_DB` and one signal
+    level ``a`` for the batch (:func:`_batch_alpha`: half the batches clean latents); the loss is
+    the log of the latent MSE (KLT coefficients, orthonormal) over ``linear``'s under the same noise,
+    so that high SNRs (small MSEs) count as much as low ones, plus the decoder's residual-error
+    calibration (a Gaussian log-likelihood, as in :func:`train_decoder`). Returns (encoder, its
+    decoder, final loss).
     """
     gen = torch.Generator().manual_seed(cfg.seed + 13)
     torch.manual_seed(cfg.seed + 13)
@@ -236,11 +268,14 @@ def train_encoder(
         uses = budgets[int(torch.randint(0, len(budgets), (1,), generator=gen))]
         snr = lo + (hi - lo) * float(torch.rand(1, generator=gen))
         idx = torch.randint(0, x0.shape[0], (cfg.batch_size,), generator=gen)
-        learned, linear, target = jscc_pass(prior, encoder, joint, x0[idx], uses, snr, gen)
+        z = _noisy_states(x0[idx], _batch_alpha(cfg.batch_size, gen), gen)
+        r = jscc_pass(prior, encoder, joint, z, uses, snr, gen)
+        err = (r.learned - r.target).square().mean(1).float()
         # scale-free: the log of the MSE relative to linear's, so that every SNR and budget counts
-        loss = torch.log((learned - target).square().mean() / (linear - target).square().mean())
+        loss = torch.log(err.mean() / (r.linear - r.target).square().mean().float())
+        calib = (r.predicted.log() + err.detach() / r.predicted).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + 0.01 * calib).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_v = float(loss.detach())
@@ -256,19 +291,31 @@ def train_encoder(
 
 @torch.no_grad()
 def jscc_heldout(
-    prior: SeedPrior, encoder: SeedEncoderNet, decoder: SeedDecoderNet, x0: torch.Tensor, seed: int
+    prior: SeedPrior,
+    encoder: SeedEncoderNet,
+    decoder: SeedDecoderNet,
+    x0: torch.Tensor,
+    seed: int,
+    alpha: float = 1.0,
+    snrs_db: tuple[float, ...] = HELDOUT_SNRS_DB,
 ) -> dict[str, dict[str, float]]:
-    """Latent MSE per value of ``linear`` and the learned encoder+decoder (same noise), per SNR and budget."""
+    """Latent MSE per value of ``linear`` and the learned encoder+decoder (same noise), per SNR and budget.
+
+    The seeds are the states ``sqrt(alpha) x0 + sqrt(1 - alpha) eps`` of the held-out latents ``x0``;
+    each entry also holds the residual MSE the learned receiver reports (``reported``).
+    """
     out: dict[str, dict[str, float]] = {}
     raw = raw_uses(prior.numel)
-    for snr in HELDOUT_SNRS_DB:
+    for snr in snrs_db:
         for frac in HELDOUT_FRACTIONS:
             uses = max(1, round(raw * frac))
             gen = torch.Generator().manual_seed(seed)
-            learned, linear, target = jscc_pass(prior, encoder, decoder, x0, uses, snr, gen)
+            z = _noisy_states(x0, torch.full((x0.shape[0],), alpha, dtype=torch.float64), gen)
+            r = jscc_pass(prior, encoder, decoder, z, uses, snr, gen)
             out[f"snr{snr:g}_uses{uses}"] = {
-                "linear": float((linear - target).square().mean()),
-                "jscc": float((learned - target).square().mean()),
+                "linear": float((r.linear - r.target).square().mean()),
+                "jscc": float((r.learned - r.target).square().mean()),
+                "reported": float(r.predicted.mean()),
             }
     return out
 
@@ -281,7 +328,7 @@ def beats_linear(report: dict[str, dict[str, float]]) -> bool:
 def train_seed_codec(
     latents: torch.Tensor, heldout: torch.Tensor, out_file: Path, cfg: SeedCodecTrainConfig, log: Log = print
 ) -> SeedCodecReport:
-    """Fit the KLT prior, train the learned decoder and write ``out_file`` (safetensors).
+    """Fit the KLT prior, train the decoder, the learned encoder and its decoder; write ``out_file``.
 
     Args:
         latents: Clean training latents ``[N, C, H, W]`` (scaled latent units).
@@ -305,12 +352,10 @@ def train_seed_codec(
     if cfg.encoder_steps > 0:
         encoder, joint, _ = train_encoder(prior, latents, net, cfg, log)
         report.jscc_mse = jscc_heldout(prior, encoder, joint, heldout, cfg.seed)
-        report.encoder_shipped = beats_linear(report.jscc_mse)
-        if report.encoder_shipped:
-            joint_t = {
-                JSCC_DECODER_PREFIX + k[len("decoder.") :]: v for k, v in decoder_tensors(joint).items()
-            }
-            tensors.update({**encoder_tensors(encoder), **joint_t})
+        report.jscc_mse_noisy = jscc_heldout(prior, encoder, joint, heldout, cfg.seed, alpha=NOISY_ALPHA)
+        report.jscc_ideal = jscc_heldout(prior, encoder, joint, heldout, cfg.seed, snrs_db=(math.inf,))
+        report.encoder_beats_linear = beats_linear(report.jscc_mse)
+        tensors.update(encoder_tensors(encoder, joint))
     report.seconds = round(time.time() - t0, 1)
     meta = {"steps": str(steps), "seed": str(cfg.seed), "latents": str(latents.shape[0])}
     with atomic_output(Path(out_file)) as tmp:
