@@ -79,8 +79,8 @@ def test_local_i2i_is_the_ue_alone_from_its_reference(random_tiny, reference):
     assert not torch.equal(alone.images, local.images)  # the reference enters
     up = run_protocol(_cfg(protocol="local-i2i-upload"), PROMPTS, reference, model=random_tiny)
     assert torch.equal(up.images, _eight_bit(alone.images)) and up.output.delivered_to == "ES1"
-    with pytest.raises(MegenError, match="needs a reference image"):
-        run_protocol(_cfg(protocol="local-i2i"), PROMPTS, model=random_tiny)
+    t2i = run_protocol(_cfg(protocol="local-i2i"), PROMPTS, model=random_tiny)  # no reference: local's plan
+    assert torch.equal(t2i.images, run_protocol(_cfg(protocol="local"), PROMPTS, model=random_tiny).images)
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_every_protocol_runs_on_a_noisy_channel(random_tiny, reference, protocol
     assert cu["total"] == cu["uplink"] + cu["downlink"] + cu["backhaul"]
     assert cu["total"] == sum(t.channel_uses for t in run.output.transfers)
     assert s["latency_s"] > 0 and s["energy_j"] > 0
-    if protocol not in ("local", "unsplit"):
+    if protocol not in ("local", "local-i2i", "unsplit"):
         assert cu["total"] > 0
     else:
         assert cu["total"] == 0 and set(s["flops"]) == {"UE"}

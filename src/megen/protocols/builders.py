@@ -10,7 +10,8 @@ Where this project's reading adds to the design table:
   itself (stage ``T`` on that node). Sending the text embedding instead would cost
   16 x 384 reals (3072 channel uses) against ~20 bytes.
 * Text-to-image has no reference; where a protocol's seed is ``z_ref`` (UIEG, CIAG, UIDG, UIDCG), the
-  UE's seed is then the initial noise ``Z`` (drawn from the shared seed).
+  UE's seed is then the initial noise ``Z`` (drawn from the shared seed), and ``local-i2i`` /
+  ``local-i2i-upload`` are ``local`` / ``local-upload``.
 * Baselines are matched to where the image lands (:data:`BASELINES`): ``central``, ``local`` and
   ``local-i2i`` deliver at the UE, ``central-es`` (no download), ``local-upload`` and
   ``local-i2i-upload`` at ES1; ``central-fallback``
@@ -162,24 +163,21 @@ def local(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 
 def local_i2i(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "local-i2i")
-    _needs_reference(i2i, "local-i2i", "local")
     desc = "the UE alone from its own reference and prompt (image-to-image, its own model, no link)"
-    return _plan("local-i2i", [Stage("E", "UE"), *_local_ops(cfg)], desc)
+    return _plan("local-i2i", _from_reference(i2i) + _local_ops(cfg), desc)
 
 
 def local_i2i_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "local-i2i-upload")
-    _needs_reference(i2i, "local-i2i-upload", "local-upload")
-    ops = [Stage("E", "UE"), *_local_ops(cfg), Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
+    ops = _from_reference(i2i) + _local_ops(cfg)
+    ops += [Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
     desc = "the UE generates alone from its reference and prompt and uploads its image (image at the ES)"
     return _plan("local-i2i-upload", ops, desc, result="ES1")
 
 
-def _needs_reference(i2i: bool, name: str, instead: str) -> None:
-    if not i2i:
-        raise MegenError(
-            f"{name} needs a reference image (an image-to-image task); use {instead} for text-to-image"
-        )
+def _from_reference(i2i: bool) -> list[Op]:
+    """``E`` on the UE in image-to-image; text-to-image has no reference (the plan is then ``local``'s)."""
+    return [Stage("E", "UE")] if i2i else []
 
 
 def local_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
