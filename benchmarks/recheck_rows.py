@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from megen.analysis.cells import is_missing
 from megen.experiments.references import load_references, resolve_references
 from megen.experiments.spec import expand
 from megen.experiments.sweep import compute_batch, load_sweep_model, plan_tasks
@@ -54,12 +55,12 @@ def main() -> int:
         for row in compute_batch(task, model, references, session):
             for col in columns:
                 a, b = getattr(row, col), mine.loc[row.sample, col]
-                if _missing(a) and _missing(b):
+                if is_missing(a) and is_missing(b):
                     continue
-                if _missing(a) != _missing(b) or not math.isclose(
+                if is_missing(a) != is_missing(b) or not math.isclose(
                     float(a), float(b), rel_tol=args.rtol, abs_tol=1e-9
                 ):
-                    err = math.inf if _missing(a) or _missing(b) else abs(float(a) - float(b))
+                    err = math.inf if is_missing(a) or is_missing(b) else abs(float(a) - float(b))
                     if err > worst:
                         worst, where = err, f"{col} sample {row.sample}: {a} vs stored {b}"
         label = next(p for p in chosen if p.key == task.key).config.protocol.name
@@ -68,10 +69,6 @@ def main() -> int:
         print(f"{task.key} {label} ({len(task.samples)} rows, {len(columns)} columns): {status}", flush=True)
     print(f"{len(chosen) - bad} of {len(chosen)} configurations equal")
     return 1 if bad else 0
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 if __name__ == "__main__":

@@ -139,8 +139,7 @@ def central_es(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 def central_fallback(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "central-fallback")
     plan = central(cfg, n, s, i2i)
-    fallback: list[Op] = [Stage("E", "UE")] if i2i else []
-    fallback += _local_ops(cfg)
+    fallback = _from_reference(i2i) + _local_ops(cfg)
     desc = "central, and on outage the UE shows its own image (generated once the outage is known)"
     return _plan("central-fallback", list(plan.ops), desc, fallback=fallback)
 
@@ -169,10 +168,14 @@ def local_i2i(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
 
 def local_i2i_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "local-i2i-upload")
-    ops = _from_reference(i2i) + _local_ops(cfg)
-    ops += [Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
+    ops = _from_reference(i2i) + _local_ops(cfg) + _upload_image(cfg)
     desc = "the UE generates alone from its reference and prompt and uploads its image (image at the ES)"
     return _plan("local-i2i-upload", ops, desc, result="ES1")
+
+
+def _upload_image(cfg: RunConfig) -> list[Op]:
+    """The UE's finished image up to ES1 (the UE-alone baselines whose image lands at the ES)."""
+    return [Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
 
 
 def _from_reference(i2i: bool) -> list[Op]:
@@ -182,7 +185,7 @@ def _from_reference(i2i: bool) -> list[Op]:
 
 def local_upload(cfg: RunConfig, n: int, s: int, i2i: bool) -> Plan:
     _no_split(cfg, "local-upload")
-    ops = _local_ops(cfg) + [Transfer(IMAGE, "UE", "ES1", _mode(cfg, "image", "UE", "ES1"))]
+    ops = _local_ops(cfg) + _upload_image(cfg)
     desc = "the UE generates alone (prompt only) and uploads its image: the local baseline at the ES"
     return _plan("local-upload", ops, desc, result="ES1")
 
