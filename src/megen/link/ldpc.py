@@ -447,13 +447,25 @@ class QcLdpcCode:
         return bits, torch.zeros(llr.shape[0], dtype=torch.bool, device=self.device)
 
 
+#: Above this many values per check-node row (``Z * blocks``) the prefix/suffix minima of
+#: :func:`_exclusive_min` are faster on CPU; at or below it (short control blocks, where the per-call
+#: overhead of ``3 d`` small ops dominates) the two smallest values by ``topk`` are.
+_TOPK_MAX_ROW = 512
+
+
 def _exclusive_min(mag: torch.Tensor) -> torch.Tensor:
     """``out[i] = min_{j != i} mag[j]`` along dim 0 of ``[d, ...]`` (d >= 2), exact with ties.
 
-    Prefix and suffix minima over the (small) check degree; much faster on CPU than ``min`` with
-    indices followed by a second-minimum pass.
+    Large rows: prefix and suffix minima over the (small) check degree, much faster on CPU than ``min``
+    with indices followed by a second-minimum pass. Small rows: the two smallest values (``topk``) and
+    the position of the smallest, in a handful of ops. Both give the same values bit for bit (a tie
+    makes the smallest and second smallest equal, so which position holds it does not matter).
     """
     d = mag.shape[0]
+    if mag[0].numel() <= _TOPK_MAX_ROW:
+        two, where = torch.topk(mag, 2, dim=0, largest=False)
+        pos = torch.arange(d, device=mag.device).view(d, *([1] * (mag.dim() - 1)))
+        return torch.where(pos == where[:1], two[1:], two[:1])
     prefix = torch.empty_like(mag)
     suffix = torch.empty_like(mag)
     prefix[0] = mag[0]
