@@ -85,14 +85,15 @@ def bench_control(repeats: int) -> dict[str, dict[str, float]]:
         payloads = [torch.randint(0, 2, (bits,), generator=generator, dtype=torch.uint8) for _ in range(8)]
         channel = ChannelConfig("awgn", 0.0)
         mcs = Mcs("qpsk", 0.2)
+        transmit_bits(payloads, mcs, channel, torch.Generator().manual_seed(3))  # warm-up: builds the code
         times: dict[str, list[float]] = {"topk": [], "prefix": []}
         decoded: dict[str, list[int]] = {"topk": [], "prefix": []}
         for _ in range(repeats):
             for name, row in (("topk", default_row), ("prefix", 0)):
                 ldpc._TOPK_MAX_ROW = row
-                gen = torch.Generator().manual_seed(3)
-                t = _timed(lambda g=gen: transmit_bits(payloads, mcs, channel, g), 1)
-                times[name] += t
+                start = time.perf_counter()
+                transmit_bits(payloads, mcs, channel, torch.Generator().manual_seed(3))
+                times[name].append(time.perf_counter() - start)
                 res = transmit_bits(payloads, mcs, channel, torch.Generator().manual_seed(3))
                 decoded[name] += [sum(int(r.ok) for r in res)]
         ldpc._TOPK_MAX_ROW = default_row

@@ -249,3 +249,56 @@ def test_cli_missing_db_and_nothing_to_export(tmp_path: Path):
     r = _invoke("export", str(db), "--summary", str(tmp_path / "s.csv"))
     assert r.exit_code == 2 and "no rows" in r.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def _tiny_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    from megen.models.tiny import packaged_weights_dir
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(packaged_weights_dir(), folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def test_retrained_seed_codec_leaves_sweeps_without_one_resumable(tmp_path: Path):
+    """Rows depend on the seed-codec weights only where a seed codec reads them."""
+    from megen.models.fingerprint import model_fingerprint
+
+    model = _tiny_copy(tmp_path)
+    plain = _spec(model=str(model), snr_db="0")
+    coded = _spec(model=str(model), snr_db="0", protocols="UIEG", extra={"seed_codec": ["linear"]})
+    for name, spec in (("plain", plain), ("coded", coded)):
+        with ResultsStore.create_or_resume(tmp_path / f"{name}.sqlite", spec, expand(spec)) as s:
+            assert ("seed_codec_fingerprint" in s.meta) == (name == "coded")
+    seed_file = model / "seed_codec.safetensors"
+    seed_file.write_bytes(seed_file.read_bytes() + b" ")  # "retrained"
+    with ResultsStore.create_or_resume(tmp_path / "plain.sqlite", plain, expand(plain)) as s:
+        assert s.meta["model_fingerprint"] == model_fingerprint(str(model), seed_codec=False)
+    before = (tmp_path / "coded.sqlite").read_bytes()
+    with pytest.raises(MegenError, match="other seed-codec weights"):
+        ResultsStore.create_or_resume(tmp_path / "coded.sqlite", coded, expand(coded))
+    assert (tmp_path / "coded.sqlite").read_bytes() == before
+    (model / "megen_tiny.json").write_bytes((model / "megen_tiny.json").read_bytes() + b" ")  # other model
+    with pytest.raises(MegenError, match="other weights of model"):
+        ResultsStore.create_or_resume(tmp_path / "plain.sqlite", plain, expand(plain))
+
+
+def test_a_database_keyed_by_every_weight_file_resumes(tmp_path: Path):
+    """Databases of earlier versions (one fingerprint over every file) resume and get the new keys."""
+    from megen.models.fingerprint import model_fingerprint
+
+    model = _tiny_copy(tmp_path)
+    spec = _spec(model=str(model), snr_db="0")
+    db = tmp_path / "old.sqlite"
+    with ResultsStore.create_or_resume(db, spec, expand(spec)):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'model_fingerprint'", (model_fingerprint(str(model)),)
+        )
+    with ResultsStore.create_or_resume(db, spec, expand(spec)) as s:
+        assert s.meta["model_fingerprint"] == model_fingerprint(str(model), seed_codec=False)
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    assert stored["model_fingerprint"] == model_fingerprint(str(model), seed_codec=False)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from megen.errors import MegenError
+from megen.models.fingerprint import SEED_CODEC_FILE as WEIGHTS_FILE
 
-WEIGHTS_FILE = "seed_codec.safetensors"
 #: Fraction of the weakest components used to estimate the noise level ``1 - a`` of a seed.
 TAIL_FRACTION = 0.5
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-from megen.config import RunConfig
+from megen.config import LINKS, RunConfig
 from megen.errors import MegenError
 from megen.experiments.spec import Point, SweepSpec
 from megen.files import folder_of, regular_file_or_new, writable_folder
 from megen.images import PNG_MAGIC, decode_png
-from megen.models.fingerprint import model_fingerprint
+from megen.models.fingerprint import SEED_WEIGHT_CODECS, model_fingerprint, seed_codec_fingerprint
 from megen.store.netsim import NETSIM_TABLE
 from megen.store.schema import (
     DDL,
@@ -207,7 +207,7 @@ class ResultsStore:
         if path.exists() and not os.access(path, os.R_OK | os.W_OK):
             raise MegenError(f"results database {path} is not writable")
         values = _check_point_values(points)
-        fingerprint = model_fingerprint(spec.model)
+        fingerprints = weights_fingerprints(spec.model, points)
         lock = _acquire_lock(path)
         existed = path.exists() and path.stat().st_size > 0
         try:
@@ -218,19 +218,21 @@ class ResultsStore:
         try:
             meta = _read_meta(conn, path)
             fresh = not meta
-            added = 0
+            added, added_meta = 0, False
             if not fresh:
-                added = _check_same_sweep(conn, path, meta, spec, points, fingerprint)
+                added = _check_same_sweep(conn, path, meta, spec, points, fingerprints)
             if fresh:
-                meta = _new_meta(spec, fingerprint, points_digest(points))
-            elif added:  # the stored meta of the sweep it extends, with the grown specification
-                grown = _new_meta(spec, fingerprint, points_digest(points))
-                meta = {**meta, **{k: grown[k] for k in ("spec_json", "spec_digest", "points_digest")}}
+                meta = _new_meta(spec, fingerprints, points_digest(points))
+            else:  # the stored meta, with a grown specification and the current fingerprints' form
+                grown = _new_meta(spec, fingerprints, points_digest(points))
+                keys = [*fingerprints, *(("spec_json", "spec_digest", "points_digest") if added else ())]
+                refreshed = {**meta, **{k: grown[k] for k in keys}}
+                added_meta, meta = refreshed != meta, refreshed
             with conn:  # one transaction: schema, meta and points, or nothing
                 conn.execute("BEGIN IMMEDIATE")
                 for ddl in DDL:
                     conn.execute(ddl)
-                if fresh or added:
+                if fresh or added or added_meta:
                     conn.executemany(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta.items())
                     )
@@ -375,13 +377,26 @@ class ResultsStore:
         return torch.stack([imgs[k] for k in sorted(imgs)])
 
 
+def weights_fingerprints(model: str, points: Sequence[Point]) -> dict[str, str]:
+    """The fingerprints of the weights a sweep's rows depend on (meta keys to values).
+
+    ``model_fingerprint``: the generative model's weights; ``seed_codec_fingerprint``: the seed-codec
+    weights, only when a point sends a seed with a codec that reads them (``linear``, ``learned``,
+    ``digital``), so retraining the seed codec leaves other sweeps resumable.
+    """
+    out = {"model_fingerprint": model_fingerprint(model, seed_codec=False)}
+    if any(p.config.links.of(link).codec.seed in SEED_WEIGHT_CODECS for p in points for link in LINKS):
+        out["seed_codec_fingerprint"] = seed_codec_fingerprint(model)
+    return out
+
+
 def _check_same_sweep(
     conn: sqlite3.Connection,
     path: Path,
     meta: dict[str, str],
     spec: SweepSpec,
     points: Sequence[Point],
-    fingerprint: str,
+    fingerprints: dict[str, str],
 ) -> int:
     """Check that ``points`` continue the sweep stored in ``path``.
 
@@ -390,9 +405,18 @@ def _check_same_sweep(
         stored configuration still in it, with the same samples and tags) continues it, so adding SNRs
         or a protocol to a finished sweep computes only the new points.
     """
-    if meta.get("model_fingerprint") != fingerprint:
+    stored = meta.get("model_fingerprint")
+    # a database of an earlier megen keyed its rows by every weight file, seed codec included
+    legacy = stored == model_fingerprint(spec.model) and "seed_codec_fingerprint" not in meta
+    if stored != fingerprints["model_fingerprint"] and not legacy:
         raise MegenError(
             f"{path} was written with other weights of model {spec.model!r}; "
+            "its rows cannot be continued (use another --db)"
+        )
+    seed = meta.get("seed_codec_fingerprint")
+    if seed is not None and seed != fingerprints.get("seed_codec_fingerprint", seed):
+        raise MegenError(
+            f"{path} was written with other seed-codec weights of model {spec.model!r}; "
             "its rows cannot be continued (use another --db)"
         )
     if meta.get("points_digest") == points_digest(points):
@@ -407,7 +431,7 @@ def _check_same_sweep(
     return only_new
 
 
-def _new_meta(spec: SweepSpec, fingerprint: str, digest: str) -> dict[str, str]:
+def _new_meta(spec: SweepSpec, fingerprints: dict[str, str], digest: str) -> dict[str, str]:
     from megen import __version__
 
     return {
@@ -416,7 +440,7 @@ def _new_meta(spec: SweepSpec, fingerprint: str, digest: str) -> dict[str, str]:
         "spec_json": spec.to_json(),
         "spec_digest": spec.digest(),
         "points_digest": digest,
-        "model_fingerprint": fingerprint,
+        **fingerprints,
         "megen_version": str(__version__),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
