@@ -435,8 +435,9 @@ PROTOCOLS: dict[str, Builder] = {
 MULTI_ES = ("UIDG", "DIUG", "DSUC", "UIDCG", "DCSUC")
 #: Protocols whose UE works from the prompt alone: a run drops the reference image.
 PROMPT_ONLY = ("local", "local-upload")
-#: Protocols that cross no link: the UE alone, valid beside a protocol at any channel and SNR.
-NO_LINK = ("local", "local-i2i")
+#: Protocols that cross no link: the UE alone, valid beside a protocol at any channel and SNR; each
+#: with what the UE makes its image from.
+NO_LINK: dict[str, str] = {"local": "prompt only", "local-i2i": "image-to-image from its own reference"}
 #: The baselines a protocol is compared with, by where its image lands (``Plan.result_node``): images
 #: that end at the UE against ``central`` (up and down), ``central-fallback`` and the UE alone
 #: (``local`` from the prompt, ``local-i2i`` from the UE's own reference); images that end at an ES

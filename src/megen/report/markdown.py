@@ -317,7 +317,7 @@ def _local_baseline(ctx: ReportContext) -> list[str]:
     from megen.analysis.cells import NO_LINK
 
     lines = []
-    for name, source in zip(NO_LINK, ("prompt only", "image-to-image from its own reference"), strict=True):
+    for name, source in NO_LINK.items():
         alone = ctx.agg[ctx.agg["protocol"] == name]
         if alone.empty:
             continue
