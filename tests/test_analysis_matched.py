@@ -211,3 +211,27 @@ def test_a_genie_receiver_baseline_is_compared_only_with_a_genie_protocol():
     assert eq.loc["EIUG", "baseline_label"] == "central"
     assert eq.loc["EIUG", "baseline_uses_equal_quality"] == 900.0
     assert eq.loc["EIUG (csi=perfect, noise=genie)", "baseline_label"] == "central (csi=perfect, noise=genie)"
+
+
+def test_a_wired_backhaul_is_a_series_labelled_by_its_backhaul():
+    """Rows of UIDG with a wired backhaul on two channels are one series, ``UIDG (backhaul.channel=none)``."""
+    from megen.analysis.cells import add_keys
+
+    def row(channel, backhaul):
+        wired = backhaul is not None
+        return {
+            "protocol": "UIDG",
+            "task": "i2i",
+            "channel": channel,
+            "snr_db": 0.0,
+            "cfg_protocol": "UIDG",
+            "cfg_channel": None if wired else channel,
+            "cfg_snr_db": 0.0,
+            "cfg_uplink.channel": channel if wired else None,
+            "cfg_downlink.channel": channel if wired else None,
+            "cfg_backhaul.channel": backhaul,
+        }
+
+    df = add_keys(pd.DataFrame([row(c, b) for c in ("awgn", "rayleigh") for b in (None, "none")]))
+    assert df["label"].tolist() == ["UIDG", "UIDG (backhaul.channel=none)"] * 2
+    assert df["series"].nunique() == 2 and df["cell"].nunique() == 4

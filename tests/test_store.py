@@ -302,3 +302,21 @@ def test_a_database_keyed_by_every_weight_file_resumes(tmp_path: Path):
     with sqlite3.connect(db) as conn:
         stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     assert stored["model_fingerprint"] == model_fingerprint(str(model), seed_codec=False)
+
+
+def test_points_with_a_wired_backhaul_or_mixed_links_are_stored(tmp_path: Path):
+    """A point whose links differ is stored under its radio channel (it was silently dropped before)."""
+    from megen.config import RunConfig
+    from megen.store.schema import point_channel
+
+    wired = _spec(
+        protocols="UIDG", channels="rayleigh", snr_db="0", extra={"links.backhaul.channel.kind": ["none"]}
+    )
+    with ResultsStore.create_or_resume(tmp_path / "w.sqlite", wired, expand(wired)) as s:
+        points = s.points_frame()
+    assert points[["protocol", "channel", "snr_db"]].values.tolist() == [["UIDG", "rayleigh", 0.0]]
+    mixed = RunConfig.from_paths({"channel": "awgn", "links.downlink.channel.kind": "rayleigh", "snr_db": 5})
+    assert point_channel(mixed) == ("mixed", 5.0)
+    per_link = RunConfig.from_paths({"channel": "awgn", "snr_db": 5, "links.uplink.snr_db": 0})
+    assert point_channel(per_link) == ("awgn", None)
+    assert point_channel(RunConfig.from_paths({"channel": "none"})) == ("none", None)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from megen.config import LINKS
 from megen.protocols.builders import BASELINES
 from megen.protocols.builders import NO_LINK as NO_LINK  # re-exported beside BASELINES
 
@@ -36,17 +37,28 @@ def add_keys(df):
         for c in ("cell", "series", "label"):
             df[c] = []
         return df
+    df = df.copy()
     cfg_cols = [c for c in df.columns if c.startswith("cfg_")]
     records = df[cfg_cols].rename(columns=lambda c: c[4:]).to_dict("records")
     tasks = df["task"].tolist()
-    df = df.copy()
     df["cell"] = [
         _cell_key(json.dumps(r, default=str), t, ("seed",)) for r, t in zip(records, tasks, strict=True)
     ]
+    # a link whose channel is the point's (the uplink of a point whose backhaul is wired) is not an
+    # option of the series: only the link that differs (``backhaul.channel=none``) is
+    options = df.copy()
+    for link in LINKS:
+        col = f"cfg_{link}.channel"
+        if col in options and "channel" in options:
+            options[col] = options[col].where(
+                options[col].astype(object) != options["channel"].astype(object)
+            )
+    records = options[cfg_cols].rename(columns=lambda c: c[4:]).to_dict("records")
     df["series"] = [
         _cell_key(json.dumps(r, default=str), t, _NOT_SERIES) for r, t in zip(records, tasks, strict=True)
     ]
-    df["label"] = series_labels(df)
+    options["series"] = df["series"]
+    df["label"] = series_labels(options)
     return df
 
 
@@ -74,7 +86,7 @@ def series_labels(df) -> list[str]:
     multi_task = df["task"].nunique() > 1
     for proto, sub in df.groupby("protocol", sort=False):
         series = sub.drop_duplicates("series")
-        varying[str(proto)] = [c for c in cfg_cols if series[c].astype(str).nunique() > 1]
+        varying[str(proto)] = [c for c in cfg_cols if series[c].astype(str).nunique(dropna=False) > 1]
     labels = []
     for _, r in df.iterrows():
         parts = []

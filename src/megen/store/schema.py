@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from megen.config import LINKS, RunConfig
 from megen.experiments.spec import Point
 
 SCHEMA = "megen-sweep"
@@ -187,16 +188,38 @@ def sql_value(v: Any) -> Any:
     return v
 
 
+def point_channel(cfg: RunConfig) -> tuple[str, float | None]:
+    """The ``channel`` and ``snr_db`` of a point: those of its links, leaving out ideal ones (``none``).
+
+    A wired backhaul (``links.backhaul.channel.kind = "none"``) beside fading radio links at 0 dB is a
+    ``rayleigh`` point at 0 dB; radio links with different channels are ``mixed``, with different SNRs
+    have no single SNR (``None``); no channel anywhere is ``none``.
+
+    Example:
+        >>> from megen.config import RunConfig
+        >>> point_channel(RunConfig.from_paths({"channel": "rayleigh", "snr_db": 0,
+        ...                                     "links.backhaul.channel.kind": "none"}))
+        ('rayleigh', 0.0)
+    """
+    radio = [section for section in (cfg.links.of(link) for link in LINKS) if section.channel.kind != "none"]
+    if not radio:
+        return "none", None
+    kinds = {section.channel.kind for section in radio}
+    snrs = {float(section.snr_db) for section in radio}
+    return kinds.pop() if len(kinds) == 1 else "mixed", snrs.pop() if len(snrs) == 1 else None
+
+
 def point_values(p: Point) -> tuple[Any, ...]:
     """The ``points`` table's values of one point, in :data:`POINT_COLUMNS` order."""
     c = p.config.flat()
+    channel, snr_db = point_channel(p.config)
     return (
         p.key,
         ",".join(p.tags),
         p.task,
         c["protocol"],
-        c["channel"],
-        None if c["channel"] == "none" else c["snr_db"],
+        channel,
+        snr_db,
         c["transmission"],
         c["seed"],
         p.samples,
