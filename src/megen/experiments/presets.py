@@ -5,14 +5,14 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
 * ``demo.toml`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols with
   their matched baselines on AWGN around the cliffs (-14 to 10 dB), 25 samples per point (FID is
   refused: fewer than 100 samples), and the centralized frontier over every codec at 10 dB;
-* ``default.toml`` (19 575 images; see the budget below): every single-ES protocol with its matched
+* ``default.toml`` (21 325 images; see the budget below): every single-ES protocol with its matched
   baselines (image at the UE: ``central``, ``central-fallback``, ``local``, ``local-i2i``; image at the
   ES: ``central-es``, ``local-upload``, ``local-i2i-upload``) from -15 to 20 dB on AWGN and Rayleigh
   with 1 dB steps over every outage cliff and prompt-accuracy threshold, 100 samples at 0 and 10 dB for
-  FID, the multi-ES protocols on both channels, receiver-side denoising on/off, ``sync_every``, the
+  FID, the multi-ES protocols on both channels (and with a wired backhaul), receiver-side denoising on/off, ``sync_every``, the
   centralized frontier (png and the header-once JPEG included), the digital-latent points, and a
   genie-vs-estimated receiver pair;
-* ``full.toml`` (``--full``, ~192 750 images, about 12 hours on 2 cores): the same with 1 dB steps from
+* ``full.toml`` (``--full``, ~210 250 images, about a day on 2 cores): the same with 1 dB steps from
   -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on AWGN), ESUC with analog
   sketches.
 
@@ -28,7 +28,9 @@ the preset's 6 750 images took ~15 minutes; the issue-10 preset's 9 350 images t
 sweep on one worker (commit feefdfc); with every protocol on Rayleigh and the frontier on both
 channels from -15 to 20 dB (15 375 images) it took 85 min on 2 workers while other jobs loaded the
 machine (load average 7-12; commit 16ecd4a); the 1 dB brackets and multi-ES Rayleigh grids added
-3 700 images (about 1 h under load). The centralized frontier variants are cheaper: the stage
+3 700 images (about 1 h under load). The full preset: the mean seconds per image of each
+protocol and channel in the default run (under load), times the full preset's images, add up to
+~47 CPU hours. The centralized frontier variants are cheaper: the stage
 memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
 reference bytes. ``tests/test_presets.py`` pins each preset's digest and its image budget.
 
