@@ -4,10 +4,12 @@ Schema (``SCHEMA_VERSION`` 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
         schema = "megen-sweep", schema_version, spec_json (the SweepSpec that created it, canonical JSON),
-        spec_digest, points_digest (what the sweep computes: see points_digest), model_fingerprint,
-        megen_version, created_utc
-    points(config_hash TEXT PRIMARY KEY, tags TEXT (comma list), task TEXT, protocol TEXT, channel TEXT,
-           snr_db REAL (NULL for channel none), transmission TEXT, seed INTEGER,
+        spec_digest, points_digest (what the sweep computes: see points_digest), model_fingerprint (the
+        generative weights), seed_codec_fingerprint (only where a point uses a seed codec that reads
+        the seed-codec weights), megen_version, created_utc
+    points(config_hash TEXT PRIMARY KEY, tags TEXT (comma list), task TEXT, protocol TEXT,
+           channel TEXT (of the radio links, see point_channel), snr_db REAL (NULL for channel none
+           or radio links at different SNRs), transmission TEXT, seed INTEGER,
            samples INTEGER (rows expected), config_json TEXT (the RunConfig))
     rows: one column per field of Row, PRIMARY KEY (config_hash, sample)
 
