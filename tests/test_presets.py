@@ -24,10 +24,10 @@ from megen.experiments.spec import SweepSpec, expand
 SPEC_DIGESTS = {
     ("demo", "tiny"): "328fad996e5ff838",
     ("demo", "tiny-random"): "5e28782ec1d67bc6",
-    ("default", "tiny"): "44c9947ed8da952e",
-    ("default", "tiny-random"): "ecaa1a6ad2125717",
-    ("full", "tiny"): "8df76cd7ea560e69",
-    ("full", "tiny-random"): "05028d5e7cca825a",
+    ("default", "tiny"): "bd00fc553b1018bb",
+    ("default", "tiny-random"): "9ec5dee280e356b3",
+    ("full", "tiny"): "e43cccf99da17641",
+    ("full", "tiny-random"): "6d301b9528424318",
 }
 #: Most images each preset may compute: the run-time budget on 2 cores (demo: a few minutes;
 #: default: ~35 minutes on one worker since every protocol runs on Rayleigh with 1 dB steps and the
