@@ -218,7 +218,7 @@ class ResultsStore:
         try:
             meta = _read_meta(conn, path)
             fresh = not meta
-            added, added_meta = 0, False
+            added, meta_changed = 0, False
             if not fresh:
                 added = _check_same_sweep(conn, path, meta, spec, points, fingerprints)
             if fresh:
@@ -227,12 +227,12 @@ class ResultsStore:
                 grown = _new_meta(spec, fingerprints, points_digest(points))
                 keys = [*fingerprints, *(("spec_json", "spec_digest", "points_digest") if added else ())]
                 refreshed = {**meta, **{k: grown[k] for k in keys}}
-                added_meta, meta = refreshed != meta, refreshed
+                meta_changed, meta = refreshed != meta, refreshed
             with conn:  # one transaction: schema, meta and points, or nothing
                 conn.execute("BEGIN IMMEDIATE")
                 for ddl in DDL:
                     conn.execute(ddl)
-                if fresh or added or added_meta:
+                if fresh or added or meta_changed:
                     conn.executemany(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta.items())
                     )
