@@ -195,3 +195,27 @@ def test_cli_tile_budget_out_of_range_exits_2_with_one_line(tmp_path) -> None:
 def test_cli_learned_without_weights_for_a_tile_shape_exits_2_with_one_line(tmp_path) -> None:
     line = _cli_error(["--seed-codec", "learned", "--seed-uses", "64", "--num-es", "3"], tmp_path)
     assert "no learned encoder for tiles 4x8x" in line
+
+
+# ---------------------------------------------------------------- training
+def test_tile_training_keeps_the_whole_latents_tensors_bit_identical(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from megen.link.seed_learned import load_jscc, tile_prefix
+    from megen.link.seed_prior import weights_path
+    from megen.training.seed_codec import SeedCodecTrainConfig, add_tile_codecs, tile_columns
+
+    assert tile_columns(8) == {6: [(0, 6), (2, 8)], 4: [(0, 4), (4, 8)], 2: [(4, 6), (2, 4)]}
+    x = torch.cat([_tiny_tiles(40, (0, 8), seed=s) for s in (1, 2)])
+    out = tmp_path / "seed_codec.safetensors"
+    cfg = SeedCodecTrainConfig(batch_size=8, tile_steps=2)
+    report = add_tile_codecs(weights_path("tiny"), x[:60], x[60:], out, cfg, log=lambda _: None)
+    before, after = load_file(str(weights_path("tiny"))), load_file(str(out))
+    for k, v in before.items():
+        if not k.startswith("tile"):
+            assert torch.equal(after[k], v), k
+    for width, budgets in [(6, (12, 24, 48, 96, 192, 384)), (4, (8, 16, 32, 64, 128, 256)), (2, (4, 8, 16, 32, 64, 128))]:
+        pair = load_jscc(after, 32 * width, tile_prefix((4, 8, width)))
+        assert pair is not None and pair[0].budgets == budgets
+    assert set(report.tile_mse) == {"4x8x6@0:6", "4x8x6@2:8", "4x8x4@0:4", "4x8x4@4:8", "4x8x2@4:6", "4x8x2@2:4"}
+    assert all(v["linear"] > 0 and v["jscc"] > 0 for r in report.tile_mse.values() for v in r.values())

@@ -59,7 +59,10 @@ def train(
         1000, min=100, help="Generated samples per denoiser for prompt accuracy/FID."
     ),
 ) -> None:
-    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST, and the seed codecs."""
+    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST, and the seed codecs.
+
+    (Long because every part's settings are options.)
+    """
     from megen.data import dataset_available
     from megen.models.tiny import packaged_weights_dir
     from megen.training.train import TrainConfig, train_tiny
