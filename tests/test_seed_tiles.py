@@ -155,12 +155,14 @@ def _run(tiny, reference, **kw):
 
 @pytest.mark.parametrize("protocol", ["UIDG", "DIUG"])
 def test_codecs_on_tiles_match_identity_on_the_ideal_link(tiny, reference, protocol) -> None:
+    """PSNR (dB) of each codec's images against identity's: linear exact, learned and digital close."""
     base = _run(tiny, reference, protocol=protocol).images
-    for codec, uses, bound in [("linear", 128, 1e-3), ("learned", 512, 0.02), ("digital", 512, 0.1)]:
+    for codec, uses, bound in [("linear", 128, 60.0), ("learned", 512, 40.0), ("digital", 512, 35.0)]:
         kw = {"mcs": "256qam-0.9"} if codec == "digital" else {}
         img = _run(tiny, reference, protocol=protocol, seed_codec=codec, seed_uses=uses, **kw).images
-        err = float((img - base).abs().max())
-        assert err < bound, (codec, err)
+        psnr = -10 * math.log10(max(float((img - base).square().mean()), 1e-12))
+        print(protocol, codec, uses, f"{psnr:.1f} dB")
+        assert psnr > bound, (codec, psnr)
 
 
 @pytest.mark.parametrize(("protocol", "link", "per_image"), [("UIDG", "uplink", 96), ("DIUG", "downlink", 64)])
