@@ -13,7 +13,14 @@ from megen.config import RunConfig
 from megen.data import prompt_for
 from megen.errors import MegenError
 from megen.link.channels import ChannelConfig
-from megen.link.seed_codecs import _learned, check_budget, encode_analog, learned_symbols, send_seed, tile_uses
+from megen.link.seed_codecs import (
+    _learned,
+    check_budget,
+    encode_analog,
+    learned_symbols,
+    send_seed,
+    tile_uses,
+)
 from megen.link.seed_prior import load_prior, prior_from_latents, tile_prior
 from megen.protocols.runner import run_protocol
 
@@ -125,7 +132,9 @@ def test_linear_full_budget_reproduces_the_tile_without_noise(cols, kind) -> Non
     assert r.channel_uses == 4 * x[0].numel() // 2  # the tile's raw size
     torch.testing.assert_close(r.estimate, x, atol=1e-4, rtol=0)
     # the position only changes the prior: without it (averaged prior) the tile is still exact
-    torch.testing.assert_close(send_seed(x, IDEAL, _gen(), codec="linear", uses=128).estimate, x, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        send_seed(x, IDEAL, _gen(), codec="linear", uses=128).estimate, x, atol=1e-4, rtol=0
+    )
 
 
 def test_exact_window_prior_beats_the_averaged_one_on_a_noisy_link() -> None:
@@ -149,7 +158,7 @@ def reference():
 
 
 def _run(tiny, reference, **kw):
-    base = dict(steps=6, strength=0.6, guidance=3.0, seed=4, channel="none")
+    base = dict(steps=4, strength=0.6, guidance=3.0, seed=4, channel="none")
     return run_protocol(RunConfig.from_paths({**base, **kw}), PROMPTS, reference, model=tiny)
 
 
@@ -165,7 +174,9 @@ def test_codecs_on_tiles_match_identity_on_the_ideal_link(tiny, reference, proto
         assert psnr > bound, (codec, psnr)
 
 
-@pytest.mark.parametrize(("protocol", "link", "per_image"), [("UIDG", "uplink", 96), ("DIUG", "downlink", 64)])
+@pytest.mark.parametrize(
+    ("protocol", "link", "per_image"), [("UIDG", "uplink", 96), ("DIUG", "downlink", 64)]
+)
 def test_row_channel_uses_add_up_over_tiles(tiny, reference, protocol, link, per_image) -> None:
     """64 more uses per whole latent: UIDG's two 6-column windows (3/4 each) 2 x 48; DIUG's cores 64."""
     a = _run(tiny, reference, protocol=protocol, seed_codec="linear", seed_uses=64).output
@@ -175,7 +186,9 @@ def test_row_channel_uses_add_up_over_tiles(tiny, reference, protocol, link, per
     assert (b.channel_uses()[link] - a.channel_uses()[link]) / len(PROMPTS) == per_image
     # halo strips (the backhaul, 4x8x2 each = 1/4 of a latent) share the budget too: 16 more each
     strips = [t for t in b.transfers if t.item.startswith("halo@")]
-    extra = sum(t.channel_uses for t in strips) - sum(t.channel_uses for t in a.transfers if t.item.startswith("halo@"))
+    extra = sum(t.channel_uses for t in strips) - sum(
+        t.channel_uses for t in a.transfers if t.item.startswith("halo@")
+    )
     assert strips and extra == len(strips) * len(PROMPTS) * 16
 
 
@@ -216,8 +229,19 @@ def test_tile_training_keeps_the_whole_latents_tensors_bit_identical(tmp_path) -
     for k, v in before.items():
         if not k.startswith("tile"):
             assert torch.equal(after[k], v), k
-    for width, budgets in [(6, (12, 24, 48, 96, 192, 384)), (4, (8, 16, 32, 64, 128, 256)), (2, (4, 8, 16, 32, 64, 128))]:
+    for width, budgets in [
+        (6, (12, 24, 48, 96, 192, 384)),
+        (4, (8, 16, 32, 64, 128, 256)),
+        (2, (4, 8, 16, 32, 64, 128)),
+    ]:
         pair = load_jscc(after, 32 * width, tile_prefix((4, 8, width)))
         assert pair is not None and pair[0].budgets == budgets
-    assert set(report.tile_mse) == {"4x8x6@0:6", "4x8x6@2:8", "4x8x4@0:4", "4x8x4@4:8", "4x8x2@4:6", "4x8x2@2:4"}
+    assert set(report.tile_mse) == {
+        "4x8x6@0:6",
+        "4x8x6@2:8",
+        "4x8x4@0:4",
+        "4x8x4@4:8",
+        "4x8x2@4:6",
+        "4x8x2@2:4",
+    }
     assert all(v["linear"] > 0 and v["jscc"] > 0 for r in report.tile_mse.values() for v in r.values())
