@@ -192,6 +192,20 @@ def test_row_channel_uses_add_up_over_tiles(tiny, reference, protocol, link, per
     assert strips and extra == len(strips) * len(PROMPTS) * 16
 
 
+def test_tile_columns_travel_with_the_item_over_the_wire() -> None:
+    """Remote edge servers (megen serve) get a tile's columns with its metadata, strictly checked."""
+    from megen.protocols.items import ItemMeta
+    from megen.runtime.wire import Packer, Unpacker, WireError
+
+    meta = ItemMeta(step=3, core=True, cols=(2, 8))
+    pack = Packer()
+    head = pack.meta(meta)
+    assert Unpacker(pack.tensors).meta(head) == meta
+    assert Unpacker({}).meta({**head, "cols": None}).cols is None
+    with pytest.raises(WireError, match=r"meta\.cols"):
+        Unpacker({}).meta({**head, "cols": [2, "8"]})
+
+
 # ---------------------------------------------------------------- cli
 def _cli_error(args: list[str], tmp_path) -> str:
     cmd = [sys.executable, "-m", "megen.cli.main", "generate", "-p", "a photo of a bag", "--protocol", "UIDG",
