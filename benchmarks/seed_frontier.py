@@ -25,7 +25,7 @@ from megen.store import ResultsStore
 
 CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
 #: MEG protocols whose latent crosses a wireless link through a seed codec (the figure's rows).
-SEED_PROTOCOLS = ("UIEG", "EIUG", "CIAG", "UIDCG")
+SEED_PROTOCOLS = ("UIEG", "EIUG", "CIAG", "UIDCG", "UIDG", "DIUG")
 NOISE_STYLE = {"receiver": "-", "sender": "--"}
 CODEC_COLOR = {"identity": "tab:blue", "linear": "tab:orange", "learned": "tab:green", "digital": "tab:red"}
 

@@ -233,7 +233,7 @@ def test_training_writes_prior_decoder_and_encoder_report(tmp_path) -> None:
     from megen.training.seed_codec import SeedCodecTrainConfig, train_seed_codec
 
     x = _prior_latents(300, seed=8)
-    cfg = SeedCodecTrainConfig(steps=3, encoder_steps=3, batch_size=16)
+    cfg = SeedCodecTrainConfig(steps=3, encoder_steps=3, batch_size=16, tile_steps=0)
     out = tmp_path / "seed_codec.safetensors"
     report = train_seed_codec(x[:260], x[260:], out, cfg, log=lambda _: None)
     assert len(report.jscc_mse) == len(report.jscc_mse_noisy) == 20 and len(report.jscc_ideal) == 4
@@ -251,7 +251,7 @@ def test_learned_power_constraint_exact_per_image(uses: int) -> None:
 
     prior = load_prior("tiny", SHAPE)
     x = _prior_latents(6, seed=11) * torch.linspace(0.1, 10.0, 6).view(-1, 1, 1, 1)
-    encoder, _ = _learned("tiny", prior.numel, uses)
+    encoder, _ = _learned("tiny", SHAPE, uses)
     for snr_db in (-10.0, 5.0, 20.0, math.inf):
         noise = 10 ** (-snr_db / 10) / 2
         enc = learned_symbols(encode_analog(x, prior, uses, noise), x, prior, encoder, snr_db)

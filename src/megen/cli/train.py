@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from megen.cli.common import console, handle_errors, print_json, say
 from megen.errors import MegenError
+
+if TYPE_CHECKING:
+    from megen.training.seed_codec import SeedCodecTrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +40,14 @@ def train(
         help="seed-codec part: the model whose latents to use (a Stable Diffusion folder: photo crops; "
         "writes seed_codec.safetensors into it). Default: OUT if it holds a VAE, else the packaged tiny.",
     ),
+    seed_codec_tile_steps: int = typer.Option(
+        2000, min=0, help="Optimiser steps of each latent-tile shape's learned seed codec (0: none)."
+    ),
+    seed_codec_tiles_only: bool = typer.Option(
+        False,
+        help="seed-codec part: train only the tile codecs, keeping every tensor of the existing weights "
+        "(OUT's seed_codec.safetensors, else the model's).",
+    ),
     max_minutes: float = typer.Option(60.0, min=0.1, help="Safety cap on the time of each part (minutes)."),
     threads: int = typer.Option(0, min=0, help="torch threads (0 = torch default)."),
     subset: int = typer.Option(
@@ -47,7 +59,10 @@ def train(
         1000, min=100, help="Generated samples per denoiser for prompt accuracy/FID."
     ),
 ) -> None:
-    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST, and the seed codecs."""
+    """Train the tiny model (classifier, VAE, ES and UE denoisers) on Fashion-MNIST, and the seed codecs.
+
+    (Long because every part's settings are options.)
+    """
     from megen.data import dataset_available
     from megen.models.tiny import packaged_weights_dir
     from megen.training.train import TrainConfig, train_tiny
@@ -64,7 +79,12 @@ def train(
         torch.set_num_threads(threads)
     if "seed-codec" in chosen:
         chosen = tuple(p for p in chosen if p != "seed-codec")
-        _train_seed_codec(out, seed_model, seed, seed_codec_steps, seed_codec_latents, max_minutes, install)
+        from megen.training.seed_codec import SeedCodecTrainConfig
+
+        sc_cfg = SeedCodecTrainConfig(
+            seed=seed, steps=seed_codec_steps, max_minutes=max_minutes, tile_steps=seed_codec_tile_steps
+        )
+        _train_seed_codec(out, seed_model, sc_cfg, seed_codec_latents, install, seed_codec_tiles_only)
         if not chosen:
             return
     cfg = TrainConfig(
@@ -92,20 +112,30 @@ def train(
 
 
 def _train_seed_codec(
-    out: Path, seed_model: str | None, seed: int, steps: int, count: int, max_minutes: float, install: bool
+    out: Path, seed_model: str | None, cfg: SeedCodecTrainConfig, count: int, install: bool, tiles_only: bool
 ) -> None:
-    """The seed-codec part: latents of the model, then :func:`megen.training.seed_codec.train_seed_codec`."""
+    """The seed-codec part: latents of the model, then :func:`megen.training.seed_codec.train_seed_codec`.
+
+    ``tiles_only``: :func:`megen.training.seed_codec.add_tile_codecs` on the existing weights instead.
+    """
+    from megen.link.seed_prior import weights_path
     from megen.models.tiny import is_tiny_folder, packaged_weights_dir
-    from megen.training.seed_codec import SeedCodecTrainConfig, codec_latents, train_seed_codec
+    from megen.training.seed_codec import add_tile_codecs, codec_latents, train_seed_codec
 
     model = seed_model or (str(out) if is_tiny_folder(out) and (out / "vae").exists() else "tiny")
     dest = Path(seed_model) if seed_model is not None else out
     dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "seed_codec.safetensors"
+    source = target if target.exists() else weights_path(model)
+    if tiles_only and not source.exists():
+        raise MegenError(f"--seed-codec-tiles-only needs existing seed-codec weights ({source} is missing)")
     say(f"seed-codec: encoding {count} training latents of {model}")
-    latents, heldout = codec_latents(model, count, seed)
-    cfg = SeedCodecTrainConfig(seed=seed, steps=steps, max_minutes=max_minutes)
-    report = train_seed_codec(latents, heldout, dest / "seed_codec.safetensors", cfg, log=say)
-    say(f"trained seed-codec in {report.seconds:.0f} s -> {dest / 'seed_codec.safetensors'}")
+    latents, heldout = codec_latents(model, count, cfg.seed)
+    if tiles_only:
+        report = add_tile_codecs(source, latents, heldout, target, cfg, log=say)
+    else:
+        report = train_seed_codec(latents, heldout, target, cfg, log=say)
+    say(f"trained seed-codec in {report.seconds:.0f} s -> {target}")
     print_json(
         {
             "seed_codec_heldout_mse": report.heldout_mse,
@@ -113,6 +143,7 @@ def _train_seed_codec(
             "learned_encoder_mse_noisy_seed": report.jscc_mse_noisy,
             "learned_infinite_snr_mse": report.jscc_ideal,
             "learned_encoder_beats_linear_everywhere": report.encoder_beats_linear,
+            "learned_tile_mse": report.tile_mse,
         }
     )
     if install and seed_model is None:

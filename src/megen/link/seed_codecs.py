@@ -40,7 +40,7 @@ from megen.errors import MegenError
 from megen.link.analog import SIDE_INFO_BITS_PER_ITEM, transmit_analog
 from megen.link.channels import ChannelConfig, transmit_symbols
 from megen.link.modulation import Mcs
-from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, load_jscc
+from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, load_jscc, tile_prefix
 from megen.link.seed_power import component_energies, transmit_waterfilled
 from megen.link.seed_prior import SeedPrior, load_prior, load_seed_weights, raw_uses
 
@@ -90,8 +90,18 @@ class SeedResult:
     item_ok: tuple[bool, ...] = ()
 
 
-def check_budget(codec: str, numel: int, uses: int | None) -> int:
+def tile_uses(uses: int, numel: int, whole: int) -> int:
+    """A tile's share of a whole latent's budget: ``round(uses * numel / whole)`` (halves up)."""
+    return int(math.floor(uses * numel / whole + 0.5))
+
+
+def check_budget(codec: str, numel: int, uses: int | None, whole: int | None = None) -> int:
     """The data channel uses per item of a seed of ``numel`` values (``None``: the raw size).
+
+    ``uses`` is the budget of a *whole* latent of ``whole`` values (default ``numel``). A tile (the
+    multi-ES protocols' seeds, ``numel < whole``) gets its share :func:`tile_uses` of it, so a budget
+    means the same channel uses per image for every protocol; the share is checked against the tile's
+    own ``ceil(raw / 8) .. 4 raw`` too.
 
     Raises:
         MegenError: an unknown codec, or a budget outside ``ceil(raw / 8) .. 4 raw`` (``identity``:
@@ -99,9 +109,10 @@ def check_budget(codec: str, numel: int, uses: int | None) -> int:
     """
     if codec not in SEED_CODECS:
         raise MegenError(f"unknown seed codec {codec!r}; choose one of {', '.join(SEED_CODECS)}")
-    raw = raw_uses(numel)
+    whole = numel if whole is None or whole <= numel else whole
+    raw = raw_uses(whole)
     if uses is None:
-        return raw
+        return raw_uses(numel)
     if codec == "identity" and uses != raw:
         raise MegenError(
             f"seed codec identity sends the raw seed in {raw} channel uses, not {uses}; "
@@ -110,7 +121,39 @@ def check_budget(codec: str, numel: int, uses: int | None) -> int:
     low, high = math.ceil(raw / MIN_BUDGET_DIVISOR), MAX_BUDGET_FACTOR * raw
     if not low <= uses <= high:
         raise MegenError(f"seed budget must be {low}..{high} channel uses for this seed, got {uses}")
-    return int(uses)
+    if whole == numel:
+        return int(uses)
+    share, raw_tile = tile_uses(uses, numel, whole), raw_uses(numel)
+    low, high = math.ceil(raw_tile / MIN_BUDGET_DIVISOR), MAX_BUDGET_FACTOR * raw_tile
+    if codec == "identity":
+        return raw_tile
+    if not low <= share <= high:
+        raise MegenError(
+            f"seed budget {uses} channel uses per latent gives a tile of {numel} values {share}, "
+            f"outside its {low}..{high}"
+        )
+    return share
+
+
+def whole_numel(model: str, shape: tuple[int, ...], uses: int | None) -> int | None:
+    """Values of the whole latent a seed of ``shape`` is a tile of (``None``: not a tile, or no budget).
+
+    The whole latent is the one the seed-codec weights of ``model`` were fitted to; a seed with its
+    ``C, H`` and fewer columns is a tile of it.
+    """
+    from megen.link.seed_prior import stored_shape, weights_path
+
+    if uses is None:
+        return None
+    try:
+        if not weights_path(model).exists():
+            return None
+    except MegenError:
+        return None
+    stored = stored_shape(model)
+    if len(shape) == 3 and tuple(shape[:2]) == stored[:2] and shape[2] < stored[2]:
+        return math.prod(stored)
+    return None
 
 
 def send_seed(
@@ -123,8 +166,14 @@ def send_seed(
     power: str = "uniform",
     model: str = "tiny",
     mcs: Mcs | None = None,
+    cols: tuple[int, int] | None = None,
 ) -> SeedResult:
     """Send seeds ``x [B, C, H, W]`` with a seed codec in ``uses`` channel uses per item.
+
+    A seed may be a *tile* of the model's latent (its ``C, H`` and fewer columns: the multi-ES
+    protocols' tiles and halo strips). Its KLT prior is the latent's restricted to the tile's columns
+    ``cols`` (:func:`~megen.link.seed_prior.tile_prior`; ``None``: averaged over the positions), and
+    ``uses`` is the budget of a whole latent, of which a tile gets its share (:func:`check_budget`).
 
     Args:
         x: Real seeds (scaled latent units), finite.
@@ -135,6 +184,7 @@ def send_seed(
         power: ``uniform`` or ``waterfilling`` (analog codecs on fading channels).
         model: The model whose seed-codec weights to use (``tiny`` or a model folder).
         mcs: The digital codec's MCS (required for ``digital``).
+        cols: The latent columns ``(lo, hi)`` a tile seed covers (the receiver knows its tile).
 
     Returns:
         :class:`SeedResult`.
@@ -151,8 +201,8 @@ def send_seed(
         raise MegenError("a seed must be a real floating-point tensor [B, ...]")
     if power not in SEED_POWERS:
         raise MegenError(f"unknown seed power allocation {power!r}; choose uniform or waterfilling")
-    numel = x[0].numel()
-    k = check_budget(codec, numel, uses)
+    numel, shape = x[0].numel(), tuple(x.shape[1:])
+    k = check_budget(codec, numel, uses, whole_numel(model, shape, uses))
     if not bool(torch.isfinite(x).all()):
         raise MegenError("seed to transmit contains NaN or infinite values")
     if codec == "identity" and power == "uniform":
@@ -162,9 +212,9 @@ def send_seed(
 
         if mcs is None:
             raise MegenError("the digital seed codec needs the link's MCS")
-        return send_seed_digital(x, load_prior(model, tuple(x.shape[1:])), k, mcs, channel, generator)
-    prior = None if codec == "identity" else load_prior(model, tuple(x.shape[1:]))
-    jscc = _learned(model, numel, k) if codec == "learned" else None
+        return send_seed_digital(x, load_prior(model, shape, cols), k, mcs, channel, generator)
+    prior = None if codec == "identity" else load_prior(model, shape, cols)
+    jscc = _learned(model, shape, k) if codec == "learned" else None
     return _send_analog_codec(x, prior, jscc, k, power, channel, generator)
 
 
@@ -181,21 +231,28 @@ def _identity_analog(x: torch.Tensor, channel: ChannelConfig, generator: torch.G
     )
 
 
-@lru_cache(maxsize=4)
-def _jscc_cached(model: str, numel: int, stamp: int) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
-    return load_jscc(load_seed_weights(model), numel)
+@lru_cache(maxsize=8)
+def _jscc_cached(
+    model: str, shape: tuple[int, ...], stamp: int
+) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
+    from megen.link.seed_prior import stored_shape
+
+    prefix = "" if shape == stored_shape(model) else tile_prefix(shape)
+    return load_jscc(load_seed_weights(model), math.prod(shape), prefix)
 
 
-def _learned(model: str, numel: int, uses: int) -> tuple[SeedEncoderNet, SeedDecoderNet]:
-    """The learned encoder and decoder of ``model`` for a budget of ``uses``.
+def _learned(model: str, shape: tuple[int, ...], uses: int) -> tuple[SeedEncoderNet, SeedDecoderNet]:
+    """The learned encoder and decoder of ``model`` for seeds of ``shape`` and a budget of ``uses``.
 
     Raises:
-        MegenError: the weights hold no learned encoder, or none for this budget.
+        MegenError: the weights hold no learned encoder (for tiles: none for this tile shape), or
+            none for this budget.
     """
-    jscc = _jscc_cached(model, numel, id(load_seed_weights(model)))
+    jscc = _jscc_cached(model, shape, id(load_seed_weights(model)))
     if jscc is None:
+        what = "" if not _is_tile(model, shape) else f" for tiles {'x'.join(map(str, shape))}"
         raise MegenError(
-            f"the seed-codec weights of model {model!r} hold no learned encoder; "
+            f"the seed-codec weights of model {model!r} hold no learned encoder{what}; "
             "train them with megen train --parts seed-codec"
         )
     budgets = jscc[0].budgets
@@ -204,6 +261,12 @@ def _learned(model: str, numel: int, uses: int) -> tuple[SeedEncoderNet, SeedDec
             f"seed codec learned has budgets {', '.join(map(str, sorted(budgets)))} channel uses, not {uses}"
         )
     return jscc
+
+
+def _is_tile(model: str, shape: tuple[int, ...]) -> bool:
+    from megen.link.seed_prior import stored_shape
+
+    return shape != stored_shape(model)
 
 
 @dataclass(frozen=True)
@@ -388,16 +451,19 @@ def _refine(
     return est + std * delta.double(), torch.minimum(mse * ratio, var)
 
 
-def uses_seed_codec(codec: str, uses: int | None, power: str, mode: str, numel: int) -> bool:
+def uses_seed_codec(
+    codec: str, uses: int | None, power: str, mode: str, numel: int, whole: int | None = None
+) -> bool:
     """Whether a seed of ``numel`` values goes through :func:`send_seed` (else the legacy paths).
 
     ``identity`` with uniform power is today's analog seed (or, with ``mode == "digital"``, the
-    ``seed_bits`` quantiser); its budget is still checked here.
+    ``seed_bits`` quantiser); its budget is still checked here (``whole``: the values of the whole
+    latent when the seed is a tile of it, :func:`whole_numel`).
 
     Raises:
         MegenError: a bad budget, or an analog codec asked for on a digital seed transmission.
     """
-    check_budget(codec, numel, uses)
+    check_budget(codec, numel, uses, whole)
     if codec in ("linear", "learned") and mode == "digital":
         raise MegenError(f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)")
     return codec == "digital" or (mode == "analog" and (codec != "identity" or power != "uniform"))

@@ -129,23 +129,38 @@ class SeedEncoderNet(nn.Module):
         return out * (uses**0.5 / norm)
 
 
-def encoder_tensors(net: SeedEncoderNet, decoder: SeedDecoderNet) -> dict[str, torch.Tensor]:
-    """The tensors that store the learned encoder ``net`` and its jointly trained ``decoder`` (float16)."""
-    out = {ENCODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
+def encoder_tensors(
+    net: SeedEncoderNet, decoder: SeedDecoderNet, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """The tensors that store the learned encoder ``net`` and its jointly trained ``decoder`` (float16).
+
+    ``prefix``: ``""`` for the whole latent's codec, :func:`tile_prefix` for a tile shape's.
+    """
+    out = {prefix + ENCODER_PREFIX + k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
     out.update(
-        {JSCC_DECODER_PREFIX + k: v.detach().half().contiguous() for k, v in decoder.state_dict().items()}
+        {
+            prefix + JSCC_DECODER_PREFIX + k: v.detach().half().contiguous()
+            for k, v in decoder.state_dict().items()
+        }
     )
     return out
 
 
-def load_jscc(tensors: dict[str, torch.Tensor], n: int) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
-    """The learned encoder and its decoder stored in seed-codec weights, or ``None`` when they hold none."""
-    enc = {k[len(ENCODER_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
-    dec = {
-        k[len(JSCC_DECODER_PREFIX) :]: v.float()
-        for k, v in tensors.items()
-        if k.startswith(JSCC_DECODER_PREFIX)
-    }
+def tile_prefix(shape: tuple[int, ...]) -> str:
+    """Key prefix of the learned codec of latent tiles of ``shape`` ``(C, H, W)``, e.g. ``tile4x8x6.``."""
+    return "tile" + "x".join(str(int(v)) for v in shape) + "."
+
+
+def load_jscc(
+    tensors: dict[str, torch.Tensor], n: int, prefix: str = ""
+) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
+    """The learned encoder and its decoder stored in seed-codec weights, or ``None`` when they hold none.
+
+    ``prefix``: ``""`` for the whole latent's, :func:`tile_prefix` for a tile shape's (``n`` values).
+    """
+    enc_p, dec_p = prefix + ENCODER_PREFIX, prefix + JSCC_DECODER_PREFIX
+    enc = {k[len(enc_p) :]: v.float() for k, v in tensors.items() if k.startswith(enc_p)}
+    dec = {k[len(dec_p) :]: v.float() for k, v in tensors.items() if k.startswith(dec_p)}
     if not enc or not dec:
         return None
     budgets = tuple(

@@ -138,16 +138,87 @@ def load_seed_weights(model: str) -> dict[str, torch.Tensor]:
     return _load(path, path.stat().st_mtime)
 
 
-def load_prior(model: str, shape: tuple[int, ...]) -> SeedPrior:
-    """The KLT prior of ``model``, checked against the seed's shape ``(C, H, W)``."""
-    tensors = load_seed_weights(model)
-    stored = tuple(int(v) for v in tensors["shape"].tolist())
-    if stored != tuple(shape):
-        raise MegenError(
-            f"the seed-codec weights of model {model!r} are for latents {stored}, not {tuple(shape)}; "
-            "train them for this model with `megen train --parts seed-codec`"
+def stored_shape(model: str) -> tuple[int, ...]:
+    """The latent shape ``(C, H, W)`` the seed-codec weights of ``model`` were fitted to."""
+    return tuple(int(v) for v in load_seed_weights(model)["shape"].tolist())
+
+
+def load_prior(model: str, shape: tuple[int, ...], cols: tuple[int, int] | None = None) -> SeedPrior:
+    """The KLT prior of ``model`` for a seed of ``shape`` ``(C, H, W)``: the whole latent or a tile.
+
+    A *tile* (the multi-ES protocols' seeds, :mod:`megen.protocols.tiles`) has the latent's ``C`` and
+    ``H`` and fewer columns; its prior is the whole latent's restricted to the tile's columns
+    ``cols = (lo, hi)`` (:func:`tile_prior`; ``None``: averaged over every position of a tile of
+    that width). Cached per model, weights version, shape and columns.
+
+    Raises:
+        MegenError: weights for another latent shape, or columns that do not fit the shape.
+    """
+    stored, shape = stored_shape(model), tuple(int(v) for v in shape)
+    whole = cols is None or tuple(cols) == (0, stored[-1])
+    if shape == stored and whole:
+        tensors = load_seed_weights(model)
+        return SeedPrior(
+            tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), stored
         )
-    return SeedPrior(tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), stored)
+    if len(shape) != 3 or shape[:2] != stored[:2] or not 0 < shape[2] < stored[2]:
+        raise MegenError(
+            f"the seed-codec weights of model {model!r} are for latents {stored}, not {shape} "
+            f"(nor a tile of them); train them for this model with `megen train --parts seed-codec`"
+        )
+    if cols is not None:
+        lo, hi = int(cols[0]), int(cols[1])
+        if hi - lo != shape[2] or lo < 0 or hi > stored[2]:
+            raise MegenError(
+                f"tile columns {lo}..{hi} do not fit a seed of shape {shape} in latents {stored}"
+            )
+        cols = (lo, hi)
+    path = weights_path(model)
+    return _tile_prior_cached(model, path.stat().st_mtime, shape[2], cols)
+
+
+@lru_cache(maxsize=32)
+def _tile_prior_cached(model: str, mtime: float, width: int, cols: tuple[int, int] | None) -> SeedPrior:
+    return tile_prior(load_prior(model, stored_shape(model)), width, cols)
+
+
+def window_indices(shape: tuple[int, ...], lo: int, hi: int) -> torch.Tensor:
+    """Flat indices (``C*H*W`` order) of the columns ``lo..hi-1`` of a latent of ``shape`` ``(C, H, W)``."""
+    idx = torch.arange(math.prod(shape)).reshape(shape)
+    return idx[..., lo:hi].reshape(-1)
+
+
+def tile_prior(prior: SeedPrior, width: int, cols: tuple[int, int] | None = None) -> SeedPrior:
+    """The KLT prior of a tile of ``width`` columns of latents with prior ``prior``.
+
+    The whole latent's covariance ``U diag(lam) U^T`` (full rank as stored) restricted to the tile's
+    entries is the tile's covariance, and its mean the restricted mean: exact for a known position
+    ``cols = (lo, hi)``. For ``cols = None`` the tile's position is unknown: the prior is the mixture
+    over every position ``0..W - width`` with equal weights (mean of the means; covariance the mean of
+    the second moments minus the mean's outer product).
+
+    Args:
+        prior: The whole latent's prior, shape ``(C, H, W)``.
+        width: Columns of the tile, ``1..W``.
+        cols: Its columns ``(lo, lo + width)``, or ``None``.
+
+    Returns:
+        :class:`SeedPrior` of shape ``(C, H, width)`` (float64, eigenvalues descending).
+    """
+    c, h, w = prior.shape
+    cov = (prior.basis * prior.eigvals.clamp_min(0.0)) @ prior.basis.T
+    starts = [cols[0]] if cols is not None else list(range(w - width + 1))
+    mean = torch.zeros(c * h * width, dtype=torch.float64)
+    second = torch.zeros(c * h * width, c * h * width, dtype=torch.float64)
+    for lo in starts:
+        idx = window_indices(prior.shape, lo, lo + width)
+        m = prior.mean.double()[idx]
+        mean += m / len(starts)
+        second += (cov[idx][:, idx] + torch.outer(m, m)) / len(starts)
+    sub = second - torch.outer(mean, mean)
+    eigvals, basis = torch.linalg.eigh((sub + sub.T) / 2)
+    order = torch.argsort(eigvals, descending=True)
+    return SeedPrior(mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), (c, h, width))
 
 
 def prior_tensors(prior: SeedPrior) -> dict[str, torch.Tensor]:

@@ -285,7 +285,7 @@ class LocalExecutor:
                 per_call=(unet_call, stop - start),
             )
             first = start
-        self.put(item, out, ItemMeta(step=stop, core=meta.core))
+        self.put(item, out, ItemMeta(step=stop, core=meta.core, cols=meta.cols))
         return StageDone(f"D[{first}:{stop}]({den})", flops, None if entry is None else (start, first))
 
     def _decode(self, op: Stage, ctx: RunContext) -> StageDone:
@@ -334,7 +334,7 @@ class LocalExecutor:
         f = self._geometry_factor(op.item.base)
         for i, w in enumerate(windows):
             ws = w.scaled(f)
-            meta = whole.meta
+            meta = replace(whole.meta, cols=(w.win_lo, w.win_hi))
             if meta.unbiased is not None:
                 meta = replace(meta, unbiased=cut(meta.unbiased, ws))
             self.put(op.item.at(i), cut(whole.value, ws), meta)
@@ -355,9 +355,11 @@ class LocalExecutor:
         value, meta = it.value, it.meta
         if cols is not None:
             value = value[..., cols].contiguous()
+            at = None if meta.cols is None else (meta.cols[0] + cols.start, meta.cols[0] + cols.stop)
+            meta = replace(meta, cols=at)
         elif window is not None and item.tile is not None and not meta.core:
             value = core(value, window.scaled(self._geometry_factor(item.base)))
-            meta = replace(meta, core=True)
+            meta = replace(meta, core=True, cols=(window.core_lo, window.core_hi))
         return Outgoing(value, meta)
 
     def receive(
@@ -379,7 +381,7 @@ class LocalExecutor:
             raise MegenError(f"internal: node {self.node} has no links to receive {item} over")
         gen = torch.Generator().manual_seed(stream_seed)
         value = out.value.cpu() if isinstance(out.value, torch.Tensor) else out.value  # the wire is host data
-        sent = self.links.send(item.base, value, mode, link, gen)
+        sent = self.links.send(item.base, value, mode, link, gen, out.meta.cols)
         if into is None:
             self.put(item, sent.value, out.meta.after_link(sent.noise_var, sent.unbiased))
         else:

@@ -20,12 +20,14 @@ class ItemMeta:
         unbiased: After an analog link: ``received / gain`` ``[B, ...]``, the unbiased estimate of
             what was sent (receiver-side denoising reads it); ``None`` otherwise.
         core: A tile item that already is its window's core (the halo was cut before sending).
+        cols: A tile item's latent columns ``(lo, hi)`` (its seed codec's prior); ``None`` otherwise.
     """
 
     step: int | None = None
     noise_var: torch.Tensor | None = None
     unbiased: torch.Tensor | None = None
     core: bool = False
+    cols: tuple[int, int] | None = None
 
     def after_link(self, noise_var: torch.Tensor | None, unbiased: torch.Tensor | None) -> ItemMeta:
         """The metadata at the receiver of a link that added ``noise_var`` (``None``: no noise)."""

@@ -36,7 +36,7 @@ from megen.link.harq import Harq
 from megen.link.mcs import select_mcs
 from megen.link.mcs_tables import parse_entry
 from megen.link.modulation import MODULATIONS, Mcs
-from megen.link.seed_codecs import send_seed, uses_seed_codec
+from megen.link.seed_codecs import send_seed, uses_seed_codec, whole_numel
 
 CONTROL_BITS_PER_PROMPT = 64
 IMAGE_ITEMS = ("reference", "image", "sketch")
@@ -106,16 +106,32 @@ class LinkSet:
             self._mcs_cache[key] = resolve_mcs(None, self._channels[link])
         return self._mcs_cache[key]
 
-    def send(self, kind: str, value: Any, mode: str, link: str, gen: torch.Generator) -> Sent:
-        """Send item ``kind`` (``prompt``, ``latent``, ``z_ref``, ``reference``, ``image``, ``sketch``)."""
+    def send(
+        self,
+        kind: str,
+        value: Any,
+        mode: str,
+        link: str,
+        gen: torch.Generator,
+        cols: tuple[int, int] | None = None,
+    ) -> Sent:
+        """Send item ``kind`` (``prompt``, ``latent``, ``z_ref``, ``reference``, ``image``, ``sketch``).
+
+        ``cols``: the latent columns a tile seed covers (its seed codec's prior; ``None``: unknown).
+        """
         s, ch = self.settings[link], self._channels[link]
         if kind == "prompt":
             return self._send_prompt(value, link, gen)
         c = s.codec
         if kind in TENSOR_ITEMS and uses_seed_codec(
-            c.seed, c.seed_uses, c.seed_power, mode, value[0].numel()
+            c.seed,
+            c.seed_uses,
+            c.seed_power,
+            mode,
+            value[0].numel(),
+            whole_numel(self.model, tuple(value.shape[1:]), c.seed_uses),
         ):
-            return self._send_seed(value, link, gen)
+            return self._send_seed(value, link, gen, cols)
         if mode == "analog":
             return self._send_analog(kind, value, link, ch, gen)
         if mode != "digital":
@@ -189,7 +205,9 @@ class LinkSet:
             transmissions=sum(r.transmissions for r in results),
         )
 
-    def _send_seed(self, value: torch.Tensor, link: str, gen: torch.Generator) -> Sent:
+    def _send_seed(
+        self, value: torch.Tensor, link: str, gen: torch.Generator, cols: tuple[int, int] | None = None
+    ) -> Sent:
         """A seed through its link's seed codec (:func:`megen.link.seed_codecs.send_seed`).
 
         An analog codec's side information (its ``payload_bits``: power scale and the like) crosses the
@@ -206,6 +224,7 @@ class LinkSet:
             power=c.seed_power,
             model=self.model,
             mcs=self.mcs_for(link) if digital else None,
+            cols=cols,
         )
         unbiased = r.estimate if r.unbiased is None else r.unbiased
         var = r.noise_var if r.unbiased_var is None else r.unbiased_var

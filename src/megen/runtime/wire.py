@@ -127,6 +127,7 @@ class Packer:
             "noise_var": self.ref(meta.noise_var),
             "unbiased": self.ref(meta.unbiased),
             "core": meta.core,
+            "cols": None if meta.cols is None else list(meta.cols),
         }
 
     def message(self, header: dict[str, Any]) -> bytes:
@@ -162,8 +163,17 @@ class Unpacker:
             raise WireError(f"meta.step must be a non-negative integer or null, got {step!r}")
         if not isinstance(core, bool):
             raise WireError(f"meta.core must be a boolean, got {core!r}")
+        cols = d.get("cols")
+        if cols is not None and not (
+            isinstance(cols, list) and len(cols) == 2 and all(type(v) is int and v >= 0 for v in cols)
+        ):
+            raise WireError(f"meta.cols must be two non-negative integers or null, got {cols!r}")
         return ItemMeta(
-            step=step, noise_var=self.ref(d.get("noise_var")), unbiased=self.ref(d.get("unbiased")), core=core
+            step=step,
+            noise_var=self.ref(d.get("noise_var")),
+            unbiased=self.ref(d.get("unbiased")),
+            core=core,
+            cols=None if cols is None else (cols[0], cols[1]),
         )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,14 @@ import torch
 from megen.errors import MegenError
 from megen.files import atomic_output
 from megen.link.seed_codecs import decode_linear, encode_analog
-from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, decoder_tensors, encoder_tensors
-from megen.link.seed_prior import SeedPrior, prior_from_latents, prior_tensors, raw_uses
+from megen.link.seed_learned import (
+    SeedDecoderNet,
+    SeedEncoderNet,
+    decoder_tensors,
+    encoder_tensors,
+    tile_prefix,
+)
+from megen.link.seed_prior import SeedPrior, prior_from_latents, prior_tensors, raw_uses, tile_prior
 from megen.training.train import _cosine_lr
 
 Log = Callable[[str], None]
@@ -42,6 +48,9 @@ SNR_RANGE_DB = (-15.0, 25.0)
 #: SNRs (dB) and budgets (fractions of the raw uses) of the held-out reports.
 HELDOUT_SNRS_DB = (-10.0, -5.0, 0.0, 10.0, 20.0)
 HELDOUT_FRACTIONS = (0.125, 0.5, 1.0, 4.0)
+#: The multi-ES layout whose tile shapes get learned codecs: the default 2 ESs and halo of 2 columns.
+TILE_NUM_ES = 2
+TILE_HALO = 2
 #: Signal level of UIEG's seed at strength 0.6 and 25 steps (``noise_at = sender``), for the held-out report.
 NOISY_ALPHA = 0.201
 
@@ -56,6 +65,7 @@ class SeedCodecTrainConfig:
     lr: float = 2e-3
     max_minutes: float = 30.0
     encoder_steps: int = 3000
+    tile_steps: int = 2000
 
 
 @dataclass
@@ -66,7 +76,8 @@ class SeedCodecReport:
     encoder with its decoder under the same noise, and the residual the learned receiver reports;
     ``jscc_mse_noisy``: the same for UIEG's noisy seeds (``a = NOISY_ALPHA``); ``jscc_ideal``: on the
     ideal link (infinite SNR); ``encoder_beats_linear``: whether it beat ``linear`` at every clean
-    held-out point (it is stored either way).
+    held-out point (it is stored either way); ``tile_mse``: ``jscc_mse`` of each tile shape's learned
+    codec at each of its positions (:func:`train_tile_codecs`).
     """
 
     seconds: float = 0.0
@@ -77,6 +88,7 @@ class SeedCodecReport:
     jscc_mse_noisy: dict[str, dict[str, float]] = field(default_factory=dict)
     jscc_ideal: dict[str, dict[str, float]] = field(default_factory=dict)
     encoder_beats_linear: bool = False
+    tile_mse: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def _draw_alpha(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -251,22 +263,42 @@ def train_encoder(
     calibration (a Gaussian log-likelihood, as in :func:`train_decoder`). Returns (encoder, its
     decoder, final loss).
     """
-    gen = torch.Generator().manual_seed(cfg.seed + 13)
-    torch.manual_seed(cfg.seed + 13)
     raw = raw_uses(prior.numel)
     budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
-    encoder = SeedEncoderNet(prior.numel, budgets)
-    joint = SeedDecoderNet(prior.numel, hidden=decoder.correction.in_features)
+    return train_jscc([(prior, x0)], decoder, budgets, cfg.encoder_steps, cfg, log)
+
+
+def train_jscc(
+    sources: Sequence[tuple[SeedPrior, torch.Tensor]],
+    decoder: SeedDecoderNet,
+    budgets: tuple[int, ...],
+    steps: int,
+    cfg: SeedCodecTrainConfig,
+    log: Log,
+    what: str = "encoder",
+) -> tuple[SeedEncoderNet, SeedDecoderNet, float]:
+    """The loop of :func:`train_encoder` over one or more ``(prior, latents)`` sources of one shape.
+
+    With several sources (the positions of a tile shape, :func:`train_tile_codecs`) each step also
+    draws the source, after the SNR; with one, the random draws are those of :func:`train_encoder`.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed + 13)
+    torch.manual_seed(cfg.seed + 13)
+    n = sources[0][0].numel
+    encoder = SeedEncoderNet(n, budgets)
+    joint = SeedDecoderNet(n, hidden=decoder.correction.in_features)
     joint.load_state_dict(decoder.state_dict())
     params = [*encoder.parameters(), *joint.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr / 2, weight_decay=1e-5)
     t0, loss_v = time.time(), math.nan
     lo, hi = SNR_RANGE_DB
-    for step in range(cfg.encoder_steps):
+    for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = _cosine_lr(step, cfg.encoder_steps, cfg.lr / 2, warmup=0)
+            g["lr"] = _cosine_lr(step, steps, cfg.lr / 2, warmup=0)
         uses = budgets[int(torch.randint(0, len(budgets), (1,), generator=gen))]
         snr = lo + (hi - lo) * float(torch.rand(1, generator=gen))
+        pick = 0 if len(sources) == 1 else int(torch.randint(0, len(sources), (1,), generator=gen))
+        prior, x0 = sources[pick]
         idx = torch.randint(0, x0.shape[0], (cfg.batch_size,), generator=gen)
         z = _noisy_states(x0[idx], _batch_alpha(cfg.batch_size, gen), gen)
         r = jscc_pass(prior, encoder, joint, z, uses, snr, gen)
@@ -281,12 +313,69 @@ def train_encoder(
         loss_v = float(loss.detach())
         if step % 250 == 0:
             log(
-                f"seed-codec encoder step {step}/{cfg.encoder_steps} log MSE ratio to linear {loss_v:+.4f} ({time.time() - t0:.0f} s)"
+                f"seed-codec {what} step {step}/{steps} log MSE ratio to linear {loss_v:+.4f} ({time.time() - t0:.0f} s)"
             )
         if time.time() - t0 > cfg.max_minutes * 60:
-            log("seed-codec encoder: time cap reached")
+            log(f"seed-codec {what}: time cap reached")
             break
     return encoder.eval(), joint.eval(), loss_v
+
+
+def tile_columns(
+    width: int, num_es: int = TILE_NUM_ES, halo: int = TILE_HALO
+) -> dict[int, list[tuple[int, int]]]:
+    """The latent column ranges the multi-ES protocols send as seeds, grouped by their width.
+
+    For ``num_es`` tiles of a latent ``width`` columns wide with ``halo`` columns (:mod:`megen.protocols.tiles`):
+    the windows (UIDG's uplink), the cores (DIUG's downlink) and the halo strips (the backhaul's halo
+    exchanges). Example: the tiny model's 8 columns, 2 ESs, halo 2: ``{6: [(0, 6), (2, 8)],
+    4: [(0, 4), (4, 8)], 2: [(4, 6), (2, 4)]}``.
+    """
+    from megen.protocols.tiles import halo_exchange, tile_windows
+
+    wins = tile_windows(width, num_es, halo)
+    ranges = [(w.win_lo, w.win_hi) for w in wins] + [(w.core_lo, w.core_hi) for w in wins]
+    for _, src, _, scols in halo_exchange(wins):
+        lo = wins[src].win_lo
+        ranges.append((lo + scols.start, lo + scols.stop))
+    out: dict[int, list[tuple[int, int]]] = {}
+    for lo, hi in ranges:
+        if hi - lo < width and (lo, hi) not in out.get(hi - lo, []):
+            out.setdefault(hi - lo, []).append((lo, hi))
+    return out
+
+
+def train_tile_codecs(
+    prior: SeedPrior, latents: torch.Tensor, heldout: torch.Tensor, cfg: SeedCodecTrainConfig, log: Log
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, dict[str, float]]]]:
+    """Train a learned codec per tile shape of :func:`tile_columns`; returns (tensors, held-out report).
+
+    Each tile shape's encoder and decoder (keys under :func:`~megen.link.seed_learned.tile_prefix`)
+    are trained from zero (an untrained pair is ``linear``) as in :func:`train_encoder`, over every
+    position of that width, each with its own tile prior (:func:`~megen.link.seed_prior.tile_prior`);
+    budgets: each tile's share (:func:`~megen.link.seed_codecs.tile_uses`) of the whole latent's.
+    The report: :func:`jscc_heldout` on the held-out latents at each position (``"4x8x6@0:6"``).
+    """
+    from megen.link.seed_codecs import tile_uses
+
+    raw = raw_uses(prior.numel)
+    whole_budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
+    tensors: dict[str, torch.Tensor] = {}
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    for width, positions in sorted(tile_columns(prior.shape[-1]).items(), reverse=True):
+        shape = (*prior.shape[:-1], width)
+        sources = [(tile_prior(prior, width, p), latents[..., p[0] : p[1]].contiguous()) for p in positions]
+        n = sources[0][0].numel
+        budgets = tuple(tile_uses(u, n, prior.numel) for u in whole_budgets)
+        name = "x".join(map(str, shape))
+        log(f"seed-codec tiles {name} at columns {positions}, budgets {budgets}")
+        enc, dec, _ = train_jscc(
+            sources, SeedDecoderNet(n), budgets, cfg.tile_steps, cfg, log, f"tile {name}"
+        )
+        tensors.update(encoder_tensors(enc, dec, tile_prefix(shape)))
+        for (lo, hi), (tprior, _) in zip(positions, sources, strict=True):
+            report[f"{name}@{lo}:{hi}"] = jscc_heldout(tprior, enc, dec, heldout[..., lo:hi], cfg.seed)
+    return tensors, report
 
 
 @torch.no_grad()
@@ -356,11 +445,57 @@ def train_seed_codec(
         report.jscc_ideal = jscc_heldout(prior, encoder, joint, heldout, cfg.seed, snrs_db=(math.inf,))
         report.encoder_beats_linear = beats_linear(report.jscc_mse)
         tensors.update(encoder_tensors(encoder, joint))
+    if cfg.tile_steps > 0:
+        tiles, report.tile_mse = train_tile_codecs(_as_stored(prior), latents, heldout, cfg, log)
+        tensors.update(tiles)
     report.seconds = round(time.time() - t0, 1)
     meta = {"steps": str(steps), "seed": str(cfg.seed), "latents": str(latents.shape[0])}
     with atomic_output(Path(out_file)) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return report
+
+
+def _as_stored(prior: SeedPrior) -> SeedPrior:
+    """``prior`` as the codecs load it back from the weights (float32 values, in float64)."""
+    t = prior_tensors(prior)
+    return SeedPrior(t["mean"].double(), t["basis"].double(), t["eigvals"].double(), prior.shape)
+
+
+def add_tile_codecs(
+    weights: Path,
+    latents: torch.Tensor,
+    heldout: torch.Tensor,
+    out_file: Path,
+    cfg: SeedCodecTrainConfig,
+    log: Log = print,
+) -> SeedCodecReport:
+    """Train the tile codecs (:func:`train_tile_codecs`) for existing seed-codec ``weights``; write ``out_file``.
+
+    Every tensor of ``weights`` (the KLT prior, the whole latent's learned codec) is kept bit for bit,
+    so the whole latent's codecs do not change; earlier tile codecs are replaced. The tile priors
+    come from the stored prior, as the codecs derive them.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    t0 = time.time()
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            meta = dict(f.metadata() or {})
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise MegenError(f"cannot read seed-codec weights {weights}: {exc}") from None
+    shape = tuple(int(v) for v in tensors["shape"].tolist())
+    if tuple(latents.shape[1:]) != shape:
+        raise MegenError(f"the weights {weights} are for latents {shape}, not {tuple(latents.shape[1:])}")
+    prior = SeedPrior(tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), shape)
+    tiles, tile_report = train_tile_codecs(prior, latents, heldout, cfg, log)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("tile")}
+    tensors.update(tiles)
+    meta.update({"tile_steps": str(cfg.tile_steps), "tile_seed": str(cfg.seed)})
+    with atomic_output(Path(out_file)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return SeedCodecReport(seconds=round(time.time() - t0, 1), steps=cfg.tile_steps, tile_mse=tile_report)
 
 
 def _encode_batches(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
