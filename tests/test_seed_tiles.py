@@ -259,3 +259,27 @@ def test_tile_training_keeps_the_whole_latents_tensors_bit_identical(tmp_path) -
         "4x8x2@2:4",
     }
     assert all(v["linear"] > 0 and v["jscc"] > 0 for r in report.tile_mse.values() for v in r.values())
+
+
+def test_tile_codecs_train_for_any_layout(tmp_path) -> None:
+    """``megen train --seed-codec-tile-layouts 2:1``: the tile shapes of 2 ESs with a 1-column halo."""
+    from safetensors.torch import load_file
+
+    from megen.cli.train import tile_layouts
+    from megen.errors import MegenError
+    from megen.link.seed_learned import load_jscc, tile_prefix
+    from megen.link.seed_prior import weights_path
+    from megen.training.seed_codec import SeedCodecTrainConfig, add_tile_codecs
+
+    assert tile_layouts("2:2, 4:1") == ((2, 2), (4, 1))
+    for bad in ("2", "1:1", "a:b", ","):
+        with pytest.raises(MegenError, match="tile-layouts"):
+            tile_layouts(bad)
+    x = torch.cat([_tiny_tiles(40, (0, 8), seed=s) for s in (1, 2)])
+    out = tmp_path / "seed_codec.safetensors"
+    cfg = SeedCodecTrainConfig(batch_size=8, tile_steps=2, tile_layouts=((2, 1),))
+    report = add_tile_codecs(weights_path("tiny"), x[:60], x[60:], out, cfg, log=lambda _: None)
+    after = load_file(str(out))
+    for width in (5, 4, 1):  # windows, cores, halo strips
+        assert load_jscc(after, 32 * width, tile_prefix((4, 8, width))) is not None, width
+    assert {k.split("@")[0] for k in report.tile_mse} == {"4x8x5", "4x8x4", "4x8x1"}

@@ -43,6 +43,11 @@ def train(
     seed_codec_tile_steps: int = typer.Option(
         2000, min=0, help="Optimiser steps of each latent-tile shape's learned seed codec (0: none)."
     ),
+    seed_codec_tile_layouts: str = typer.Option(
+        "2:2",
+        help="seed-codec part: tile layouts whose tile shapes get a learned codec, as ES:HALO comma list "
+        "(edge servers and halo columns of UIDG/DIUG/DSUC, e.g. 2:2,3:1).",
+    ),
     seed_codec_tiles_only: bool = typer.Option(
         False,
         help="seed-codec part: train only the tile codecs, keeping every tensor of the existing weights "
@@ -82,7 +87,11 @@ def train(
         from megen.training.seed_codec import SeedCodecTrainConfig
 
         sc_cfg = SeedCodecTrainConfig(
-            seed=seed, steps=seed_codec_steps, max_minutes=max_minutes, tile_steps=seed_codec_tile_steps
+            seed=seed,
+            steps=seed_codec_steps,
+            max_minutes=max_minutes,
+            tile_steps=seed_codec_tile_steps,
+            tile_layouts=tile_layouts(seed_codec_tile_layouts),
         )
         _train_seed_codec(out, seed_model, sc_cfg, seed_codec_latents, install, seed_codec_tiles_only)
         if not chosen:
@@ -149,3 +158,20 @@ def _train_seed_codec(
     if install and seed_model is None:
         shutil.copy2(dest / "seed_codec.safetensors", packaged_weights_dir() / "seed_codec.safetensors")
         say(f"installed into {packaged_weights_dir()}")
+
+
+def tile_layouts(text: str) -> tuple[tuple[int, int], ...]:
+    """``"2:2,3:1"`` -> ``((2, 2), (3, 1))``: edge servers and halo columns of each tile layout.
+
+    Raises:
+        MegenError: an entry that is not ``ES:HALO`` with ES >= 2 and HALO >= 0.
+    """
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        es, _, halo = part.partition(":")
+        if not (es.strip().isdigit() and halo.strip().isdigit() and int(es) >= 2):
+            raise MegenError(f"--seed-codec-tile-layouts: {part!r} is not ES:HALO (ES >= 2, HALO >= 0)")
+        out.append((int(es), int(halo)))
+    if not out:
+        raise MegenError("--seed-codec-tile-layouts: give at least one ES:HALO")
+    return tuple(out)

@@ -254,6 +254,7 @@ def _learned(model: str, shape: tuple[int, ...], uses: int) -> tuple[SeedEncoder
         raise MegenError(
             f"the seed-codec weights of model {model!r} hold no learned encoder{what}; "
             "train them with megen train --parts seed-codec"
+            + (" --seed-codec-tiles-only --seed-codec-tile-layouts ES:HALO" if what else "")
         )
     budgets = jscc[0].budgets
     if uses not in budgets:

@@ -66,6 +66,8 @@ class SeedCodecTrainConfig:
     max_minutes: float = 30.0
     encoder_steps: int = 3000
     tile_steps: int = 2000
+    #: ``(edge servers, halo columns)`` of each tile layout whose tile shapes get a learned codec.
+    tile_layouts: tuple[tuple[int, int], ...] = ((TILE_NUM_ES, TILE_HALO),)
 
 
 @dataclass
@@ -348,7 +350,8 @@ def tile_columns(
 def train_tile_codecs(
     prior: SeedPrior, latents: torch.Tensor, heldout: torch.Tensor, cfg: SeedCodecTrainConfig, log: Log
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, dict[str, float]]]]:
-    """Train a learned codec per tile shape of :func:`tile_columns`; returns (tensors, held-out report).
+    """Train a learned codec per tile shape of :func:`tile_columns` for every layout of
+    ``cfg.tile_layouts``; returns (tensors, held-out report).
 
     Each tile shape's encoder and decoder (keys under :func:`~megen.link.seed_learned.tile_prefix`)
     are trained from zero (an untrained pair is ``linear``) as in :func:`train_encoder`, over every
@@ -362,7 +365,11 @@ def train_tile_codecs(
     whole_budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
     tensors: dict[str, torch.Tensor] = {}
     report: dict[str, dict[str, dict[str, float]]] = {}
-    for width, positions in sorted(tile_columns(prior.shape[-1]).items(), reverse=True):
+    columns: dict[int, list[tuple[int, int]]] = {}
+    for num_es, halo in cfg.tile_layouts:
+        for width, positions in tile_columns(prior.shape[-1], num_es, halo).items():
+            columns.setdefault(width, []).extend(p for p in positions if p not in columns.get(width, []))
+    for width, positions in sorted(columns.items(), reverse=True):
         shape = (*prior.shape[:-1], width)
         sources = [(tile_prior(prior, width, p), latents[..., p[0] : p[1]].contiguous()) for p in positions]
         n = sources[0][0].numel
