@@ -320,3 +320,16 @@ def test_points_with_a_wired_backhaul_or_mixed_links_are_stored(tmp_path: Path):
     per_link = RunConfig.from_paths({"channel": "awgn", "snr_db": 5, "links.uplink.snr_db": 0})
     assert point_channel(per_link) == ("awgn", None)
     assert point_channel(RunConfig.from_paths({"channel": "none"})) == ("none", None)
+
+
+def test_grown_by_counts_what_a_grown_grid_adds(tmp_path: Path):
+    """``megen reproduce --report-only`` reports a database its preset has grown past since it ran."""
+    db = tmp_path / "r.sqlite"
+    spec = _spec()
+    with ResultsStore.create_or_resume(db, spec, expand(spec)):
+        pass
+    with ResultsStore.open(db) as s:
+        assert s.grown_by(expand(spec)) == 0
+        assert s.grown_by(expand(_spec(snr_db="0,5,10"))) == 2
+        assert s.grown_by(expand(_spec(snr_db="0"))) is None  # a stored configuration missing
+        assert s.grown_by(expand(_spec(samples=6))) is None  # other sample counts

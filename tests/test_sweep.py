@@ -284,3 +284,16 @@ def test_a_killed_worker_is_replaced_and_its_batches_rerun(tmp_path: Path, refer
     assert proc.returncode == 0, out
     assert "a sweep worker died" in out
     assert _rows(db) == _rows(reference_db)
+
+
+def test_large_sweeps_run_batch_index_zero_of_every_point_first():
+    """Chunks of at most MAX_CHUNK_BATCHES: two workers finish batch 0 of all points before batch 1."""
+    from megen.experiments.sweep import MAX_CHUNK_BATCHES, BatchTask, chunk_tasks
+
+    tasks = [BatchTask(f"k{p}", "{}", "i2i", b, (b,), 0, 0) for b in (0, 1) for p in range(711)]
+    chunks = chunk_tasks(tasks, 2)
+    assert max(len(c) for c in chunks) == MAX_CHUNK_BATCHES
+    assert all(len({t.batch for t in c}) == 1 for c in chunks)
+    first = [c[0].batch for c in chunks]
+    assert first == sorted(first)  # every chunk of batch 0 is handed out before any of batch 1
+    assert sum(len(c) for c in chunks if c[0].batch == 0) == 711

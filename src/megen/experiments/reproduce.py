@@ -15,6 +15,7 @@ from pathlib import Path
 
 from megen.errors import MegenError
 from megen.experiments.presets import PRESETS, preset_spec
+from megen.experiments.spec import expand
 from megen.report.markdown import md_table, threshold_metric, write_report
 
 __all__ = [
@@ -78,8 +79,14 @@ def reproduce(
         if not db.is_file():
             raise MegenError(f"{db} does not exist: run the sweep first (without --report-only)")
         with ResultsStore.open(db) as store:
-            if store.spec.digest() != spec.digest():
+            grown = 0 if store.spec.digest() == spec.digest() else store.grown_by(expand(spec))
+            if grown is None:
                 raise MegenError(f"{db} holds another sweep than preset {preset!r} with model {model!r}")
+            if grown:  # a run started before the preset grew: report what it holds
+                say(
+                    f"the preset has {grown} configuration(s) more than {db} holds; "
+                    "rerun without --report-only to add them"
+                )
         return ReproduceResult(write_report(out, preset=preset, workers=workers, sweep_s=None, log=say))
     t0 = time.perf_counter()
     res = run_sweep(spec, out / "results.sqlite", workers=workers, progress=progress, log=say, device=device)

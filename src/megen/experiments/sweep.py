@@ -323,6 +323,12 @@ def _worker_chunk(tasks: list[BatchTask]) -> int:
     return len(tasks)
 
 
+#: Most batches in one worker chunk: so that the workers go through a large sweep's batch index 0 of
+#: every point together before any later one (a stopped run's points then hold about the same number
+#: of images), at the cost of one stage-memo miss per chunk boundary.
+MAX_CHUNK_BATCHES = 64
+
+
 def chunk_tasks(tasks: Sequence[BatchTask], workers: int) -> list[list[BatchTask]]:
     """Group batches for the workers: every chunk holds batches of one batch index (same samples).
 
@@ -331,7 +337,8 @@ def chunk_tasks(tasks: Sequence[BatchTask], workers: int) -> list[list[BatchTask
     configurations (centralized generation at every SNR and MCS, CIAG's ES steps at every downlink
     SNR). Each batch index becomes one chunk, cut into contiguous parts (points stay in grid order,
     so variants of one protocol stay together) of at most ``ceil(len(tasks) / (4 * workers))``
-    batches, so that no chunk is a large share of the work and the workers stay balanced.
+    batches (and at most :data:`MAX_CHUNK_BATCHES`), so that no chunk is a large share of the work and
+    the workers stay balanced.
 
     Example:
         >>> ts = [BatchTask("k", "{}", "i2i", b, (b,), 0, 0) for b in (0, 0, 0, 0, 1, 1, 1, 1)]
@@ -341,7 +348,7 @@ def chunk_tasks(tasks: Sequence[BatchTask], workers: int) -> list[list[BatchTask
         >>> [len(c) for c in chunk_tasks(big, 2)]
         [4, 4, 4, 4, 4, 4, 4, 2, 2]
     """
-    most = max(1, math.ceil(len(tasks) / (4 * max(workers, 1))))
+    most = max(1, min(MAX_CHUNK_BATCHES, math.ceil(len(tasks) / (4 * max(workers, 1)))))
     chunks: list[list[BatchTask]] = []
     for t in tasks:
         if chunks and chunks[-1][0].batch == t.batch and len(chunks[-1]) < most:

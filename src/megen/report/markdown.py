@@ -96,9 +96,10 @@ def write_report(
         stored = store.count()
         if stored < expected:
             note(
-                f"PARTIAL: {stored} of {expected} rows stored (the sweep was stopped; its batches run "
-                "batch by batch across all points, so every point has about the same share); rerun "
-                "without --report-only to continue"
+                f"PARTIAL: {stored} of {expected} rows stored, {store.count_points_with_rows()} of "
+                f"{len(expand(spec))} configurations with rows (the sweep was stopped; it runs batch by batch across all "
+                "points, so the stored points hold about the same number of images); rerun without "
+                "--report-only to continue"
             )
         export(store, csv=out / "rows.csv", parquet=out / "rows.parquet")
         agg = aggregate(store, fid=True, log=note)

@@ -321,6 +321,16 @@ class ResultsStore:
             raise MegenError(f"cannot write results database {self.path}: {_reason(exc)}") from exc
         return self.conn.total_changes - before
 
+    def count_points_with_rows(self) -> int:
+        """Configurations with at least one stored row."""
+        return int(self.conn.execute("SELECT COUNT(DISTINCT config_hash) FROM rows").fetchone()[0])
+
+    def grown_by(self, points: Sequence[Point]) -> int | None:
+        """How many configurations ``points`` add to the stored sweep (0: the same sweep), or ``None``
+        when they do not extend it (a stored configuration missing, or with other samples or tags)."""
+        only_db, only_new, other = _difference(self.conn, points)
+        return None if only_db or other else only_new
+
     def points_frame(self):
         """The ``points`` table as a pandas DataFrame (one column per RunConfig field added)."""
         import pandas as pd
