@@ -141,7 +141,7 @@ def whole_numel(model: str, shape: tuple[int, ...], uses: int | None) -> int | N
     The whole latent is the one the seed-codec weights of ``model`` were fitted to; a seed with its
     ``C, H`` and fewer columns is a tile of it.
     """
-    from megen.link.seed_prior import stored_shape, weights_path
+    from megen.link.seed_prior import is_tile_shape, stored_shape, weights_path
 
     if uses is None:
         return None
@@ -151,9 +151,7 @@ def whole_numel(model: str, shape: tuple[int, ...], uses: int | None) -> int | N
     except MegenError:
         return None
     stored = stored_shape(model)
-    if len(shape) == 3 and tuple(shape[:2]) == stored[:2] and shape[2] < stored[2]:
-        return math.prod(stored)
-    return None
+    return math.prod(stored) if is_tile_shape(shape, stored) else None
 
 
 def send_seed(
@@ -235,9 +233,7 @@ def _identity_analog(x: torch.Tensor, channel: ChannelConfig, generator: torch.G
 def _jscc_cached(
     model: str, shape: tuple[int, ...], stamp: int
 ) -> tuple[SeedEncoderNet, SeedDecoderNet] | None:
-    from megen.link.seed_prior import stored_shape
-
-    prefix = "" if shape == stored_shape(model) else tile_prefix(shape)
+    prefix = tile_prefix(shape) if _is_tile(model, shape) else ""
     return load_jscc(load_seed_weights(model), math.prod(shape), prefix)
 
 

@@ -93,12 +93,14 @@ def prior_from_latents(latents: torch.Tensor) -> SeedPrior:
         raise MegenError(f"need a batch of latents [N, C, H, W], got shape {tuple(latents.shape)}")
     flat = latents.reshape(latents.shape[0], -1).double()
     mean = flat.mean(dim=0)
-    cov = torch.cov((flat - mean).T)
+    return _klt(mean, torch.cov((flat - mean).T), tuple(latents.shape[1:]))
+
+
+def _klt(mean: torch.Tensor, cov: torch.Tensor, shape: tuple[int, ...]) -> SeedPrior:
+    """The prior with mean ``mean`` and symmetric covariance ``cov``: its eigenvectors, strongest first."""
     eigvals, basis = torch.linalg.eigh(cov)
     order = torch.argsort(eigvals, descending=True)
-    return SeedPrior(
-        mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), tuple(latents.shape[1:])
-    )
+    return SeedPrior(mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), shape)
 
 
 def weights_path(model: str) -> Path:
@@ -157,11 +159,8 @@ def load_prior(model: str, shape: tuple[int, ...], cols: tuple[int, int] | None 
     stored, shape = stored_shape(model), tuple(int(v) for v in shape)
     whole = cols is None or tuple(cols) == (0, stored[-1])
     if shape == stored and whole:
-        tensors = load_seed_weights(model)
-        return SeedPrior(
-            tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), stored
-        )
-    if len(shape) != 3 or shape[:2] != stored[:2] or not 0 < shape[2] < stored[2]:
+        return prior_from_tensors(load_seed_weights(model))
+    if not is_tile_shape(shape, stored):
         raise MegenError(
             f"the seed-codec weights of model {model!r} are for latents {stored}, not {shape} "
             f"(nor a tile of them); train them for this model with `megen train --parts seed-codec`"
@@ -216,9 +215,18 @@ def tile_prior(prior: SeedPrior, width: int, cols: tuple[int, int] | None = None
         mean += m / len(starts)
         second += (cov[idx][:, idx] + torch.outer(m, m)) / len(starts)
     sub = second - torch.outer(mean, mean)
-    eigvals, basis = torch.linalg.eigh((sub + sub.T) / 2)
-    order = torch.argsort(eigvals, descending=True)
-    return SeedPrior(mean, basis[:, order].contiguous(), eigvals[order].clamp_min(0.0), (c, h, width))
+    return _klt(mean, (sub + sub.T) / 2, (c, h, width))
+
+
+def is_tile_shape(shape: tuple[int, ...], stored: tuple[int, ...]) -> bool:
+    """Whether a seed of ``shape`` is a tile of latents of ``stored`` ``(C, H, W)``: same ``C, H``, fewer columns."""
+    return len(shape) == 3 and tuple(shape[:2]) == tuple(stored[:2]) and 0 < shape[2] < stored[2]
+
+
+def prior_from_tensors(tensors: dict[str, torch.Tensor]) -> SeedPrior:
+    """The prior stored in ``tensors`` (:func:`prior_tensors`' inverse; values in float64)."""
+    shape = tuple(int(v) for v in tensors["shape"].tolist())
+    return SeedPrior(tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), shape)
 
 
 def prior_tensors(prior: SeedPrior) -> dict[str, torch.Tensor]:

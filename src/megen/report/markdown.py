@@ -92,14 +92,15 @@ def write_report(
         check_outputs(store, outputs, need_rows=True)
         spec = store.spec
         meta = dict(store.meta)
-        expected = sum(p.samples for p in expand(spec))
+        points = expand(spec)
+        expected = sum(p.samples for p in points)
         stored = store.count()
         if stored < expected:
             note(
                 f"PARTIAL: {stored} of {expected} rows stored, {store.count_points_with_rows()} of "
-                f"{len(expand(spec))} configurations with rows (the sweep was stopped; it runs batch by batch across all "
-                "points, so the stored points hold about the same number of images); rerun without "
-                "--report-only to continue"
+                f"{len(points)} configurations with rows (the sweep was stopped; it runs batch by batch "
+                "across all points, so the stored points hold about the same number of images); rerun "
+                "without --report-only to continue"
             )
         export(store, csv=out / "rows.csv", parquet=out / "rows.parquet")
         agg = aggregate(store, fid=True, log=note)

@@ -36,7 +36,14 @@ from megen.link.seed_learned import (
     encoder_tensors,
     tile_prefix,
 )
-from megen.link.seed_prior import SeedPrior, prior_from_latents, prior_tensors, raw_uses, tile_prior
+from megen.link.seed_prior import (
+    SeedPrior,
+    prior_from_latents,
+    prior_from_tensors,
+    prior_tensors,
+    raw_uses,
+    tile_prior,
+)
 from megen.training.train import _cosine_lr
 
 Log = Callable[[str], None]
@@ -265,9 +272,13 @@ def train_encoder(
     calibration (a Gaussian log-likelihood, as in :func:`train_decoder`). Returns (encoder, its
     decoder, final loss).
     """
-    raw = raw_uses(prior.numel)
-    budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
-    return train_jscc([(prior, x0)], decoder, budgets, cfg.encoder_steps, cfg, log)
+    return train_jscc([(prior, x0)], decoder, whole_budgets(prior.numel), cfg.encoder_steps, cfg, log)
+
+
+def whole_budgets(numel: int) -> tuple[int, ...]:
+    """The learned codec's budgets (channel uses) for a latent of ``numel`` values: its heads."""
+    raw = raw_uses(numel)
+    return tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
 
 
 def train_jscc(
@@ -361,8 +372,6 @@ def train_tile_codecs(
     """
     from megen.link.seed_codecs import tile_uses
 
-    raw = raw_uses(prior.numel)
-    whole_budgets = tuple(max(1, round(raw * f)) for f in BUDGET_FRACTIONS)
     tensors: dict[str, torch.Tensor] = {}
     report: dict[str, dict[str, dict[str, float]]] = {}
     columns: dict[int, list[tuple[int, int]]] = {}
@@ -373,7 +382,7 @@ def train_tile_codecs(
         shape = (*prior.shape[:-1], width)
         sources = [(tile_prior(prior, width, p), latents[..., p[0] : p[1]].contiguous()) for p in positions]
         n = sources[0][0].numel
-        budgets = tuple(tile_uses(u, n, prior.numel) for u in whole_budgets)
+        budgets = tuple(tile_uses(u, n, prior.numel) for u in whole_budgets(prior.numel))
         name = "x".join(map(str, shape))
         log(f"seed-codec tiles {name} at columns {positions}, budgets {budgets}")
         enc, dec, _ = train_jscc(
@@ -464,8 +473,7 @@ def train_seed_codec(
 
 def _as_stored(prior: SeedPrior) -> SeedPrior:
     """``prior`` as the codecs load it back from the weights (float32 values, in float64)."""
-    t = prior_tensors(prior)
-    return SeedPrior(t["mean"].double(), t["basis"].double(), t["eigvals"].double(), prior.shape)
+    return prior_from_tensors(prior_tensors(prior))
 
 
 def add_tile_codecs(
@@ -492,10 +500,11 @@ def add_tile_codecs(
             meta = dict(f.metadata() or {})
     except (OSError, ValueError, RuntimeError) as exc:
         raise MegenError(f"cannot read seed-codec weights {weights}: {exc}") from None
-    shape = tuple(int(v) for v in tensors["shape"].tolist())
-    if tuple(latents.shape[1:]) != shape:
-        raise MegenError(f"the weights {weights} are for latents {shape}, not {tuple(latents.shape[1:])}")
-    prior = SeedPrior(tensors["mean"].double(), tensors["basis"].double(), tensors["eigvals"].double(), shape)
+    prior = prior_from_tensors(tensors)
+    if tuple(latents.shape[1:]) != prior.shape:
+        raise MegenError(
+            f"the weights {weights} are for latents {prior.shape}, not {tuple(latents.shape[1:])}"
+        )
     tiles, tile_report = train_tile_codecs(prior, latents, heldout, cfg, log)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("tile")}
     tensors.update(tiles)
