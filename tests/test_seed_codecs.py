@@ -185,9 +185,38 @@ def test_digital_block_failure_is_per_item() -> None:
         torch.testing.assert_close(r.estimate[b], mean, atol=1e-4, rtol=0)
     from megen.protocols.links import LinkSet
 
-    cfg = RunConfig.from_paths({"seed_codec": "digital", "seed_uses": 128, "mcs": "16qam-0.5", "snr_db": 6.5})
+    cfg = RunConfig.from_paths(
+        {"seed_codec": "digital", "seed_uses": 128, "mcs": "16qam-0.5", "snr_db": 6.5, "harq": "off"}
+    )
     sent = LinkSet(cfg.links).send("latent", x, "analog", "uplink", _gen())
     assert sent.item_ok == r.item_ok
+
+
+def test_digital_seed_uses_the_links_harq_and_counts_every_transmission() -> None:
+    """HARQ (IR, 4 transmissions) recovers the blocks one transmission loses; each retransmission costs
+    the first transmission's uses again, and ``harq=off`` is the single-shot codec bit for bit."""
+    from megen.link.harq import Harq
+
+    x = _prior_latents(12, seed=12)
+    ch = ChannelConfig(kind="awgn", snr_db=6.5)
+    args = {"codec": "digital", "uses": 128, "mcs": Mcs("16qam", 0.5)}
+    once = send_seed(x, ch, _gen(), **args)
+    off = send_seed(x, ch, _gen(), **args, harq=Harq("off"))
+    torch.testing.assert_close(off.estimate, once.estimate, atol=0, rtol=0)
+    assert off.item_ok == once.item_ok and off.channel_uses == once.channel_uses and off.transmissions == 12
+    ir = send_seed(x, ch, _gen(), **args, harq=Harq("ir", 4))
+    assert sum(once.item_ok) < 12 and all(ir.item_ok) and ir.ok
+    retransmitted = ir.transmissions - 12
+    assert retransmitted >= 12 - sum(once.item_ok)
+    # the first round is the single-shot one; each retransmission repeats a block of <= 128 uses
+    assert once.channel_uses <= 12 * 128
+    assert retransmitted < ir.channel_uses - once.channel_uses <= retransmitted * 128
+    assert float((ir.estimate - x).square().mean()) < float((once.estimate - x).square().mean())
+    from megen.protocols.links import LinkSet
+
+    cfg = RunConfig.from_paths({"seed_codec": "digital", "seed_uses": 128, "mcs": "16qam-0.5", "snr_db": 6.5})
+    sent = LinkSet(cfg.links).send("latent", x, "analog", "uplink", _gen())
+    assert sent.ok and sent.transmissions == ir.transmissions and sent.channel_uses == ir.channel_uses
 
 
 # ---------------------------------------------------------------- water-filling over fading blocks

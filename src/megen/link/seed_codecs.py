@@ -39,6 +39,7 @@ import torch
 from megen.errors import MegenError
 from megen.link.analog import SIDE_INFO_BITS_PER_ITEM, transmit_analog
 from megen.link.channels import ChannelConfig, transmit_symbols
+from megen.link.harq import NO_HARQ, Harq
 from megen.link.modulation import Mcs
 from megen.link.seed_learned import SeedDecoderNet, SeedEncoderNet, load_jscc, tile_prefix
 from megen.link.seed_power import component_energies, transmit_waterfilled
@@ -75,6 +76,7 @@ class SeedResult:
             shrinkage undone (components not received: the prior mean).
         unbiased_var: ``[B]`` noise variance per value of ``unbiased`` (``None``: ``noise_var``).
         item_ok: Per item, whether its own digital block decoded (``digital``; empty for analog).
+        transmissions: Transmissions of the digital blocks, HARQ retransmissions included (0 for analog).
     """
 
     estimate: torch.Tensor
@@ -88,6 +90,7 @@ class SeedResult:
     unbiased: torch.Tensor | None = None
     unbiased_var: torch.Tensor | None = None
     item_ok: tuple[bool, ...] = ()
+    transmissions: int = 0
 
 
 def tile_uses(uses: int, numel: int, whole: int) -> int:
@@ -165,6 +168,7 @@ def send_seed(
     model: str = "tiny",
     mcs: Mcs | None = None,
     cols: tuple[int, int] | None = None,
+    harq: Harq = NO_HARQ,
 ) -> SeedResult:
     """Send seeds ``x [B, C, H, W]`` with a seed codec in ``uses`` channel uses per item.
 
@@ -183,6 +187,8 @@ def send_seed(
         model: The model whose seed-codec weights to use (``tiny`` or a model folder).
         mcs: The digital codec's MCS (required for ``digital``).
         cols: The latent columns ``(lo, hi)`` a tile seed covers (the receiver knows its tile).
+        harq: The digital codec's retransmission policy (``uses`` is then the budget of each
+            transmission; every retransmission is counted); analog codecs ignore it.
 
     Returns:
         :class:`SeedResult`.
@@ -210,7 +216,7 @@ def send_seed(
 
         if mcs is None:
             raise MegenError("the digital seed codec needs the link's MCS")
-        return send_seed_digital(x, load_prior(model, shape, cols), k, mcs, channel, generator)
+        return send_seed_digital(x, load_prior(model, shape, cols), k, mcs, channel, generator, harq)
     prior = None if codec == "identity" else load_prior(model, shape, cols)
     jscc = _learned(model, shape, k) if codec == "learned" else None
     return _send_analog_codec(x, prior, jscc, k, power, channel, generator)
@@ -454,13 +460,17 @@ def uses_seed_codec(
     """Whether a seed of ``numel`` values goes through :func:`send_seed` (else the legacy paths).
 
     ``identity`` with uniform power is today's analog seed (or, with ``mode == "digital"``, the
-    ``seed_bits`` quantiser); its budget is still checked here (``whole``: the values of the whole
-    latent when the seed is a tile of it, :func:`whole_numel`).
+    ``seed_bits`` quantiser), which does not go through :func:`send_seed`: its budget is checked here
+    (``whole``: the values of the whole latent when the seed is a tile of it, :func:`whole_numel`);
+    a seed that does is checked by :func:`send_seed`, once.
 
     Raises:
         MegenError: a bad budget, or an analog codec asked for on a digital seed transmission.
     """
-    check_budget(codec, numel, uses, whole)
     if codec in ("linear", "learned") and mode == "digital":
+        check_budget(codec, numel, uses, whole)
         raise MegenError(f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)")
-    return codec == "digital" or (mode == "analog" and (codec != "identity" or power != "uniform"))
+    codec_path = codec == "digital" or (mode == "analog" and (codec != "identity" or power != "uniform"))
+    if not codec_path:
+        check_budget(codec, numel, uses, whole)  # send_seed checks the others' once, when it runs
+    return codec_path

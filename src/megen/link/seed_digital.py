@@ -6,7 +6,10 @@ Gaussian per component whose standard deviation is the prior's, at the seed's si
 finest step whose transport block fits the budget (``uses`` data symbols at the link's MCS, with
 LDPC and CRC overheads) is chosen per item, so the codec fills the budget as far as its steps allow.
 The transport block (:func:`~megen.link.digital.send_bytes_batch`) carries a 5-byte header: ``k``
-(uint8) and the signal level (float32). A failed block leaves the receiver with the prior mean.
+(uint8) and the signal level (float32). It goes with the link's HARQ like every other transport block:
+the budget is its first transmission's, and each retransmission (only while its CRC fails, up to
+``max_transmissions``) costs the same uses again, counted. A block that fails every transmission
+leaves the receiver with the prior mean (a per-item outage).
 
 The receiver's residual error per value is estimated as ``mean_i min(Delta^2 / 12, var_i)`` after a
 decoded block, the prior variance after a failed one.
@@ -22,6 +25,7 @@ import torch
 from megen.link import ldpc
 from megen.link.channels import ChannelConfig
 from megen.link.digital import send_bytes_batch
+from megen.link.harq import NO_HARQ, Harq
 from megen.link.modulation import Mcs
 from megen.link.seed_prior import SeedPrior
 
@@ -97,9 +101,18 @@ def _best_level(centred: np.ndarray, std: np.ndarray, capacity: int) -> tuple[in
 
 
 def send_seed_digital(
-    x: torch.Tensor, prior: SeedPrior, uses: int, mcs: Mcs, channel: ChannelConfig, generator: torch.Generator
+    x: torch.Tensor,
+    prior: SeedPrior,
+    uses: int,
+    mcs: Mcs,
+    channel: ChannelConfig,
+    generator: torch.Generator,
+    harq: Harq = NO_HARQ,
 ):
-    """Send seeds ``x [B, ...]`` digitally in at most ``uses`` data symbols per item.
+    """Send seeds ``x [B, ...]`` digitally in at most ``uses`` data symbols per item and transmission.
+
+    ``harq``: the link's retransmission policy (default one transmission); channel uses count every
+    transmission.
 
     Returns:
         :class:`~megen.link.seed_codecs.SeedResult`.
@@ -119,17 +132,18 @@ def send_seed_digital(
     sent = [b for b in range(batch) if chosen[b] is not None]
     est, resid = prior.moments(torch.ones(batch, dtype=torch.float64))  # what a lost block leaves
     resid = resid.mean(1)
-    uses_total = pilots = bits = failures = 0
+    uses_total = pilots = bits = failures = transmissions = 0
     item_ok = [True] * batch
     if sent:
         payloads = [chosen[b][1] for b in sent]  # type: ignore[index]
         headers = [struct.pack(">Bf", chosen[b][0], float(alpha[b])) for b in sent]  # type: ignore[index]
-        results = send_bytes_batch(payloads, mcs, channel, generator, headers=headers)
+        results = send_bytes_batch(payloads, mcs, channel, generator, headers=headers, harq=harq)
         for b, r in zip(sent, results, strict=True):
             uses_total += r.channel_uses
             pilots += r.pilot_symbols
             bits += r.info_bits + r.header_bits
             failures += r.block_errors
+            transmissions += r.transmissions
             item_ok[b] = bool(r.ok)
             level, a = struct.unpack(">Bf", r.header_received)
             if not r.header_ok or not 0.0 <= a <= 1.0 or level >= STEP_LEVELS:
@@ -151,6 +165,7 @@ def send_seed_digital(
         ok=all(item_ok),
         failures=failures,
         item_ok=tuple(item_ok),
+        transmissions=transmissions,
     )
 
 

@@ -225,6 +225,7 @@ class LinkSet:
             model=self.model,
             mcs=self.mcs_for(link) if digital else None,
             cols=cols,
+            harq=self.harq[link],
         )
         unbiased = r.estimate if r.unbiased is None else r.unbiased
         var = r.noise_var if r.unbiased_var is None else r.unbiased_var
@@ -238,7 +239,7 @@ class LinkSet:
             effective_snr_db=r.effective_snr_db,
             noise_var=var,
             unbiased=None if var is None else unbiased,
-            transmissions=side.transmissions,
+            transmissions=r.transmissions + side.transmissions,
             item_ok=r.item_ok or side.item_ok,  # digital seeds: per item block; analog: side information
         )
 
