@@ -163,6 +163,35 @@ def test_decoder_is_independent_of_batch_order() -> None:
     assert torch.equal(bits_p, bits[perm]) and torch.equal(converged_p, converged[perm])
 
 
+@pytest.mark.equivalence
+@pytest.mark.parametrize(
+    ("base_graph", "z", "blocks", "sent"),
+    [("bg2", 8, 30, 1.0), ("bg2", 52, 9, 0.45), ("bg1", 20, 30, 1.0), ("bg1", 384, 3, 0.6)],
+)
+def test_compiled_kernel_gives_the_tensor_decoders_bits(
+    base_graph: str, z: int, blocks: int, sent: float
+) -> None:
+    """The CPU kernel and the tensor decoder: same hard decisions and convergence flags, bit for bit,
+    on blocks that converge at different iterations, blocks that never do, punctured (+0.0) and
+    unsent (-0.0) positions, fillers and a pruned extension part (``sent < 1``)."""
+    code = ldpc.QcLdpcCode(base_graph, z)
+    g = torch.Generator().manual_seed(z)
+    n = max(int(code.n_ldpc * sent), code.k_ldpc + 1)
+    sigma = torch.linspace(0.8, 2.5, blocks).unsqueeze(1)  # from hopeless to easy
+    llr = torch.randn(blocks, n, generator=g) * sigma + sigma**2 / 2
+    llr[:, : 2 * z] = 0.0
+    llr[:, -7:] = -0.0
+    full = llr.clone()
+    full[:, code.k_ldpc - z : code.k_ldpc] = ldpc.KNOWN_LLR  # fillers, as decode() sets them
+    kernel = code._decode_nms_kernel(full, ldpc.DEFAULT_MAX_ITERATIONS, 0.75)
+    tensor = code._decode_nms_torch(full, ldpc.DEFAULT_MAX_ITERATIONS, 0.75)
+    assert torch.equal(kernel[0], tensor[0]) and torch.equal(kernel[1], tensor[1])
+    assert 0 < int(kernel[1].sum()) < blocks or sent < 1.0  # a mix of converged and failed blocks
+    # and decode() itself routes short rows to the kernel, long ones to the tensor decoder: same bits
+    k = torch.full((blocks,), code.k_ldpc - z)
+    torch.testing.assert_close(code.decode(llr, k)[0], kernel[0], atol=0, rtol=0)
+
+
 @pytest.mark.theory
 def test_min_sum_decoder_close_to_sionna_bp() -> None:
     g = torch.Generator().manual_seed(5)

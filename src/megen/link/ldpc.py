@@ -260,6 +260,7 @@ class QcLdpcCode:
             )
             offset += degree * z
         self._syndrome_cache: dict[int, tuple[list[_Layer], int, torch.Tensor]] = {}
+        self._kernel_cache: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._sionna_decoders: dict[int, LDPC5GDecoder] = {}
 
     @property
@@ -381,6 +382,53 @@ class QcLdpcCode:
     def _decode_nms(
         self, llr: torch.Tensor, max_iterations: int, scale: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layered normalised min-sum, the same bits either way: on the CPU the compiled kernel
+        (:mod:`megen.link.ldpc_kernel`) for rows of up to :data:`_KERNEL_MAX_ROW` values (``Z * blocks``),
+        tensor operations for larger rows and on other devices."""
+        if self.device.type == "cpu" and self.z * llr.shape[0] <= _KERNEL_MAX_ROW:
+            return self._decode_nms_kernel(llr, max_iterations, scale)
+        return self._decode_nms_torch(llr, max_iterations, scale)
+
+    def _kernel_layers(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """The active layers of :meth:`_active_layers` as flat arrays for :mod:`megen.link.ldpc_kernel`."""
+        layers, num_vars, _ = self._active_layers(n)
+        if num_vars not in self._kernel_cache:
+            columns = np.concatenate(
+                [layer.columns.cpu().numpy().reshape(layer.degree, self.z).T.reshape(-1) for layer in layers]
+            ).astype(np.int64)  # check-major: a check's edges adjacent
+            degrees = np.array([layer.degree for layer in layers], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(degrees * self.z)[:-1]]).astype(np.int64)
+            self._kernel_cache[num_vars] = (num_vars, columns, degrees, starts)
+        return self._kernel_cache[num_vars]
+
+    def _decode_nms_kernel(
+        self, llr: torch.Tensor, max_iterations: int, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from megen.link.ldpc_kernel import nms_decode
+
+        count, n = llr.shape
+        num_vars, columns, degrees, starts = self._kernel_layers(n)
+        app = np.zeros((count, num_vars), dtype=np.float32)
+        app[:, :n] = (llr + 0.0).numpy()  # + 0.0 turns -0.0 into +0.0, as in the torch decoder
+        bits = np.zeros((count, self.k_ldpc), dtype=np.uint8)
+        converged = np.zeros(count, dtype=np.bool_)
+        nms_decode(
+            app,
+            columns,
+            degrees,
+            starts,
+            self.z,
+            self.k_ldpc,
+            max_iterations,
+            np.float32(scale),
+            bits,
+            converged,
+        )
+        return torch.from_numpy(bits), torch.from_numpy(converged)
+
+    def _decode_nms_torch(
+        self, llr: torch.Tensor, max_iterations: int, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         count, n = llr.shape
         layers, num_vars, h = self._active_layers(n)
         z = self.z
@@ -446,6 +494,12 @@ class QcLdpcCode:
         bits[:, : self.k_enc] = info.to(torch.uint8)
         return bits, torch.zeros(llr.shape[0], dtype=torch.bool, device=self.device)
 
+
+#: Largest check-node row (``Z * blocks``) the CPU decoder hands to the compiled kernel: below it the
+#: per-call overhead of the tensor decoder's ~10 operations per layer dominates (the kernel is 2-10x
+#: faster on short blocks); above it the tensor decoder's vectorised arithmetic wins (measured by
+#: ``python benchmarks/bench_link.py``: the crossover lies between 4 608 and 6 400 values).
+_KERNEL_MAX_ROW = 4096
 
 #: Above this many values per check-node row (``Z * blocks``) the prefix/suffix minima of
 #: :func:`_exclusive_min` are faster on CPU; at or below it (short control blocks, where the per-call
