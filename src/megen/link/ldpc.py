@@ -495,11 +495,11 @@ class QcLdpcCode:
         return bits, torch.zeros(llr.shape[0], dtype=torch.bool, device=self.device)
 
 
-#: Largest check-node row (``Z * blocks``) the CPU decoder hands to the compiled kernel: below it the
-#: per-call overhead of the tensor decoder's ~10 operations per layer dominates (the kernel is 2-10x
-#: faster on short blocks); above it the tensor decoder's vectorised arithmetic wins (measured by
-#: ``python benchmarks/bench_link.py``: the crossover lies between 4 608 and 6 400 values).
-_KERNEL_MAX_ROW = 4096
+#: Largest check-node row (``Z * blocks``) the CPU decoder hands to the compiled kernel: up to it the
+#: per-call overhead of the tensor decoder's ~10 operations per layer dominates (``python
+#: benchmarks/bench_link.py``: the kernel x1.05-x4.4 faster from 1 536 to 6 400 values; at 11 520 values
+#: with every block running every iteration the tensor decoder's vectorised arithmetic wins, x0.75).
+_KERNEL_MAX_ROW = 6400
 
 #: Above this many values per check-node row (``Z * blocks``) the prefix/suffix minima of
 #: :func:`_exclusive_min` are faster on CPU; at or below it (short control blocks, where the per-call
