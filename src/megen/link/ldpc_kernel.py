@@ -19,6 +19,54 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def _update_layer(a, msgs, q, columns, d, s, z, scale) -> None:  # pragma: no cover - compiled
+    """One layer's ``Z`` checks of block ``a`` (edges ``s .. s + d Z`` of ``columns``), in place."""
+    one = np.float32(1.0)
+    for c in range(z):
+        min1 = np.float32(np.inf)
+        min2 = np.float32(np.inf)
+        at = -1
+        negative = False
+        for j in range(d):
+            e = s + c * d + j
+            v = a[columns[e]] - msgs[e]
+            q[j] = v
+            m = abs(v)
+            if m < min1:
+                min2 = min1
+                min1 = m
+                at = j
+            elif m < min2:
+                min2 = m
+            if np.signbit(v):
+                negative = not negative
+        factor = scale * (-one if negative else one)
+        for j in range(d):
+            e = s + c * d + j
+            v = q[j]
+            m = min2 if j == at else min1
+            r = (m * (-one if np.signbit(v) else one)) * factor
+            msgs[e] = r
+            a[columns[e]] = v + r
+
+
+@njit(cache=True, nogil=True)
+def _syndrome_is_zero(a, columns, degrees, starts, z) -> bool:  # pragma: no cover - compiled
+    """Whether the hard decisions ``a < 0`` of one block satisfy every check of every layer."""
+    for layer in range(degrees.shape[0]):
+        d = degrees[layer]
+        s = starts[layer]
+        for c in range(z):
+            parity = False
+            for j in range(d):
+                if a[columns[s + c * d + j]] < 0:
+                    parity = not parity
+            if parity:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def nms_decode(
     app: np.ndarray,
     columns: np.ndarray,
@@ -30,7 +78,7 @@ def nms_decode(
     scale: np.float32,
     bits: np.ndarray,
     converged: np.ndarray,
-) -> None:
+) -> None:  # pragma: no cover - compiled
     """Decode blocks in place.
 
     Args:
@@ -47,66 +95,16 @@ def nms_decode(
         bits: uint8 ``[C, k_ldpc]`` output hard decisions.
         converged: bool ``[C]`` output zero-syndrome flags.
     """
-    count = app.shape[0]
-    layers = degrees.shape[0]
-    edges = columns.shape[0]
-    dmax = 0
-    for layer in range(layers):
-        dmax = max(dmax, degrees[layer])
-    msgs = np.zeros(edges, dtype=np.float32)
-    q = np.empty(dmax, dtype=np.float32)
-    one = np.float32(1.0)
-    inf = np.float32(np.inf)
-    for b in range(count):
+    msgs = np.zeros(columns.shape[0], dtype=np.float32)
+    q = np.empty(max(degrees.max(), 1), dtype=np.float32)
+    for b in range(app.shape[0]):
         a = app[b]
         msgs[:] = np.float32(0.0)
         done = False
         for _ in range(max_iterations):
-            for layer in range(layers):
-                d = degrees[layer]
-                s = starts[layer]
-                for c in range(z):
-                    min1 = inf
-                    min2 = inf
-                    at = -1
-                    negative = False
-                    for j in range(d):
-                        e = s + c * d + j
-                        v = a[columns[e]] - msgs[e]
-                        q[j] = v
-                        m = abs(v)
-                        if m < min1:
-                            min2 = min1
-                            min1 = m
-                            at = j
-                        elif m < min2:
-                            min2 = m
-                        if np.signbit(v):
-                            negative = not negative
-                    factor = scale * (-one if negative else one)
-                    for j in range(d):
-                        e = s + c * d + j
-                        v = q[j]
-                        m = min2 if j == at else min1
-                        r = (m * (-one if np.signbit(v) else one)) * factor
-                        msgs[e] = r
-                        a[columns[e]] = v + r
-            # syndrome of the hard decisions (app < 0) over every check of every layer
-            ok = True
-            for layer in range(layers):
-                d = degrees[layer]
-                s = starts[layer]
-                for c in range(z):
-                    parity = False
-                    for j in range(d):
-                        if a[columns[s + c * d + j]] < 0:
-                            parity = not parity
-                    if parity:
-                        ok = False
-                        break
-                if not ok:
-                    break
-            if ok:
+            for layer in range(degrees.shape[0]):
+                _update_layer(a, msgs, q, columns, degrees[layer], starts[layer], z, scale)
+            if _syndrome_is_zero(a, columns, degrees, starts, z):
                 done = True
                 break
         for i in range(k_ldpc):
