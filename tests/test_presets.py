@@ -26,13 +26,13 @@ SPEC_DIGESTS = {
     ("demo", "tiny-random"): "5e28782ec1d67bc6",
     ("default", "tiny"): "e769f5e8c32dbf4a",
     ("default", "tiny-random"): "8e33c8bc3344599a",
-    ("full", "tiny"): "1cbbe76ee5e9cedb",
-    ("full", "tiny-random"): "ae048ee30b255140",
+    ("full", "tiny"): "acccbc0b24be9d86",
+    ("full", "tiny-random"): "04d132e17bce6da9",
 }
 #: Most images each preset may compute: the run-time budget on 2 cores (demo: a few minutes;
 #: default: ~35 minutes on one worker since every protocol runs on Rayleigh with 1 dB steps and the
 #: frontier covers both channels from -15 to 20 dB; 9 350 images took 21 min 50 s before that).
-IMAGE_BUDGET = {"demo": 1_300, "default": 22_300, "full": 219_500}
+IMAGE_BUDGET = {"demo": 1_300, "default": 22_300, "full": 266_000}
 #: Where the cliffs are expected (dB, AWGN): the grids must step by at most 1 dB over them.
 CLIFFS_AWGN_DB = {"central": (-15.0, -10.0), "central-es": (-15.0, -10.0), "EIUG": (0.0, 6.0)}
 
@@ -110,8 +110,18 @@ def test_rayleigh_one_db_steps_over_the_digital_cliffs(preset: str):
         assert max(b - a for a, b in itertools.pairwise(snrs)) <= 1.0, proto
 
 
-def test_frontier_covers_both_channels_from_minus_15_to_20_db():
-    grids = [g for g in preset_data("default")["grid"] if g.get("tag") == "frontier"]
+def test_full_holds_every_configuration_of_default():
+    """The full preset is the default one with more samples and finer grids: every default
+    configuration (the centralized frontier included, which the full preset once had only on AWGN)."""
+    full = {p.key: p for p in expand(preset_spec("full", "tiny-random"))}
+    for p in expand(preset_spec("default", "tiny-random")):
+        assert p.key in full, (p.tags, p.config.protocol.name, p.config.links.uplink.snr_db)
+        assert full[p.key].samples >= p.samples and set(p.tags) <= set(full[p.key].tags)
+
+
+@pytest.mark.parametrize("preset", ["default", "full"])
+def test_frontier_covers_both_channels_from_minus_15_to_20_db(preset: str):
+    grids = [g for g in preset_data(preset)["grid"] if g.get("tag") == "frontier"]
     for proto, ch in itertools.product(("central", "central-es"), ("awgn", "rayleigh")):
         snrs = {s for g in grids if proto in g["protocol"] and ch in g["channel"] for s in g["snr_db"]}
         assert min(snrs) <= -15.0 and max(snrs) >= 20.0, (proto, ch)

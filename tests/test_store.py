@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from megen.cli.experiments import register
 from megen.errors import MegenError
-from megen.experiments.spec import expand, load_spec, spec_from_flags
+from megen.experiments.spec import expand, load_spec, make_spec, spec_from_flags
+from megen.experiments.sweep import run_sweep
 from megen.images import decode_png, encode_png
 from megen.store import ResultsStore
 
@@ -53,7 +54,7 @@ def test_sweep_grid_cap_is_the_link_cap():
     with pytest.raises(MegenError, match=f"at most {MAX_GRID_POINTS}"):
         _spec(snr_db="-30:60:0.0001")  # 900 001 points: refused before any is built
     with pytest.raises(MegenError, match=f"at most {MAX_GRID_POINTS}"):
-        _spec(protocols="central,EIUG,CIAG", snr_db="-30:60:0.25")  # 3 x 361 combinations
+        _spec(protocols="central,EIUG,CIAG", snr_db="-30:60:0.1")  # 3 x 901 combinations
 
 
 def test_expand_canonicalises_points():
@@ -304,6 +305,31 @@ def test_a_database_keyed_by_every_weight_file_resumes(tmp_path: Path):
     assert stored["model_fingerprint"] == model_fingerprint(str(model), seed_codec=False)
 
 
+def test_a_grid_added_over_stored_points_grows_them_and_keeps_their_rows(tmp_path: Path):
+    """A grid over stored configurations adds its tag (and samples) to them: the sweep continues, the
+    stored rows stay, and only the new samples run; a sweep that drops a tag is another sweep."""
+    db = tmp_path / "g.sqlite"
+    spec = _spec(protocols="central", snr_db="0")
+    run_sweep(spec, db, progress=False, log=lambda m: None)
+    data = spec.model_dump()
+    grown = make_spec(
+        {**data, "grids": [*data["grids"], {**data["grids"][0], "tag": "frontier", "samples": 6}]}
+    )
+    (point,) = expand(grown)
+    assert point.tags == ("main", "frontier") and point.samples == 6
+    with ResultsStore.open(db) as s:
+        before = s.frame()[["sample", "psnr_fidelity_db"]].sort_values("sample").values.tolist()
+    r = run_sweep(grown, db, progress=False, log=lambda m: None)
+    assert (r.existing_rows, r.written_rows) == (4, 2)
+    with ResultsStore.open(db) as s:
+        points = s.points_frame()
+        after = s.frame()[["sample", "psnr_fidelity_db"]].sort_values("sample").values.tolist()
+    assert points[["tags", "samples"]].values.tolist() == [["main,frontier", 6]]
+    assert after[:4] == before and len(after) == 6
+    with pytest.raises(MegenError, match="a tag dropped"):
+        ResultsStore.create_or_resume(db, spec, expand(spec))
+
+
 def test_points_with_a_wired_backhaul_or_mixed_links_are_stored(tmp_path: Path):
     """A point whose links differ is stored under its radio channel (it was silently dropped before)."""
     from megen.config import RunConfig
@@ -332,4 +358,5 @@ def test_grown_by_counts_what_a_grown_grid_adds(tmp_path: Path):
         assert s.grown_by(expand(spec)) == 0
         assert s.grown_by(expand(_spec(snr_db="0,5,10"))) == 2
         assert s.grown_by(expand(_spec(snr_db="0"))) is None  # a stored configuration missing
-        assert s.grown_by(expand(_spec(samples=6))) is None  # other sample counts
+        assert s.grown_by(expand(_spec(samples=6))) == 4  # every stored configuration grows
+        assert s.grown_by(expand(_spec(samples=2))) is None  # fewer samples

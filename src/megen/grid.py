@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 from megen.errors import MegenError
 
-MAX_GRID_POINTS = 1000
+#: The full preset expands 1 050 grid combinations (1 004 distinct points); the cap catches a mistyped
+#: range step (e.g. `-15:20:0.001`, 35 001 points) before anything is built.
+MAX_GRID_POINTS = 2000
 """Most points one grid may expand to (``megen link`` and sweep axes share it)."""
 _DIGITS = 9
 """Range points are rounded to this many decimals so ``0:1:0.1`` gives ``0.3``, not ``0.30000000000000004``."""

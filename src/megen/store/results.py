@@ -23,6 +23,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,46 @@ def _check_cells(conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> 
         raise MegenError(f"{path} is corrupt: its stored sweep specification is not JSON") from exc
 
 
-def _difference(conn: sqlite3.Connection, points: Sequence[Point]) -> tuple[int, int, int]:
-    """How a sweep's points differ from a database's: (only in the database, only new, changed)."""
+@dataclass(frozen=True)
+class _Difference:
+    """How a sweep's points differ from a database's.
+
+    Attributes:
+        only_db: Stored configurations the sweep lacks.
+        only_new: Configurations the sweep adds.
+        grown: Stored configurations the sweep keeps with more tags or more samples (a grid added over
+            them): key -> (samples, tags) to store.
+        other: Stored configurations with fewer samples or a tag dropped.
+    """
+
+    only_db: int
+    only_new: int
+    grown: dict[str, tuple[int, str]] = field(default_factory=dict)
+    other: int = 0
+
+    @property
+    def extends(self) -> bool:
+        """The sweep continues the stored one: nothing dropped or shrunk (it may add or grow)."""
+        return not self.only_db and not self.other
+
+
+_SAME = _Difference(0, 0, {}, 0)
+
+
+def _difference(conn: sqlite3.Connection, points: Sequence[Point]) -> _Difference:
+    """How a sweep's points differ from a database's (see :class:`_Difference`)."""
     stored = {k: (n, t) for k, n, t in conn.execute("SELECT config_hash, samples, tags FROM points")}
     wanted = {p.key: (p.samples, ",".join(p.tags)) for p in points}
-    only_db = len(set(stored) - set(wanted))
-    only_new = len(set(wanted) - set(stored))
-    other = sum(1 for k in set(stored) & set(wanted) if stored[k] != wanted[k])
-    return only_db, only_new, other
+    grown, other = {}, 0
+    for k in set(stored) & set(wanted):
+        (n0, t0), (n1, t1) = stored[k], wanted[k]
+        if (n0, t0) == (n1, t1):
+            continue
+        if n0 <= n1 and set(t0.split(",")) <= set(t1.split(",")):
+            grown[k] = wanted[k]
+        else:
+            other += 1
+    return _Difference(len(set(stored) - set(wanted)), len(set(wanted) - set(stored)), grown, other)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -218,9 +251,10 @@ class ResultsStore:
         try:
             meta = _read_meta(conn, path)
             fresh = not meta
-            added, meta_changed = 0, False
+            diff, meta_changed = _SAME, False
             if not fresh:
-                added = _check_same_sweep(conn, path, meta, spec, points, fingerprints)
+                diff = _check_same_sweep(conn, path, meta, spec, points, fingerprints)
+            added = diff.only_new + len(diff.grown)
             if fresh:
                 meta = _new_meta(spec, fingerprints, points_digest(points))
             else:  # the stored meta, with a grown specification and the current fingerprints' form
@@ -237,6 +271,11 @@ class ResultsStore:
                         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(meta.items())
                     )
                 conn.executemany(INSERT_POINT, values)
+                # a grid added over stored configurations gives them more tags or samples; rows stay
+                conn.executemany(
+                    "UPDATE points SET samples = ?, tags = ? WHERE config_hash = ?",
+                    [(n, tags, key) for key, (n, tags) in diff.grown.items()],
+                )
         except (MegenError, sqlite3.Error, OSError) as exc:
             conn.close()
             lock.close()
@@ -326,10 +365,11 @@ class ResultsStore:
         return int(self.conn.execute("SELECT COUNT(DISTINCT config_hash) FROM rows").fetchone()[0])
 
     def grown_by(self, points: Sequence[Point]) -> int | None:
-        """How many configurations ``points`` add to the stored sweep (0: the same sweep), or ``None``
-        when they do not extend it (a stored configuration missing, or with other samples or tags)."""
-        only_db, only_new, other = _difference(self.conn, points)
-        return None if only_db or other else only_new
+        """How many configurations ``points`` add to the stored sweep or grow (more samples or tags; 0:
+        the same sweep), or ``None`` when they do not extend it (a stored configuration missing, or
+        with fewer samples or a tag dropped)."""
+        diff = _difference(self.conn, points)
+        return diff.only_new + len(diff.grown) if diff.extends else None
 
     def points_frame(self):
         """The ``points`` table as a pandas DataFrame (one column per RunConfig field added)."""
@@ -407,13 +447,14 @@ def _check_same_sweep(
     spec: SweepSpec,
     points: Sequence[Point],
     fingerprints: dict[str, str],
-) -> int:
+) -> _Difference:
     """Check that ``points`` continue the sweep stored in ``path``.
 
     Returns:
-        The number of configurations the sweep adds: a sweep whose grid extends the stored one (every
-        stored configuration still in it, with the same samples and tags) continues it, so adding SNRs
-        or a protocol to a finished sweep computes only the new points.
+        What the sweep adds or grows (nothing: the same sweep). A sweep whose grid extends the stored
+        one (every stored configuration still in it, with at least its samples and tags) continues it,
+        so adding SNRs, a protocol or a grid over stored points to a finished sweep computes only what
+        is new; a grown configuration keeps its rows.
     """
     stored = meta.get("model_fingerprint")
     # a database of an earlier megen keyed its rows by every weight file, seed codec included
@@ -430,15 +471,15 @@ def _check_same_sweep(
             "its rows cannot be continued (use another --db)"
         )
     if meta.get("points_digest") == points_digest(points):
-        return 0
-    only_db, only_new, other = _difference(conn, points)
-    if only_db or other or not only_new:
+        return _SAME
+    diff = _difference(conn, points)
+    if not diff.extends or not (diff.only_new or diff.grown):
         raise MegenError(
-            f"{path} holds the results of another sweep ({only_db} configuration(s) only in the "
-            f"database, {only_new} only in this sweep, {other} with other sample counts or tags); "
-            "use another --db to run this one"
+            f"{path} holds the results of another sweep ({diff.only_db} configuration(s) only in the "
+            f"database, {diff.only_new} only in this sweep, {diff.other} with fewer samples or a tag "
+            "dropped); use another --db to run this one"
         )
-    return only_new
+    return diff
 
 
 def _new_meta(spec: SweepSpec, fingerprints: dict[str, str], digest: str) -> dict[str, str]:
