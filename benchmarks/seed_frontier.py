@@ -30,8 +30,12 @@ NOISE_STYLE = {"receiver": "-", "sender": "--"}
 CODEC_COLOR = {"identity": "tab:blue", "linear": "tab:orange", "learned": "tab:green", "digital": "tab:red"}
 
 
-def load(dbs: list[Path]):
-    """The rows of the databases, with ``codec``, ``budget`` (seed uses) and ``noise_at`` columns."""
+def load(dbs: list[Path], *, harq_off: bool = False):
+    """The rows of the databases, with ``codec``, ``budget`` (seed uses) and ``noise_at`` columns.
+
+    ``harq_off``: keep the rows run with ``harq = off`` (``benchmarks/seed_harq.py``'s comparison);
+    the frontier leaves them out.
+    """
     import pandas as pd
 
     frames = []
@@ -41,6 +45,8 @@ def load(dbs: list[Path]):
     df = pd.concat(frames, ignore_index=True)
     if "config_hash" in df:
         df = df.drop_duplicates(["config_hash", "sample"])
+    if "cfg_harq" in df and not harq_off:
+        df = df[df["cfg_harq"].fillna("ir") != "off"].copy()
     df["codec"] = df["cfg_seed_codec"].fillna("identity")
     df["budget"] = df["cfg_seed_uses"].fillna(128)
     df["noise_at"] = df["cfg_noise_at"].fillna("sender") if "cfg_noise_at" in df else "sender"

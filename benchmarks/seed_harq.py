@@ -57,7 +57,7 @@ def main() -> None:
         "--budgets", default="", help="comma list of seed budgets (uses) to keep (default: all)"
     )
     args = parser.parse_args()
-    df = load(args.db)
+    df = load(args.db, harq_off=True)
     df = df[df["codec"] == "digital"]
     if args.snrs:
         df = df[df["snr_db"].isin([float(v) for v in args.snrs.split(",")])]
