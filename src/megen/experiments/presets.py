@@ -12,9 +12,9 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
   FID, the multi-ES protocols on both channels (and with a wired backhaul), receiver-side denoising on/off, ``sync_every``, the
   centralized frontier (png and the header-once JPEG included), the digital-latent points, and a
   genie-vs-estimated receiver pair;
-* ``full.toml`` (``--full``, ~219 500 images, about a day on 2 cores): the same with 1 dB steps from
-  -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on AWGN), ESUC with analog
-  sketches.
+* ``full.toml`` (``--full``, 266 000 images, ~6-7 h on 2 cores): every configuration of ``default``
+  with 1 dB steps from -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on
+  AWGN), ESUC with analog sketches.
 
 Grids (tags): ``main`` (quality vs SNR, outage, costs, image grid), ``error_free`` (channel ``none``:
 the reference for the 90% thresholds), ``snr_aware`` (receiver-side denoising off), ``sync``
@@ -28,9 +28,9 @@ the preset's 6 750 images took ~15 minutes; the issue-10 preset's 9 350 images t
 sweep on one worker (commit feefdfc); with every protocol on Rayleigh and the frontier on both
 channels from -15 to 20 dB (15 375 images) it took 85 min on 2 workers while other jobs loaded the
 machine (load average 7-12; commit 16ecd4a); the 1 dB brackets and multi-ES Rayleigh grids added
-3 700 images (about 1 h under load). The full preset: the mean seconds per image of each
-protocol and channel in the default run (under load), times the full preset's images, add up to
-~47 CPU hours. The centralized frontier variants are cheaper: the stage
+3 700 images (about 1 h under load). The full preset ran at ~12 images/s on 2 workers with the
+compiled LDPC kernel (:mod:`megen.link.ldpc_kernel`) and nothing else running, ~4.4 images/s
+before it under shared load. The centralized frontier variants are cheaper: the stage
 memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
 reference bytes. ``tests/test_presets.py`` pins each preset's digest and its image budget.
 
