@@ -65,18 +65,19 @@ def test_bad_grids_raise_megen_error_naming_the_option(text, match: str) -> None
 
 
 def test_cap_is_shared_and_checked_before_expanding() -> None:
-    assert MAX_GRID_POINTS == 1000
-    assert len(parse_grid(f"0:{MAX_GRID_POINTS - 1}")) == MAX_GRID_POINTS
-    with pytest.raises(MegenError, match=f"1001 points; at most {MAX_GRID_POINTS}"):
-        parse_grid(f"0:{MAX_GRID_POINTS}")
-    with pytest.raises(MegenError, match="at most 1000"):
+    assert MAX_GRID_POINTS == 2000
+    cap = MAX_GRID_POINTS
+    assert len(parse_grid(f"0:{cap - 1}")) == cap
+    with pytest.raises(MegenError, match=f"{cap + 1} points; at most {cap}"):
+        parse_grid(f"0:{cap}")
+    with pytest.raises(MegenError, match=f"at most {cap}"):
         parse_grid("0:900000:1")  # the 900 001-point grid
-    with pytest.raises(MegenError, match="at most 1000"):
+    with pytest.raises(MegenError, match=f"at most {cap}"):
         parse_grid("0:1e300:1e-300")  # would overflow if counted as an int first
-    with pytest.raises(MegenError, match="at most 1000"):
-        parse_grid("0:998," + ",".join(str(1000 + i) for i in range(5)))  # ranges and values together
-    with pytest.raises(MegenError, match="sweep: 1001 points"):
-        check_grid_points(1001, "sweep")
+    with pytest.raises(MegenError, match=f"at most {cap}"):
+        parse_grid(f"0:{cap - 2}," + ",".join(str(cap + i) for i in range(5)))  # ranges and values together
+    with pytest.raises(MegenError, match=f"sweep: {cap + 1} points"):
+        check_grid_points(cap + 1, "sweep")
     check_grid_points(MAX_GRID_POINTS, "sweep")
 
 

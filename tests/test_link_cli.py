@@ -9,6 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from megen.cli.link import register
+from megen.grid import MAX_GRID_POINTS
 
 pytestmark = pytest.mark.cli
 runner = CliRunner()
@@ -137,8 +138,8 @@ def test_negative_range_with_default_step_and_cap(app) -> None:
     result = runner.invoke(app, ["link", "--snr-db=-2:0", "--bits", "200", "--json"])
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["snr_db"] for line in result.stdout.splitlines()] == [-2.0, -1.0, 0.0]
-    result = runner.invoke(app, ["link", "--snr-db", "0:1000", "--bits", "200"])
-    assert result.exit_code == 2 and "at most 1000" in result.output
+    result = runner.invoke(app, ["link", "--snr-db", "0:100:0.01", "--bits", "200"])  # 10 001 points
+    assert result.exit_code == 2 and f"at most {MAX_GRID_POINTS}" in result.output
 
 
 def test_mcs_table_is_its_own_command(app) -> None:
