@@ -497,8 +497,8 @@ class QcLdpcCode:
 
 #: Largest check-node row (``Z * blocks``) the CPU decoder hands to the compiled kernel: up to it the
 #: per-call overhead of the tensor decoder's ~10 operations per layer dominates (``python
-#: benchmarks/bench_link.py``: the kernel x1.05-x4.4 faster from 1 536 to 6 400 values; at 11 520 values
-#: with every block running every iteration the tensor decoder's vectorised arithmetic wins, x0.75).
+#: benchmarks/bench_link.py``: the kernel x1.0-x3.2 faster from 1 536 to 6 400 values; at 11 520 values
+#: the tensor decoder's vectorised arithmetic wins, x0.7-x0.9 for the kernel).
 _KERNEL_MAX_ROW = 6400
 
 #: Above this many values per check-node row (``Z * blocks``) the prefix/suffix minima of
