@@ -12,7 +12,7 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
   FID, the multi-ES protocols on both channels (and with a wired backhaul), receiver-side denoising on/off, ``sync_every``, the
   centralized frontier (png and the header-once JPEG included), the digital-latent points, and a
   genie-vs-estimated receiver pair;
-* ``full.toml`` (``--full``, 268 000 images, ~6 h on 2 cores): every configuration of ``default``
+* ``full.toml`` (``--full``, 268 000 images, ~6-11 h on 2 cores): every configuration of ``default``
   with 1 dB steps from -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on
   AWGN), ESUC with analog sketches.
 
@@ -28,7 +28,7 @@ the preset's 6 750 images took ~15 minutes; the issue-10 preset's 9 350 images t
 sweep on one worker (commit feefdfc); with every protocol on Rayleigh and the frontier on both
 channels from -15 to 20 dB (15 375 images) it took 85 min on 2 workers while other jobs loaded the
 machine (load average 7-12; commit 16ecd4a); the 1 dB brackets and multi-ES Rayleigh grids added
-3 700 images (about 1 h under load). The full preset ran at ~12 images/s on 2 workers with the
+3 700 images (about 1 h under load). The full preset ran at 6.6-12 images/s on 2 workers with the
 compiled LDPC kernel (:mod:`megen.link.ldpc_kernel`) and nothing else running, ~4.4 images/s
 before it under shared load. The centralized frontier variants are cheaper: the stage
 memo (:mod:`megen.protocols.memo`) reuses the ES generation whenever the uplink delivered the same
