@@ -21,6 +21,7 @@ import itertools
 import math
 from pathlib import Path
 
+from megen.grid import parse_grid
 from megen.store import ResultsStore
 
 CODEC_STYLE = {"identity": "o", "linear": "s", "learned": "^", "digital": "D"}
@@ -246,7 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     df = load(args.db)
     if args.snrs:
-        keep = [float(v) for v in args.snrs.split(",")]
+        keep = parse_grid(args.snrs, "--snrs")
         df = df[df["snr_db"].isin(keep) | ~df["protocol"].isin([*SEED_PROTOCOLS, "central"])]
     if args.samples:
         df = df[df["sample"] < args.samples]

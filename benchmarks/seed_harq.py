@@ -18,6 +18,8 @@ from pathlib import Path
 
 from seed_frontier import load  # benchmarks/ is on sys.path when this script runs
 
+from megen.grid import parse_grid
+
 
 def harq_table(df) -> str:
     """One Markdown row per (protocol, noise at, seed uses, SNR): outage, uses, PSNR with ir and off."""
@@ -60,9 +62,9 @@ def main() -> None:
     df = load(args.db, harq_off=True)
     df = df[df["codec"] == "digital"]
     if args.snrs:
-        df = df[df["snr_db"].isin([float(v) for v in args.snrs.split(",")])]
+        df = df[df["snr_db"].isin(parse_grid(args.snrs, "--snrs"))]
     if args.budgets:
-        df = df[df["budget"].isin([float(v) for v in args.budgets.split(",")])]
+        df = df[df["budget"].isin(parse_grid(args.budgets, "--budgets"))]
     print(harq_table(df))
 
 

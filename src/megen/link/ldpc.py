@@ -260,7 +260,7 @@ class QcLdpcCode:
             )
             offset += degree * z
         self._syndrome_cache: dict[int, tuple[list[_Layer], int, torch.Tensor]] = {}
-        self._kernel_cache: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._kernel_cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._sionna_decoders: dict[int, LDPC5GDecoder] = {}
 
     @property
@@ -398,8 +398,8 @@ class QcLdpcCode:
             ).astype(np.int64)  # check-major: a check's edges adjacent
             degrees = np.array([layer.degree for layer in layers], dtype=np.int64)
             starts = np.concatenate([[0], np.cumsum(degrees * self.z)[:-1]]).astype(np.int64)
-            self._kernel_cache[num_vars] = (num_vars, columns, degrees, starts)
-        return self._kernel_cache[num_vars]
+            self._kernel_cache[num_vars] = (columns, degrees, starts)
+        return (num_vars, *self._kernel_cache[num_vars])
 
     def _decode_nms_kernel(
         self, llr: torch.Tensor, max_iterations: int, scale: float

@@ -467,10 +467,9 @@ def uses_seed_codec(
     Raises:
         MegenError: a bad budget, or an analog codec asked for on a digital seed transmission.
     """
-    if codec in ("linear", "learned") and mode == "digital":
-        check_budget(codec, numel, uses, whole)
-        raise MegenError(f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)")
     codec_path = codec == "digital" or (mode == "analog" and (codec != "identity" or power != "uniform"))
     if not codec_path:
         check_budget(codec, numel, uses, whole)  # send_seed checks the others' once, when it runs
+    if codec in ("linear", "learned") and mode == "digital":
+        raise MegenError(f"seed codec {codec} is analog; use --transmission analog (or --seed-codec digital)")
     return codec_path

@@ -23,7 +23,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,13 @@ class _Difference:
 
     only_db: int
     only_new: int
-    grown: dict[str, tuple[int, str]] = field(default_factory=dict)
-    other: int = 0
+    grown: dict[str, tuple[int, str]]
+    other: int
+
+    @property
+    def changed(self) -> int:
+        """Configurations the sweep adds or grows."""
+        return self.only_new + len(self.grown)
 
     @property
     def extends(self) -> bool:
@@ -254,7 +259,7 @@ class ResultsStore:
             diff, meta_changed = _SAME, False
             if not fresh:
                 diff = _check_same_sweep(conn, path, meta, spec, points, fingerprints)
-            added = diff.only_new + len(diff.grown)
+            added = diff.changed
             if fresh:
                 meta = _new_meta(spec, fingerprints, points_digest(points))
             else:  # the stored meta, with a grown specification and the current fingerprints' form
@@ -369,7 +374,7 @@ class ResultsStore:
         the same sweep), or ``None`` when they do not extend it (a stored configuration missing, or
         with fewer samples or a tag dropped)."""
         diff = _difference(self.conn, points)
-        return diff.only_new + len(diff.grown) if diff.extends else None
+        return diff.changed if diff.extends else None
 
     def points_frame(self):
         """The ``points`` table as a pandas DataFrame (one column per RunConfig field added)."""
@@ -473,7 +478,7 @@ def _check_same_sweep(
     if meta.get("points_digest") == points_digest(points):
         return _SAME
     diff = _difference(conn, points)
-    if not diff.extends or not (diff.only_new or diff.grown):
+    if not diff.extends or not diff.changed:
         raise MegenError(
             f"{path} holds the results of another sweep ({diff.only_db} configuration(s) only in the "
             f"database, {diff.only_new} only in this sweep, {diff.other} with fewer samples or a tag "
