@@ -235,3 +235,34 @@ def test_a_wired_backhaul_is_a_series_labelled_by_its_backhaul():
     df = add_keys(pd.DataFrame([row(c, b) for c in ("awgn", "rayleigh") for b in (None, "none")]))
     assert df["label"].tolist() == ["UIDG", "UIDG (backhaul.channel=none)"] * 2
     assert df["series"].nunique() == 2 and df["cell"].nunique() == 4
+
+
+def test_a_wired_backhaul_series_is_measured_against_the_error_free_run_it_shares():
+    """The wired series has no channel-``none`` run of its own: every link ideal is the radio series' run."""
+    from megen.analysis.cells import add_keys
+
+    def cell(channel, snr_db, backhaul, accuracy):
+        wired = backhaul is not None
+        return {
+            "protocol": "UIDG",
+            "task": "i2i",
+            "channel": channel,
+            "snr_db": snr_db,
+            "cfg_protocol": "UIDG",
+            "cfg_channel": None if wired else channel,
+            "cfg_snr_db": snr_db,
+            "cfg_uplink.channel": channel if wired else None,
+            "cfg_downlink.channel": channel if wired else None,
+            "cfg_backhaul.channel": backhaul,
+            "prompt_match_mean": accuracy,
+        }
+
+    rows = [cell("none", np.nan, None, 0.9)]
+    rows += [cell("awgn", s, None, a) for s, a in zip((0.0, 1.0, 2.0), (0.5, 0.85, 0.7), strict=True)]
+    rows += [cell("awgn", s, "none", a) for s, a in zip((0.0, 1.0, 2.0), (0.75, 0.78, 0.85), strict=True)]
+    t = threshold_snr(add_keys(pd.DataFrame(rows))).set_index("label")
+    assert t.loc["UIDG", "reference_from"] == "channel none"
+    assert t.loc["UIDG (backhaul.channel=none)", "reference_from"] == "channel none (UIDG)"
+    assert t.loc["UIDG (backhaul.channel=none)", "error_free"] == 0.9  # not its own 2 dB value, 0.85
+    # 0.78 < 0.9 x 0.9 at 1 dB (against its 2 dB value it would be 0.78 >= 0.765: between 0 and 1 dB)
+    assert t.loc["UIDG (backhaul.channel=none)", "snr_db_below"] == "between 1 and 2 dB"

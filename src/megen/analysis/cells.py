@@ -62,6 +62,25 @@ def add_keys(df):
     return df
 
 
+def error_free_series(df) -> list[str]:
+    """Per row, the key of its series' **error-free run**: the series with every link ideal.
+
+    A run on channel ``none`` has every link ideal, so series that differ only in one link's channel
+    (``backhaul.channel=none``: a wired backhaul beside the radio one) share one error-free run: the
+    key drops every link's channel (and, as :func:`add_keys`, the seed, channel and SNRs). Without
+    configuration columns (``cfg_*``) each series is its own.
+    """
+    cfg_cols = [c for c in df.columns if c.startswith("cfg_")]
+    if not cfg_cols or "task" not in df:
+        return [str(s) for s in df["series"]]
+    drop = (*_NOT_SERIES, *(f"{link}.channel" for link in LINKS))
+    records = df[cfg_cols].rename(columns=lambda c: c[4:]).to_dict("records")
+    return [
+        _cell_key(json.dumps(r, default=str), t, drop)
+        for r, t in zip(records, df["task"].tolist(), strict=True)
+    ]
+
+
 #: Short names of options in series labels.
 _ALIASES = {
     "image_quality": "q",

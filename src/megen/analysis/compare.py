@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, NO_LINK, is_missing
+from megen.analysis.cells import BASELINE_PROTOCOLS, BASELINES, NO_LINK, error_free_series, is_missing
 from megen.link.theory import capacity_channel_uses
 from megen.metrics import mean_ci95
 
@@ -89,8 +89,10 @@ def threshold_snr(
 ):
     """Per series and channel: where ``metric`` falls under ``fraction`` of its error-free value, bracketed.
 
-    The error-free value is the same series' cell with channel ``none`` when the sweep has one, else its
-    value at the highest SNR swept (``reference_from`` says which). The crossing is never interpolated:
+    The error-free value is the series' cell with channel ``none`` (every link ideal) when the sweep has
+    one, else the one its series shares with series that differ only in a link's channel (a wired
+    backhaul's series shares the radio series' run, :func:`~megen.analysis.cells.error_free_series`),
+    else its value at the highest SNR swept; ``reference_from`` says which. The crossing is never interpolated:
     ``snr_db_below`` is the bracket's text (:func:`bracket`): two swept SNRs at most 1 dB apart, or
     the two SNRs with "(grid too coarse)", or ``"above all"`` / ``"below all"``; ``bracket_low_db``,
     ``bracket_high_db`` and ``bracket_gap_db`` hold the numbers. Where the cells carry ``outage_mean``
@@ -101,8 +103,13 @@ def threshold_snr(
 
     col = f"{metric}_mean"
     out = []
+    free_key = pd.Series(error_free_series(agg), index=agg.index)
+    free_cells = agg[agg["channel"] == "none"]
     for _series, sub in agg.groupby("series", sort=False):
         free = sub[sub["channel"] == "none"]
+        shared = free.empty
+        if shared:
+            free = free_cells[free_key[free_cells.index] == free_key[sub.index[0]]]
         for ch, cs in sub[sub["channel"] != "none"].groupby("channel", sort=False):
             if cs["snr_db"].nunique() < min_snrs:
                 continue
@@ -111,6 +118,8 @@ def threshold_snr(
             vals = cs[col].to_numpy(float)
             if not free.empty and np.isfinite(free[col].iloc[0]):
                 ref, src = float(free[col].iloc[0]), "channel none"
+                if shared:
+                    src += f" ({free['label'].iloc[0]})"
             else:
                 ref, src = float(vals[-1]), f"{snrs[-1]:g} dB"
             thr = fraction * ref
