@@ -204,11 +204,11 @@ def reproduce(
     full: bool = typer.Option(
         False,
         "--full",
-        help="Publication size: 250 samples per point, 1000 at 0 and 10 dB (268 000 images, ~6-11 h on 2 cores; resumable).",
+        help="Publication size: 250 samples per point, 1000 at 0 and 10 dB (269 000 images, ~6-11 h on 2 cores; resumable).",
     ),
     preset: str = typer.Option(
         "default",
-        help="demo (a few minutes) | default (22 250 images, ~2 h on 2 workers) | full | netsim (system level, ~2 min).",
+        help="demo (a few minutes) | default (22 350 images, ~2 h on 2 workers) | full | netsim (system level, ~2 min).",
     ),
     workers: int = typer.Option(2, "--workers", "-j", help="Processes for the sweep."),
     model: str = typer.Option(

@@ -5,14 +5,14 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
 * ``demo.toml`` (a few minutes on 2 cores; the main job of ``make demo``): the single-ES protocols with
   their matched baselines on AWGN around the cliffs (-14 to 10 dB), 25 samples per point (FID is
   refused: fewer than 100 samples), and the centralized frontier over every codec at 10 dB;
-* ``default.toml`` (22 250 images; see the budget below): every single-ES protocol with its matched
+* ``default.toml`` (22 350 images; see the budget below): every single-ES protocol with its matched
   baselines (image at the UE: ``central``, ``central-fallback``, ``local``, ``local-i2i``; image at the
   ES: ``central-es``, ``local-upload``, ``local-i2i-upload``) from -15 to 20 dB on AWGN and Rayleigh
   with 1 dB steps over every outage cliff and prompt-accuracy threshold, 100 samples at 0 and 10 dB for
   FID, the multi-ES protocols on both channels (and with a wired backhaul), receiver-side denoising on/off, ``sync_every``, the
   centralized frontier (png and the header-once JPEG included), the digital-latent points, and a
   genie-vs-estimated receiver pair;
-* ``full.toml`` (``--full``, 268 000 images, ~6-11 h on 2 cores): every configuration of ``default``
+* ``full.toml`` (``--full``, 269 000 images, ~6-11 h on 2 cores): every configuration of ``default``
   with 1 dB steps from -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on
   AWGN), ESUC with analog sketches.
 
