@@ -30,8 +30,8 @@ demo: setup
 	$(VENV)/bin/megen demo --out out
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 typecheck: setup
 	$(VENV)/bin/mypy src/megen
