@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from megen.errors import MegenError
 
-#: The full preset expands 1 062 grid combinations (1 016 distinct points); the cap catches a mistyped
+#: The full preset expands 1 066 grid combinations (1 020 distinct points); the cap catches a mistyped
 #: range step (e.g. `-15:20:0.001`, 35 001 points) before anything is built.
 MAX_GRID_POINTS = 2000
 """Most points one grid may expand to (``megen link`` and sweep axes share it)."""

@@ -204,7 +204,7 @@ def reproduce(
     full: bool = typer.Option(
         False,
         "--full",
-        help="Publication size: 250 samples per point, 1000 at 0 and 10 dB (269 000 images, ~6-11 h on 2 cores; resumable).",
+        help="Publication size: 250 samples per point, 1000 at 0 and 10 dB (270 000 images, ~6-11 h on 2 cores; resumable).",
     ),
     preset: str = typer.Option(
         "default",

@@ -12,7 +12,7 @@ Three presets of one experiment, each a file in the format of ``megen sweep --co
   FID, the multi-ES protocols on both channels (and with a wired backhaul), receiver-side denoising on/off, ``sync_every``, the
   centralized frontier (png and the header-once JPEG included), the digital-latent points, and a
   genie-vs-estimated receiver pair;
-* ``full.toml`` (``--full``, 269 000 images, ~6-11 h on 2 cores): every configuration of ``default``
+* ``full.toml`` (``--full``, 270 000 images, ~6-11 h on 2 cores): every configuration of ``default``
   with 1 dB steps from -15 to 0 dB on both channels, 250 samples per point (1000 at 0 and 10 dB on
   AWGN), ESUC with analog sketches.
 
